@@ -1,0 +1,1 @@
+"""The agent: registers with a master, heartbeats, executes commands."""

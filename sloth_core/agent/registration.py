@@ -1,0 +1,139 @@
+"""Keeping the master informed: register, heartbeat, re-register, back off."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+import grpc.aio
+
+from sloth_core import __version__, errors
+from sloth_core.client import MASTER_SERVER_NAME, map_rpc_error
+from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.proto import sloth_pb2_grpc
+from sloth_core.transport import TLSConfig, open_channel
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 3.0
+CALL_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Identity:
+    name: str
+    address: str
+    instance_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def dialable_address(master_host: str) -> str:
+    """The local IP the master can reach us on: the one our route to it uses."""
+    try:
+        family = socket.AF_INET6 if ":" in master_host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((master_host, 9))  # UDP connect sends nothing
+            ip = probe.getsockname()[0]
+    except OSError:
+        ip = "127.0.0.1"
+    return ip
+
+
+class Registrar:
+    """Runs the register/heartbeat loop until cancelled."""
+
+    def __init__(
+        self,
+        master: str,
+        tls: TLSConfig | None,
+        identity: Identity,
+        running: Callable[[], int],
+    ) -> None:
+        self._master = master
+        self._identity = identity
+        self._running = running
+        self._channel = open_channel(master, tls, server_name=MASTER_SERVER_NAME)
+        self._stub = sloth_pb2_grpc.MasterStub(self._channel)
+        self.interval_s = 5.0
+        self.registered = asyncio.Event()
+
+    def _register_request(self) -> pb.RegisterRequest:
+        ident = self._identity
+        return pb.RegisterRequest(
+            name=ident.name,
+            address=ident.address,
+            version=__version__,
+            hostname=socket.gethostname(),
+            os=f"{platform.system()} {platform.release()}",
+            labels=ident.labels,
+            instance_id=ident.instance_id,
+        )
+
+    async def register_once(self) -> None:
+        """Register, raising a user-facing error for anything that will not heal by waiting."""
+        try:
+            reply = await self._stub.Register(self._register_request(), timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc, self._master) from None
+        self.interval_s = reply.heartbeat_interval_s or self.interval_s
+        if not self.registered.is_set():
+            log.info("registered with the master at %s as %s (%s)", self._master, self._identity.name, self._identity.address)
+        self.registered.set()
+
+    async def run(self) -> None:
+        backoff = BACKOFF_START_S
+        need_register = True
+        complained = ""
+        while True:
+            try:
+                if need_register:
+                    await self.register_once()
+                    need_register = False
+                else:
+                    await self._stub.Heartbeat(
+                        pb.HeartbeatRequest(
+                            name=self._identity.name,
+                            instance_id=self._identity.instance_id,
+                            running=self._running(),
+                        ),
+                        timeout=CALL_TIMEOUT_S,
+                    )
+                backoff = BACKOFF_START_S
+                if complained:
+                    log.info("the master at %s answers again", self._master)
+                    complained = ""
+                await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    # The master lost or deleted us: register again at once.
+                    need_register = True
+                    continue
+                complained = self._complain(map_rpc_error(exc, self._master), complained)
+                await asyncio.sleep(backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+            except errors.SlothError as exc:
+                complained = self._complain(exc, complained)
+                need_register = True
+                await asyncio.sleep(backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    def _complain(self, exc: errors.SlothError, last: str) -> str:
+        message = str(exc)
+        if isinstance(exc, errors.CredentialsError):
+            message = (
+                f"the master at {self._master} refused our certificate; "
+                "re-join with --token (get one with `sloth-runner master token`)"
+            )
+        if message != last:
+            log.warning("%s; retrying", message)
+        return message
+
+    async def close(self) -> None:
+        await self._channel.close(grace=None)

@@ -1,0 +1,123 @@
+"""Assembling and running an agent process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sloth_core import errors, transport
+from sloth_core.agent.registration import Identity, Registrar, dialable_address
+from sloth_core.agent.service import AgentService
+from sloth_core.master.server import InsecureAuthorizer
+from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, split_host_port
+from sloth_core.proto import sloth_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "SLOTH_RUNNER_TOKEN"
+WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
+
+@dataclass
+class AgentConfig:
+    name: str
+    master: str
+    data_dir: Path
+    port: int = 50051
+    bind_address: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    insecure: bool = False
+    token: str | None = None
+    master_data_dir: Path | None = None  # where a local master keeps its token
+
+
+async def agent_tls(config: AgentConfig) -> transport.TLSConfig | None:
+    """This agent's certificate: stored from an earlier join, else join now."""
+    if config.insecure:
+        return None
+    from sloth_core import paths
+    from sloth_core.security import join
+
+    tls = join.load_agent_tls(config.data_dir)
+    if tls is not None:
+        return tls
+    token = config.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        token = join.find_local_token(paths.master_data_dir(config.master_data_dir))
+    if not token:
+        raise errors.CredentialsError(
+            "this agent has no certificate yet: pass --token TOKEN "
+            "(print one with `sloth-runner master token` on the master's machine)"
+        )
+    host, _ = split_host_port(config.master, default_port=DEFAULT_MASTER_PORT, what="master address")
+    log.info("joining the master at %s", host)
+    return await join.join_master(host, token, config.name, config.data_dir)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.port = 0
+        self.address = ""
+        self.stopping = asyncio.Event()
+        self._server: Any = None
+        self.service: AgentService | None = None
+        self.registrar: Registrar | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        tls = await agent_tls(cfg)
+        if tls is None:
+            auth: Any = InsecureAuthorizer()
+        else:
+            from sloth_core.security.identity import Authorizer
+
+            auth = Authorizer(None)
+        self.service = AgentService(auth, on_shutdown=self.stopping.set)
+        self._server = transport.create_server()
+        sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
+        bind_host = cfg.bind_address or "0.0.0.0"
+        self.port = transport.bind(self._server, join_host_port(bind_host, cfg.port), tls)
+        await self._server.start()
+
+        master_host, _ = split_host_port(cfg.master, default_port=DEFAULT_MASTER_PORT, what="master address")
+        host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
+        self.address = join_host_port(host, self.port)
+        if cfg.bind_address in WILDCARDS:
+            log.info("listening on %s; reporting %s to the master (set --bind-address to choose)", join_host_port(bind_host, self.port), self.address)
+        else:
+            log.info("listening on %s", self.address)
+
+        service = self.service
+        self.registrar = Registrar(
+            cfg.master,
+            tls,
+            Identity(cfg.name, self.address, secrets.token_hex(8), dict(cfg.labels)),
+            running=lambda: service.running,
+        )
+        # The first registration decides whether we may start at all: a name
+        # held by another online agent or a refused certificate are fatal.
+        try:
+            await self.registrar.register_once()
+        except (errors.NameTakenError, errors.PermissionDeniedError, errors.UsageError):
+            await self.stop()
+            raise
+        except errors.SlothError as exc:
+            log.warning("%s; will keep trying", exc)
+        self._loop_task = asyncio.create_task(self.registrar.run(), name="heartbeat")
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        if self.service is not None:
+            await self.service.cancel_all()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self.registrar is not None:
+            await self.registrar.close()

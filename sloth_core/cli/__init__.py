@@ -1,0 +1,1 @@
+"""The ``sloth-runner`` command line. Heavy imports happen inside commands."""

@@ -1,0 +1,3 @@
+from sloth_core.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""`sloth-runner agent start|stop|list|get|delete`"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sloth_core import paths
+from sloth_core.cli import daemon
+from sloth_core.cli.common import status_word, with_client
+from sloth_core.errors import SlothError, UsageError
+from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, parse_label, split_host_port, validate_agent_name
+
+
+def _kind(name: str) -> str:
+    return f"agent-{name}"
+
+
+def start(args: argparse.Namespace) -> int:
+    name = validate_agent_name(args.name)
+    host, port = split_host_port(args.master, default_port=DEFAULT_MASTER_PORT, what="master address")
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"invalid port {args.port}: use 1-65535, or 0 for a free one")
+    labels = dict(parse_label(text) for text in args.label)
+    if args.insecure:
+        from sloth_core.cli.render import print_warning
+
+        print_warning("--insecure: this agent accepts commands from anyone who can reach its port")
+    if args.daemon:
+        return daemon.launch(_kind(name), args.argv, f"agent {name}")
+
+    from sloth_core.agent.server import Agent, AgentConfig
+    from sloth_core.cli import logs
+    from sloth_core.transport import PortInUseError
+
+    logs.setup()
+    config = AgentConfig(
+        name=name,
+        master=join_host_port(host, port),
+        data_dir=paths.agent_data_dir(name, args.data_dir),
+        port=args.port,
+        bind_address=args.bind_address,
+        labels=labels,
+        insecure=args.insecure,
+        token=args.token,
+    )
+    agent = Agent(config)
+
+    async def started() -> None:
+        pass
+
+    pid_path = Path(args.pid_file) if args.pid_file else daemon.pid_file(_kind(name))
+    try:
+        daemon.serve_until_signalled(agent.start, agent.stop, started, pid_path, agent.stopping)
+    except PortInUseError as exc:
+        raise SlothError(f"{exc} (another agent there? choose another with --port)") from None
+    return 0
+
+
+def stop(args: argparse.Namespace) -> int:
+    name = validate_agent_name(args.name)
+    if args.local:
+        return daemon.stop(_kind(name), f"agent {name}")
+
+    async def body(client: Any) -> int:
+        await client.stop_agent(name)
+        print(f"agent {name} stopped")
+        return 0
+
+    return with_client(args, body)
+
+
+def _agent_dict(agent: Any) -> dict[str, Any]:
+    from sloth_core.proto import sloth_pb2 as pb
+
+    return {
+        "name": agent.name,
+        "address": agent.address,
+        "status": status_word(pb.AgentStatus.Name(agent.status), "AGENT_"),
+        "version": agent.version,
+        "hostname": agent.hostname,
+        "os": agent.os,
+        "labels": dict(agent.labels),
+        "registered_at": agent.registered_at,
+        "last_seen": agent.last_seen,
+        "running": agent.running,
+    }
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def list_agents(args: argparse.Namespace) -> int:
+    agents = with_client(args, lambda c: c.list_agents())
+    rows = [_agent_dict(a) for a in agents]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return 0
+    if not rows:
+        print("no agents registered yet (start one with `sloth-runner agent start --name NAME --master HOST:PORT`)")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from sloth_core.cli.render import STATUS_COLOURS, ago
+
+    colour = {"32": "green", "31": "red", "33": "yellow"}
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("NAME", "ADDRESS", "STATUS", "VERSION", "LABELS", "LAST SEEN", "RUNNING"):
+        table.add_column(column, no_wrap=column != "LABELS")
+    now = time.time()
+    for row in rows:
+        style = colour.get(STATUS_COLOURS.get(row["status"], ""), "")
+        table.add_row(
+            row["name"], row["address"], f"[{style}]{row['status']}[/]" if style else row["status"],
+            row["version"], _labels(row["labels"]), ago(row["last_seen"], now), str(row["running"]),
+        )
+    Console().print(table)
+    return 0
+
+
+def get(args: argparse.Namespace) -> int:
+    agent = with_client(args, lambda c: c.get_agent(args.name))
+    row = _agent_dict(agent)
+    if args.json:
+        json.dump(row, sys.stdout, indent=2)
+        print()
+        return 0
+    from sloth_core.cli.render import STATUS_COLOURS, ago, paint
+
+    when = lambda ts: f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({ago(ts)})" if ts else "never"  # noqa: E731
+    fields = [
+        ("Name", row["name"]),
+        ("Status", paint(row["status"], STATUS_COLOURS.get(row["status"], "0"))),
+        ("Address", row["address"]),
+        ("Hostname", row["hostname"]),
+        ("OS", row["os"]),
+        ("Version", row["version"]),
+        ("Labels", _labels(row["labels"]) or "-"),
+        ("Registered", when(row["registered_at"])),
+        ("Last seen", when(row["last_seen"])),
+        ("Running", str(row["running"])),
+    ]
+    for key, value in fields:
+        print(f"{key + ':':<12}{value}")
+    return 0
+
+
+def delete(args: argparse.Namespace) -> int:
+    name = args.name
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to delete agent {name!r} without confirmation: add --yes")
+        answer = input(f"Delete agent {name!r} from the registry (and revoke its certificate)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted")
+            return 1
+
+    async def body(client: Any) -> int:
+        await client.delete_agent(name)
+        print(f"agent {name} deleted")
+        return 0
+
+    return with_client(args, body)

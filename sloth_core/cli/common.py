@@ -1,0 +1,47 @@
+"""What every client command shares: connecting to the master, running async."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sloth_core.client import MasterClient
+
+T = TypeVar("T")
+
+
+def connect(args: argparse.Namespace) -> MasterClient:
+    from sloth_core.client import MasterClient
+
+    if args.insecure:
+        from sloth_core.cli.render import print_warning
+
+        print_warning("--insecure: talking plaintext to the master, without authentication")
+    return MasterClient.connect(
+        args.master,
+        credentials=args.credentials,
+        insecure=args.insecure,
+        master_data_dir=args.master_data_dir,
+    )
+
+
+def with_client(args: argparse.Namespace, body: Callable[[MasterClient], Awaitable[T]]) -> T:
+    """Connect, run ``body(client)`` on a fresh loop, close."""
+    client_holder: list[MasterClient] = []
+
+    async def main() -> T:
+        client = connect(args)
+        client_holder.append(client)
+        try:
+            return await body(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
+def status_word(enum_name: str, prefix: str) -> str:
+    return enum_name.removeprefix(prefix).lower()

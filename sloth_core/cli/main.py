@@ -1,0 +1,36 @@
+"""Entry point: parse, dispatch, and turn every SlothError into one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from sloth_core.cli.parser import build_parser
+from sloth_core.errors import SlothError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    args.argv = args_list
+    # grpc's own log lines would break the console screen and clutter CLI
+    # output; it reads this only if set before the first `import grpc`.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    try:
+        return int(args.handler(args) or 0)
+    except SlothError as exc:
+        from sloth_core.cli.render import print_error
+
+        print_error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

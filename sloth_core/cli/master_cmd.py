@@ -1,0 +1,127 @@
+"""`sloth-runner master ...`"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+from pathlib import Path
+
+from sloth_core import paths
+from sloth_core.cli import daemon
+from sloth_core.errors import SlothError, UsageError
+
+KIND = "master"
+WHAT = "the master"
+
+
+def serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from sloth_core import __version__
+    from sloth_core.cli import logs
+    from sloth_core.cli.render import print_warning
+    from sloth_core.master.server import Master, MasterConfig
+    from sloth_core.names import join_host_port
+    from sloth_core.transport import PortInUseError
+
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"invalid port {args.port}: use 1-65535, or 0 for a free one")
+    if args.heartbeat_interval <= 0:
+        raise UsageError("--heartbeat-interval must be positive")
+    if args.insecure:
+        print_warning("--insecure: plaintext and NO authentication; anyone who reaches this port can run commands on every agent")
+    if args.daemon:
+        return daemon.launch(KIND, args.argv, WHAT)
+    logs.setup()
+    config = MasterConfig(
+        data_dir=paths.master_data_dir(args.data_dir),
+        bind=args.bind,
+        port=args.port,
+        join_port=args.join_port,
+        insecure=args.insecure,
+        heartbeat_interval_s=args.heartbeat_interval,
+        output_cap=args.output_cap,
+        runs_per_agent=args.runs_per_agent,
+    )
+    master = Master(config)
+
+    async def started() -> None:
+        log = logging.getLogger("sloth_core.master")
+        mode = "INSECURE plaintext" if config.insecure else "mutual TLS"
+        log.info(
+            "sloth-runner master %s listening for agent registrations on %s (%s)",
+            __version__, join_host_port(config.bind, master.port), mode,
+        )
+        if master.join_port:
+            log.info("agents join with a token on port %d", master.join_port)
+
+    try:
+        daemon.serve_until_signalled(master.start, master.stop, started, _pid_path(args))
+    except PortInUseError as exc:
+        raise SlothError(f"{exc} (is another master running? choose another port with -p)") from None
+    return 0
+
+
+def _pid_path(args: argparse.Namespace) -> Path:
+    return Path(args.pid_file) if args.pid_file else daemon.pid_file(KIND)
+
+
+def status(args: argparse.Namespace) -> int:
+    return daemon.status(KIND, WHAT)
+
+
+def stop(args: argparse.Namespace) -> int:
+    return daemon.stop(KIND, WHAT)
+
+
+def _pki(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from sloth_core.security import MasterPKI
+
+    data_dir = paths.master_data_dir(getattr(args, "data_dir", None))
+    if not (data_dir / "pki").is_dir():
+        raise SlothError(f"no master has run with data dir {data_dir} yet: start `sloth-runner master` first")
+    return MasterPKI.load_or_create(data_dir), data_dir
+
+
+def _join_port(data_dir: Path) -> int | None:
+    import json
+
+    with contextlib.suppress(OSError, ValueError):
+        return int(json.loads((data_dir / "master.json").read_text())["join_port"]) or None
+    return None
+
+
+def token_show(args: argparse.Namespace) -> int:
+    pki, data_dir = _pki(args)
+    print(pki.token_string(_join_port(data_dir)))
+    return 0
+
+
+def token_rotate(args: argparse.Namespace) -> int:
+    pki, data_dir = _pki(args)
+    pki.tokens.rotate()
+    print(pki.token_string(_join_port(data_dir)))
+    return 0
+
+
+def parse_duration(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise UsageError(f"malformed duration {text!r}: use e.g. 90s, 30m, 1h, 2d")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def token_create(args: argparse.Namespace) -> int:
+    ttl = parse_duration(args.ttl) if args.ttl else None
+    pki, data_dir = _pki(args)
+    print(pki.create_token(once=args.once, ttl_s=ttl, join_port=_join_port(data_dir)))
+    return 0
+
+
+def credentials(args: argparse.Namespace) -> int:
+    pki, _ = _pki(args)
+    out = Path(args.out).expanduser()
+    pki.export_admin_bundle(out)
+    print(f"admin credentials written to {out} (mode 0600); use them with --credentials {out}")
+    return 0

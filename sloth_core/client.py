@@ -1,0 +1,237 @@
+"""The one typed API the CLI and the console use to talk to a master.
+
+Everything returns protobuf messages from :mod:`sloth_core.proto.sloth_pb2`;
+every gRPC failure becomes a :class:`~sloth_core.errors.SlothError` with a
+message a person can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sloth_core import errors
+from sloth_core.names import resolve_master_address
+
+if TYPE_CHECKING:
+    import grpc.aio
+
+    from sloth_core.proto import sloth_pb2 as pb
+    from sloth_core.transport import TLSConfig
+
+T = TypeVar("T")
+
+UNARY_TIMEOUT_S = 15.0
+CREDENTIALS_ENV = "SLOTH_RUNNER_CREDENTIALS"
+MASTER_SERVER_NAME = "master.sloth"
+
+
+def _looks_like_tls_refusal(details: str) -> bool:
+    text = details.lower()
+    return any(
+        marker in text
+        for marker in ("handshake", "certificate", "ssl", "tls", "socket closed", "alert")
+    )
+
+
+def map_rpc_error(exc: grpc.aio.AioRpcError, address: str) -> errors.SlothError:
+    """Translate a gRPC status into the user-facing error it means."""
+    import grpc
+
+    code = exc.code()
+    details = exc.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        if _looks_like_tls_refusal(details):
+            return errors.CredentialsError(
+                f"the master at {address} refused our connection: wrong or missing credentials "
+                "(use the master's credentials bundle with --credentials, or --insecure if the "
+                "master runs without TLS)"
+            )
+        return errors.MasterUnreachableError(
+            f"cannot reach the master at {address} (is `sloth-runner master` running there?)"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.MasterUnreachableError(f"the master at {address} did not answer in time")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return errors.AgentNotFoundError(details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return errors.AgentOfflineError(details)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return errors.PermissionDeniedError(details)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return errors.CredentialsError(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.UsageError(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return errors.NameTakenError(details)
+    if code == grpc.StatusCode.CANCELLED:
+        return errors.SlothError("the call was cancelled", exit_code=130)
+    return errors.SlothError(f"the master at {address} failed: {code.name}: {details}")
+
+
+def resolve_admin_tls(
+    credentials: str | None, master_data_dir: str | Path | None = None
+) -> TLSConfig:
+    """Admin credentials: ``--credentials``, ``$SLOTH_RUNNER_CREDENTIALS``, else the local master's."""
+    import os
+
+    from sloth_core import paths
+    from sloth_core.security import credentials as creds
+
+    bundle = credentials or os.environ.get(CREDENTIALS_ENV)
+    if bundle:
+        return creds.load_admin_bundle(Path(bundle).expanduser())
+    return creds.load_local_admin_tls(paths.master_data_dir(master_data_dir))
+
+
+class MasterClient:
+    """An asyncio client of one master. Use as ``async with``, or call :meth:`close`."""
+
+    def __init__(self, address: str, tls: TLSConfig | None) -> None:
+        from sloth_core import transport
+        from sloth_core.proto import sloth_pb2_grpc
+
+        self.address = address
+        self.secure = tls is not None
+        self._channel = transport.open_channel(address, tls, server_name=MASTER_SERVER_NAME)
+        self._stub = sloth_pb2_grpc.MasterStub(self._channel)
+
+    @classmethod
+    def connect(
+        cls,
+        master: str | None = None,
+        *,
+        credentials: str | None = None,
+        insecure: bool = False,
+        master_data_dir: str | Path | None = None,
+    ) -> MasterClient:
+        """Resolve the address and credentials the way every CLI command does."""
+        address = resolve_master_address(master)
+        tls = None if insecure else resolve_admin_tls(credentials, master_data_dir)
+        return cls(address, tls)
+
+    async def __aenter__(self) -> MasterClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close(grace=None)
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the channel connects (used by the console's reconnect loop)."""
+        import asyncio
+
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _unary(self, method: Any, request: Any, timeout_s: float = UNARY_TIMEOUT_S) -> Any:
+        import grpc.aio
+
+        try:
+            return await method(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc, self.address) from None
+
+    async def _stream(self, call: Any) -> AsyncIterator[Any]:
+        import grpc.aio
+
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc, self.address) from None
+        finally:
+            # Leaving the loop early (break, Ctrl-C) must cancel the remote
+            # call: the master then cancels the runs it was relaying.
+            call.cancel()
+
+    # ------------------------------------------------------------ agents
+
+    async def list_agents(self) -> list[pb.AgentInfo]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        reply = await self._unary(self._stub.ListAgents, pb.ListAgentsRequest())
+        return list(reply.agents)
+
+    async def get_agent(self, name: str) -> pb.AgentInfo:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        return await self._unary(self._stub.GetAgent, pb.AgentRef(name=name))
+
+    async def stop_agent(self, name: str) -> pb.AgentInfo:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        return await self._unary(self._stub.StopAgent, pb.AgentRef(name=name))
+
+    async def delete_agent(self, name: str) -> None:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        await self._unary(self._stub.DeleteAgent, pb.AgentRef(name=name))
+
+    # ------------------------------------------------------------ runs
+
+    def run(
+        self,
+        *,
+        names: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+        all_agents: bool = False,
+        command: str,
+        timeout_s: float = 0.0,
+        parallel: int = 0,
+        with_output: bool = True,
+    ) -> AsyncIterator[pb.RunEvent]:
+        """Start a job and stream its events: the job, then started/output/finished per run."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        request = pb.RunRequest(
+            target=pb.Target(names=list(names), labels=dict(labels or {}), all=all_agents),
+            command=command,
+            timeout_s=timeout_s,
+            parallel=parallel,
+            no_output=not with_output,
+        )
+        return self._stream(self._stub.Run(request))
+
+    async def cancel(self, run_or_job_id: str) -> list[str]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        reply = await self._unary(self._stub.CancelRun, pb.CancelRunRequest(id=run_or_job_id))
+        return list(reply.cancelled)
+
+    async def list_runs(
+        self,
+        *,
+        agent: str = "",
+        status: int = 0,
+        limit: int = 0,
+        job_id: str = "",
+    ) -> list[pb.RunInfo]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        request = pb.ListRunsRequest(agent=agent, status=status, limit=limit, job_id=job_id)  # type: ignore[arg-type]
+        reply = await self._unary(self._stub.ListRuns, request)
+        return list(reply.runs)
+
+    async def get_run(self, run_id: str) -> pb.RunInfo:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        return await self._unary(self._stub.GetRun, pb.RunRef(run_id=run_id))
+
+    def stream_run(self, run_id: str, *, follow: bool = False) -> AsyncIterator[pb.RunEvent]:
+        """Replay a run's stored output; with ``follow``, keep streaming while it runs."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        return self._stream(self._stub.StreamRun(pb.StreamRunRequest(run_id=run_id, follow=follow)))
+
+    def watch(self, *, include_output: bool = False) -> AsyncIterator[pb.WatchEvent]:
+        """The live event feed: a snapshot first, then agent and run events."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        return self._stream(self._stub.Watch(pb.WatchRequest(include_output=include_output)))

@@ -1,0 +1,1 @@
+"""The master: agent registry, dispatch of runs, run history, event feed."""

@@ -1,0 +1,393 @@
+"""Dispatch: turning a Run request into runs on agents and relaying them back.
+
+One request is a *job*; each target agent gets a *run*. Every run is relayed
+by its own task (master → agent ``Execute`` stream), so a slow or dead agent
+never holds up the others. The caller's stream is fed through a bounded queue:
+a slow reader slows the relays, which slows the agents' pipes, so memory
+stays bounded however much a command prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sloth_core import errors, transport
+from sloth_core.master.events import EventBus
+from sloth_core.master.history import OutputRecorder, replay_events, run_info
+from sloth_core.master.registry import Registry
+from sloth_core.names import agent_server_name
+from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.proto import sloth_pb2_grpc
+from sloth_core.storage import RunRecord, Storage
+
+if TYPE_CHECKING:
+    import grpc.aio
+
+log = logging.getLogger(__name__)
+
+JOB_QUEUE = 64  # events; 64 × 64 KiB bounds a job's buffered output to 4 MiB
+FOLLOW_QUEUE = 4096
+CANCEL_GRACE_S = 5.0  # the agent's TERM→KILL grace plus slack
+TIMEOUT_SLACK_S = 10.0  # the agent enforces timeouts; the master only backs it up
+TERMINAL = {
+    pb.RUN_SUCCEEDED,
+    pb.RUN_FAILED,
+    pb.RUN_CANCELLED,
+    pb.RUN_TIMED_OUT,
+    pb.RUN_LOST,
+    pb.RUN_REJECTED,
+}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(5)}"
+
+
+@dataclass(eq=False)
+class Job:
+    job_id: str
+    runs: list[RunRecord]
+    with_output: bool
+    queue: asyncio.Queue[pb.RunEvent] = field(default_factory=lambda: asyncio.Queue(JOB_QUEUE))
+    pending: int = 0
+    detached: bool = False
+
+    def detach(self) -> None:
+        """The caller went away: stop feeding its queue and free blocked relays."""
+        self.detached = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+@dataclass(eq=False)
+class ActiveRun:
+    record: RunRecord
+    job: Job
+    recorder: OutputRecorder
+    task: asyncio.Task[None] | None = None
+    cancel_requested: bool = False
+    followers: set[asyncio.Queue[pb.RunEvent | None]] = field(default_factory=set)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        registry: Registry,
+        storage: Storage,
+        bus: EventBus,
+        *,
+        tls: transport.TLSConfig | None,
+        output_cap: int,
+        runs_per_agent: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self._storage = storage
+        self._bus = bus
+        self._tls = tls
+        self._output_cap = output_cap
+        self._runs_per_agent = runs_per_agent
+        self._clock = clock
+        self._active: dict[str, ActiveRun] = {}
+        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ channels
+
+    def agent_stub(self, name: str, address: str) -> sloth_pb2_grpc.AgentStub:
+        key = (name, address)
+        channel = self._channels.get(key)
+        if channel is None:
+            for old in [k for k in self._channels if k[0] == name]:
+                self._spawn(self._channels.pop(old).close())
+            channel = transport.open_channel(address, self._tls, server_name=agent_server_name(name))
+            self._channels[key] = channel
+        return sloth_pb2_grpc.AgentStub(channel)
+
+    def forget_agent(self, name: str) -> None:
+        for key in [k for k in self._channels if k[0] == name]:
+            self._spawn(self._channels.pop(key).close())
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        for run in list(self._active.values()):
+            if run.task is not None:
+                run.task.cancel()
+        tasks = [r.task for r in self._active.values() if r.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
+        for channel in self._channels.values():
+            await channel.close(grace=None)
+        self._channels.clear()
+
+    # ------------------------------------------------------------ views
+
+    def active_runs(self) -> list[pb.RunInfo]:
+        return [run_info(r.record) for r in self._active.values()]
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self._active
+
+    # ------------------------------------------------------------ jobs
+
+    def start_job(self, request: pb.RunRequest, requested_by: str) -> Job:
+        command = request.command
+        if not command.strip():
+            raise errors.UsageError("empty command: give the command to run")
+        if request.timeout_s < 0:
+            raise errors.UsageError("the timeout must be positive")
+        target = request.target
+        names = [n for n in target.names if n]
+        if not names and not target.labels and not target.all:
+            raise errors.UsageError("no target: name agents, use --label, or --all")
+        chosen, rejected = self._registry.resolve(names, target.labels, target.all)
+        if not chosen and not rejected:
+            raise errors.AgentNotFoundError("no agent matches the target")
+        now = self._clock()
+        job = Job(job_id=new_id("j-"), runs=[], with_output=not request.no_output)
+        for name in chosen:
+            job.runs.append(
+                RunRecord(
+                    run_id=new_id("r-"),
+                    job_id=job.job_id,
+                    agent=name,
+                    command=command,
+                    requested_by=requested_by,
+                    status=pb.RUN_PENDING,
+                    created_at=now,
+                    timeout_s=request.timeout_s,
+                )
+            )
+        for name, reason in rejected:
+            job.runs.append(
+                RunRecord(
+                    run_id=new_id("r-"),
+                    job_id=job.job_id,
+                    agent=name,
+                    command=command,
+                    requested_by=requested_by,
+                    status=pb.RUN_REJECTED,
+                    created_at=now,
+                    finished_at=now,
+                    timeout_s=request.timeout_s,
+                    error=reason,
+                )
+            )
+        self._storage.save_runs(job.runs)
+        limit = asyncio.Semaphore(request.parallel) if request.parallel else None
+        for rec in job.runs:
+            if rec.status == pb.RUN_REJECTED:
+                self._bus.run(pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec)))
+                continue
+            active = ActiveRun(rec, job, OutputRecorder(rec, self._storage, self._output_cap))
+            self._active[rec.run_id] = active
+            job.pending += 1
+            self._registry.run_started(rec.agent)
+            active.task = asyncio.create_task(self._relay(active, limit), name=f"relay {rec.run_id}")
+        log.info(
+            "job %s by %s: %d run(s), %d rejected: %s",
+            job.job_id, requested_by, len(chosen), len(rejected), command,
+        )
+        return job
+
+    async def _emit(self, run: ActiveRun, event: pb.RunEvent) -> None:
+        is_output = event.HasField("output")
+        self._bus.run(event)
+        for follower in list(run.followers):
+            try:
+                follower.put_nowait(event)
+            except asyncio.QueueFull:
+                # Too slow a follower: end its stream rather than buffer without bound.
+                run.followers.discard(follower)
+                while not follower.empty():
+                    follower.get_nowait()
+                follower.put_nowait(None)
+        job = run.job
+        if not job.detached and (job.with_output or not is_output):
+            await job.queue.put(event)
+
+    async def _relay(self, run: ActiveRun, limit: asyncio.Semaphore | None) -> None:
+        rec = run.record
+        status, exit_code, signal, error = pb.RUN_LOST, -1, 0, ""
+        call: grpc.aio.UnaryStreamCall | None = None  # type: ignore[type-arg]
+        try:
+            async with limit if limit is not None else contextlib.nullcontext():
+                agent = self._registry.get(rec.agent)
+                if agent is None or agent.status != pb.AGENT_ONLINE:
+                    status, error = pb.RUN_REJECTED, f"agent {rec.agent!r} went away before the run started"
+                    return
+                if run.cancel_requested:
+                    status, error = pb.RUN_CANCELLED, "cancelled before it started"
+                    return
+                stub = self.agent_stub(agent.name, agent.address)
+                call = stub.Execute(
+                    pb.ExecuteRequest(run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s)
+                )
+                deadline = rec.timeout_s + TIMEOUT_SLACK_S if rec.timeout_s else None
+                async with asyncio.timeout(deadline):
+                    status, exit_code, signal, error = await self._pump(run, call)
+        except TimeoutError:
+            status, error = pb.RUN_TIMED_OUT, f"no answer from the agent {TIMEOUT_SLACK_S:.0f} s past the timeout"
+        except asyncio.CancelledError:
+            status, error = pb.RUN_CANCELLED, "cancelled"
+        except Exception as exc:  # a relay must always record an outcome
+            import grpc
+
+            if isinstance(exc, grpc.aio.AioRpcError):
+                status, error = self._rpc_failure(rec, exc)
+            else:
+                log.exception("relay of %s failed", rec.run_id)
+                status, error = pb.RUN_LOST, f"internal error: {exc}"
+        finally:
+            if call is not None and not call.done():
+                call.cancel()
+            await self._finish(run, status, exit_code, signal, error)
+
+    def _rpc_failure(self, rec: RunRecord, exc: grpc.aio.AioRpcError) -> tuple[int, str]:
+        import grpc
+
+        agent = self._registry.get(rec.agent)
+        where = agent.address if agent else "?"
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            if rec.started_at:
+                return pb.RUN_LOST, f"lost contact with agent {rec.agent!r} at {where} mid-run"
+            return pb.RUN_LOST, f"could not reach agent {rec.agent!r} at {where}: {exc.details()}"
+        if exc.code() == grpc.StatusCode.CANCELLED:
+            return pb.RUN_CANCELLED, "cancelled"
+        return pb.RUN_LOST, f"agent {rec.agent!r} failed the run: {exc.code().name}: {exc.details()}"
+
+    async def _pump(
+        self, run: ActiveRun, call: grpc.aio.UnaryStreamCall  # type: ignore[type-arg]
+    ) -> tuple[int, int, int, str]:
+        rec = run.record
+        ids = {"job_id": rec.job_id, "run_id": rec.run_id, "agent": rec.agent}
+        async for event in call:
+            kind = event.WhichOneof("kind")
+            if kind == "output":
+                run.recorder.add(event.output)
+                await self._emit(run, pb.RunEvent(**ids, output=event.output))
+            elif kind == "started":
+                rec.status = pb.RUN_RUNNING
+                rec.started_at = event.started.started_at
+                self._storage.save_run(rec)
+                await self._emit(run, pb.RunEvent(**ids, started=run_info(rec)))
+            elif kind == "exit":
+                ex = event.exit
+                if ex.started_at:
+                    rec.started_at = ex.started_at
+                return ex.status, ex.exit_code, ex.signal, ex.error
+        status = pb.RUN_CANCELLED if run.cancel_requested else pb.RUN_LOST
+        return status, -1, 0, "the agent ended the run without an exit status"
+
+    async def _finish(self, run: ActiveRun, status: int, exit_code: int, signal: int, error: str) -> None:
+        rec = run.record
+        if run.cancel_requested and status in (pb.RUN_LOST, pb.RUN_FAILED) and signal:
+            status = pb.RUN_CANCELLED
+        rec.status, rec.exit_code, rec.signal, rec.error = status, exit_code, signal, error
+        rec.finished_at = self._clock()
+        run.recorder.flush_tail()
+        self._storage.save_run(rec)
+        self._storage.prune_runs(rec.agent, self._runs_per_agent)
+        self._active.pop(rec.run_id, None)
+        self._registry.run_finished(rec.agent)
+        event = pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))
+        try:
+            await self._emit(run, event)
+        finally:
+            for follower in run.followers:
+                with contextlib.suppress(asyncio.QueueFull):
+                    follower.put_nowait(None)
+            run.followers.clear()
+            run.job.pending -= 1
+            if run.job.pending == 0 and not run.job.detached:
+                # Wake the job's reader even when this last event was not queued.
+                await run.job.queue.put(pb.RunEvent(job_id=run.job.job_id))
+
+    # ------------------------------------------------------------ cancel
+
+    def cancel(self, run_or_job_id: str) -> list[str]:
+        targets = [
+            r for r in self._active.values()
+            if run_or_job_id in (r.record.run_id, r.record.job_id)
+        ]
+        for run in targets:
+            self._cancel_run(run)
+        return [r.record.run_id for r in targets]
+
+    def cancel_job(self, job: Job) -> None:
+        for rec in job.runs:
+            run = self._active.get(rec.run_id)
+            if run is not None:
+                self._cancel_run(run)
+
+    def _cancel_run(self, run: ActiveRun) -> None:
+        if run.cancel_requested:
+            return
+        run.cancel_requested = True
+        self._spawn(self._cancel_on_agent(run))
+
+    async def _cancel_on_agent(self, run: ActiveRun) -> None:
+        """Ask the agent to kill the run (clean exit status); cut the call if it can't."""
+        rec = run.record
+        agent = self._registry.get(rec.agent)
+        if agent is not None and rec.status == pb.RUN_RUNNING:
+            try:
+                await self.agent_stub(agent.name, agent.address).Cancel(
+                    pb.CancelRequest(run_id=rec.run_id), timeout=2.0
+                )
+            except Exception as exc:  # the fallback below still ends the run
+                log.info("cancel of %s on %s: %s", rec.run_id, rec.agent, exc)
+        if run.task is not None and not run.task.done():
+            await asyncio.wait([run.task], timeout=CANCEL_GRACE_S)
+            if not run.task.done():
+                run.task.cancel()
+
+    # ------------------------------------------------------------ replay
+
+    async def stream_run(self, run_id: str, follow: bool) -> AsyncIterator[pb.RunEvent]:
+        """The run's stored output, then (``follow``) its live events until it ends."""
+        live = self._active.get(run_id) if follow else None
+        buffered: asyncio.Queue[pb.RunEvent | None] | None = None
+        if live is not None:
+            # Subscribe before reading storage so no event falls in between;
+            # duplicates are skipped by sequence number.
+            buffered = asyncio.Queue(FOLLOW_QUEUE)
+            live.followers.add(buffered)
+        try:
+            rec = live.record if live is not None else await self._storage.get_run(run_id)
+            if rec is None:
+                raise errors.AgentNotFoundError(f"unknown run {run_id!r}")
+            chunks = await self._storage.read_output(run_id)
+            if live is not None:
+                by_seq = {c.seq: c for c in [*chunks, *live.recorder.tail_snapshot()]}
+                chunks = [by_seq[s] for s in sorted(by_seq)]
+            last_seq = 0
+            for event in replay_events(rec, chunks):
+                if event.HasField("output"):
+                    last_seq = event.output.seq
+                elif event.dropped == 0:
+                    continue
+                yield event
+            if buffered is None:
+                yield pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))
+                return
+            while (event := await buffered.get()) is not None:
+                if event.HasField("output") and event.output.seq <= last_seq:
+                    continue
+                yield event
+            if rec.status not in TERMINAL:
+                raise errors.SlothError("this follower fell too far behind the live output")
+        finally:
+            if live is not None and buffered is not None:
+                live.followers.discard(buffered)

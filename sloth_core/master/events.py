@@ -1,0 +1,62 @@
+"""The event feed behind ``Watch``: fan-out of agent and run events.
+
+Publishing never blocks the master: each subscriber has a bounded queue, and a
+subscriber that falls that far behind is dropped (its stream ends with
+RESOURCE_EXHAUSTED) instead of growing the master's memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sloth_core.proto import sloth_pb2 as pb
+
+SUBSCRIBER_QUEUE = 50_000
+
+
+@dataclass(eq=False)
+class Subscription:
+    include_output: bool
+    queue: asyncio.Queue[pb.WatchEvent | None] = field(
+        default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE)
+    )
+    overflowed: bool = False
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: set[Subscription] = set()
+
+    def subscribe(self, include_output: bool) -> Subscription:
+        sub = Subscription(include_output)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+
+    @property
+    def wants_output(self) -> bool:
+        return any(s.include_output for s in self._subscribers)
+
+    def _publish(self, event: pb.WatchEvent, *, is_output: bool = False) -> None:
+        for sub in list(self._subscribers):
+            if is_output and not sub.include_output:
+                continue
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                self._subscribers.discard(sub)
+                # Wake the reader so it ends its stream now.
+                sub.queue._queue.clear()  # type: ignore[attr-defined]
+                sub.queue.put_nowait(None)
+
+    def agent(self, kind: int, info: pb.AgentInfo) -> None:
+        if self._subscribers:
+            self._publish(pb.WatchEvent(agent=pb.AgentEvent(type=kind, agent=info)))  # type: ignore[arg-type]
+
+    def run(self, event: pb.RunEvent) -> None:
+        if self._subscribers:
+            self._publish(pb.WatchEvent(run=event), is_output=event.HasField("output"))

@@ -1,0 +1,107 @@
+"""Run history: the bounded record of each run's output.
+
+Live streaming is never truncated; what is *kept* is bounded per stream: the
+first half of the cap (the head) and the last half (the tail), with the size
+of the gap between them recorded so a replay can say what is missing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.storage import RunRecord, Storage, StoredChunk
+
+DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes kept per stream of one run
+
+
+def run_info(rec: RunRecord) -> pb.RunInfo:
+    return pb.RunInfo(
+        run_id=rec.run_id,
+        job_id=rec.job_id,
+        agent=rec.agent,
+        command=rec.command,
+        requested_by=rec.requested_by,
+        status=rec.status,  # type: ignore[arg-type]
+        exit_code=rec.exit_code,
+        signal=rec.signal,
+        created_at=rec.created_at,
+        started_at=rec.started_at,
+        finished_at=rec.finished_at,
+        error=rec.error,
+        stdout_bytes=rec.stdout_bytes,
+        stderr_bytes=rec.stderr_bytes,
+        dropped_bytes=rec.dropped_bytes,
+        timeout_s=rec.timeout_s,
+    )
+
+
+class OutputRecorder:
+    """Keeps a run's head and tail per stream and hands the head to storage."""
+
+    def __init__(self, record: RunRecord, storage: Storage, cap_per_stream: int) -> None:
+        self._record = record
+        self._storage = storage
+        self._half = max(1, cap_per_stream // 2)
+        self._head_used = {pb.STDOUT: 0, pb.STDERR: 0}
+        self._tails: dict[int, deque[StoredChunk]] = {pb.STDOUT: deque(), pb.STDERR: deque()}
+        self._tail_used = {pb.STDOUT: 0, pb.STDERR: 0}
+        self._overflowed: set[int] = set()
+
+    def add(self, chunk: pb.OutputChunk) -> None:
+        rec = self._record
+        stream = chunk.stream if chunk.stream in self._head_used else pb.STDOUT
+        size = len(chunk.data)
+        if stream == pb.STDERR:
+            rec.stderr_bytes += size
+        else:
+            rec.stdout_bytes += size
+        stored = StoredChunk(chunk.seq, stream, chunk.data)
+        if stream not in self._overflowed and self._head_used[stream] + size <= self._half:
+            self._head_used[stream] += size
+            self._storage.append_output(rec.run_id, [stored])
+            return
+        self._overflowed.add(stream)
+        tail = self._tails[stream]
+        tail.append(stored)
+        self._tail_used[stream] += size
+        while self._tail_used[stream] > self._half and len(tail) > 1:
+            dropped = tail.popleft()
+            self._tail_used[stream] -= len(dropped.data)
+            if rec.dropped_bytes == 0:
+                rec.head_end_seq = dropped.seq - 1
+            rec.dropped_bytes += len(dropped.data)
+
+    def tail_snapshot(self) -> list[StoredChunk]:
+        return sorted((c for t in self._tails.values() for c in t), key=lambda c: c.seq)
+
+    def flush_tail(self) -> None:
+        """Store the tail; called once the run is over."""
+        chunks = self.tail_snapshot()
+        if chunks:
+            self._storage.append_output(self._record.run_id, chunks)
+        for tail in self._tails.values():
+            tail.clear()
+
+
+def replay_events(rec: RunRecord, chunks: list[StoredChunk], after_seq: int = 0) -> list[pb.RunEvent]:
+    """Stored output as RunEvents, with a ``dropped`` marker where bytes are missing."""
+    events: list[pb.RunEvent] = []
+    marker_sent = rec.dropped_bytes == 0
+    for chunk in chunks:
+        if chunk.seq <= after_seq:
+            continue
+        if not marker_sent and chunk.seq > rec.head_end_seq:
+            events.append(pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, dropped=rec.dropped_bytes))
+            marker_sent = True
+        events.append(
+            pb.RunEvent(
+                job_id=rec.job_id,
+                run_id=rec.run_id,
+                agent=rec.agent,
+                output=pb.OutputChunk(stream=chunk.stream, data=chunk.data, seq=chunk.seq),  # type: ignore[arg-type]
+            )
+        )
+    if not marker_sent:
+        events.append(pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, dropped=rec.dropped_bytes))
+    return events

@@ -1,0 +1,219 @@
+"""The agent registry: who is out there, where, and whether it is alive.
+
+In memory and authoritative; every change is written through to storage so
+a restarted master knows its fleet. Liveness is decided by a sweeper (not a
+read-time guess) so that "offline" is an event consoles can see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from sloth_core import errors
+from sloth_core.master.events import EventBus
+from sloth_core.names import close_names, is_glob
+from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.storage import AgentRecord, Storage
+
+log = logging.getLogger(__name__)
+
+MISSED_BEATS_OFFLINE = 3
+
+
+class Registry:
+    def __init__(
+        self,
+        storage: Storage,
+        bus: EventBus,
+        *,
+        heartbeat_interval_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._storage = storage
+        self._bus = bus
+        self._clock = clock
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._agents: dict[str, AgentRecord] = {}
+        self._running: dict[str, int] = {}
+        # last_seen changes every beat; it is flushed in batches, not per beat.
+        self._dirty: set[str] = set()
+
+    async def load(self) -> None:
+        """Recover the registry. Agents are online again when they next beat."""
+        now = self._clock()
+        for record in await self._storage.load_agents():
+            if record.status == pb.AGENT_ONLINE:
+                # Give agents a full window to beat before the sweeper decides.
+                record.last_seen = max(record.last_seen, now)
+            self._agents[record.name] = record
+
+    # ------------------------------------------------------------ views
+
+    def info(self, name: str) -> pb.AgentInfo:
+        rec = self._agents[name]
+        return pb.AgentInfo(
+            name=rec.name,
+            address=rec.address,
+            version=rec.version,
+            hostname=rec.hostname,
+            os=rec.os,
+            labels=rec.labels,
+            status=rec.status,  # type: ignore[arg-type]
+            registered_at=rec.registered_at,
+            last_seen=rec.last_seen,
+            running=self._running.get(name, 0),
+        )
+
+    def all_info(self) -> list[pb.AgentInfo]:
+        return [self.info(name) for name in sorted(self._agents)]
+
+    def get(self, name: str) -> AgentRecord | None:
+        return self._agents.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._agents)
+
+    def require(self, name: str) -> AgentRecord:
+        rec = self._agents.get(name)
+        if rec is None:
+            raise errors.AgentNotFoundError(self.unknown_message(name))
+        return rec
+
+    def unknown_message(self, name: str) -> str:
+        hints = close_names(name, list(self._agents))
+        hint = f" (did you mean: {', '.join(hints)}?)" if hints else ""
+        return f"unknown agent {name!r}{hint}"
+
+    # ------------------------------------------------------------ agents' calls
+
+    def register(self, req: pb.RegisterRequest) -> None:
+        now = self._clock()
+        existing = self._agents.get(req.name)
+        if (
+            existing is not None
+            and existing.status == pb.AGENT_ONLINE
+            and existing.instance_id != req.instance_id
+            and existing.address != req.address
+        ):
+            # Same address means the old process is gone (ports are not
+            # shared); a different one is a second agent claiming the name.
+            raise errors.NameTakenError(
+                f"agent name {req.name!r} is held by an online agent at {existing.address}"
+            )
+        event = pb.AGENT_REGISTERED if existing is None else pb.AGENT_WENT_ONLINE
+        record = AgentRecord(
+            name=req.name,
+            address=req.address,
+            version=req.version,
+            hostname=req.hostname,
+            os=req.os,
+            labels=dict(req.labels),
+            status=pb.AGENT_ONLINE,
+            registered_at=existing.registered_at if existing else now,
+            last_seen=now,
+            instance_id=req.instance_id,
+        )
+        self._agents[req.name] = record
+        self._dirty.discard(req.name)
+        self._storage.save_agent(record)
+        log.info("agent %s registered from %s", req.name, req.address)
+        self._bus.agent(event, self.info(req.name))
+
+    def heartbeat(self, req: pb.HeartbeatRequest) -> None:
+        rec = self._agents.get(req.name)
+        if rec is None or rec.instance_id != req.instance_id:
+            raise errors.AgentNotFoundError(f"agent {req.name!r} is not registered")
+        rec.last_seen = self._clock()
+        if rec.status != pb.AGENT_ONLINE:
+            rec.status = pb.AGENT_ONLINE
+            self._storage.save_agent(rec)
+            log.info("agent %s is online again", rec.name)
+            self._bus.agent(pb.AGENT_WENT_ONLINE, self.info(rec.name))
+        else:
+            self._dirty.add(rec.name)
+
+    # ------------------------------------------------------------ operators' calls
+
+    def mark_stopped(self, name: str) -> None:
+        rec = self.require(name)
+        rec.status = pb.AGENT_STOPPED
+        self._storage.save_agent(rec)
+        self._bus.agent(pb.AGENT_WENT_STOPPED, self.info(name))
+
+    def delete(self, name: str) -> None:
+        info = self.info(self.require(name).name)
+        del self._agents[name]
+        self._running.pop(name, None)
+        self._dirty.discard(name)
+        self._storage.delete_agent(name)
+        self._bus.agent(pb.AGENT_DELETED, info)
+
+    def run_started(self, name: str, delta: int = 1) -> None:
+        self._running[name] = self._running.get(name, 0) + delta
+        if name in self._agents:
+            self._bus.agent(pb.AGENT_UPDATED, self.info(name))
+
+    def run_finished(self, name: str) -> None:
+        self.run_started(name, -1)
+
+    def resolve(
+        self, names: Iterable[str], labels: Mapping[str, str], all_agents: bool
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Targets → (agent names to run on, [(name, reason)] rejected)."""
+        chosen: list[str] = []
+        rejected: list[tuple[str, str]] = []
+        seen: set[str] = set()
+
+        def take(name: str) -> None:
+            if name in seen:
+                return
+            seen.add(name)
+            rec = self._agents.get(name)
+            if rec is None:
+                rejected.append((name, self.unknown_message(name)))
+            elif rec.status != pb.AGENT_ONLINE:
+                state = pb.AgentStatus.Name(rec.status).removeprefix("AGENT_").lower()
+                rejected.append((name, f"agent {name!r} is {state}"))
+            else:
+                chosen.append(name)
+
+        pool = sorted(self._agents)
+        if labels:
+            pool = [n for n in pool if all(self._agents[n].labels.get(k) == v for k, v in labels.items())]
+        explicit = [n for n in names if n]
+        if all_agents or (labels and not explicit):
+            for name in pool:
+                take(name)
+        for pattern in explicit:
+            if is_glob(pattern):
+                for name in fnmatch.filter(pool, pattern):
+                    take(name)
+            elif not labels or pattern in pool:
+                take(pattern)
+        return chosen, rejected
+
+    # ------------------------------------------------------------ liveness
+
+    def sweep(self) -> None:
+        now = self._clock()
+        deadline = now - MISSED_BEATS_OFFLINE * self.heartbeat_interval_s
+        for rec in self._agents.values():
+            if rec.status == pb.AGENT_ONLINE and rec.last_seen < deadline:
+                rec.status = pb.AGENT_OFFLINE
+                self._dirty.discard(rec.name)
+                self._storage.save_agent(rec)
+                log.warning("agent %s is offline (no heartbeat for %.0f s)", rec.name, now - rec.last_seen)
+                self._bus.agent(pb.AGENT_WENT_OFFLINE, self.info(rec.name))
+        if self._dirty:
+            self._storage.save_agents([self._agents[n] for n in self._dirty if n in self._agents])
+            self._dirty.clear()
+
+    async def run_sweeper(self) -> None:
+        period = max(0.05, min(1.0, self.heartbeat_interval_s / 2))
+        while True:
+            await asyncio.sleep(period)
+            self.sweep()

@@ -1,0 +1,192 @@
+"""Assembling and running a master process: storage, registry, servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sloth_core import __version__, transport
+from sloth_core.master.dispatch import Dispatcher
+from sloth_core.master.events import EventBus
+from sloth_core.master.history import DEFAULT_OUTPUT_CAP
+from sloth_core.master.registry import Registry
+from sloth_core.master.service import MasterService
+from sloth_core.names import join_host_port
+from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.proto import sloth_pb2_grpc
+from sloth_core.storage.sqlite import SQLiteStorage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEARTBEAT_S = 5.0
+DEFAULT_RUNS_PER_AGENT = 1000
+ENDPOINT_FILE = "master.json"
+
+
+@dataclass
+class MasterConfig:
+    data_dir: Path
+    bind: str = "0.0.0.0"
+    port: int = 50053
+    join_port: int | None = None  # default: port + 1 (ephemeral when port is 0)
+    insecure: bool = False
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
+    output_cap: int = DEFAULT_OUTPUT_CAP
+    runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
+
+
+class InsecureAuthorizer:
+    """Plaintext mode (``--insecure``): nobody is identified, everything is allowed."""
+
+    async def require_admin(self, context: Any) -> Any:
+        return None
+
+    async def require_agent(self, context: Any, name: str) -> Any:
+        return None
+
+    async def require_master(self, context: Any) -> Any:
+        return None
+
+
+class Master:
+    """A running master; :meth:`start` binds, :meth:`stop` shuts down."""
+
+    def __init__(self, config: MasterConfig) -> None:
+        self.config = config
+        self.port = 0
+        self.join_port = 0
+        self.storage = SQLiteStorage(config.data_dir / "master.db")
+        self.bus = EventBus()
+        self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)
+        self.pki: Any = None
+        self.dispatcher: Dispatcher | None = None
+        self._server: Any = None
+        self._join_server: Any = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        host = self.config.bind
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return join_host_port(host, self.port)
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self.storage.open()
+        lost = await self.storage.mark_unfinished(
+            pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
+        )
+        if lost:
+            log.warning("%d run(s) were in flight when the master stopped; recorded as lost", lost)
+        await self.registry.load()
+
+        tls: transport.TLSConfig | None = None
+        auth: Any = InsecureAuthorizer()
+        on_delete = None
+        if not cfg.insecure:
+            from sloth_core.security import MasterPKI
+            from sloth_core.security.identity import Authorizer
+
+            self.pki = await asyncio.to_thread(MasterPKI.load_or_create, cfg.data_dir)
+            tls = self.pki.master_tls
+            auth = Authorizer(self.pki)
+            on_delete = self.pki.revoke_agent
+
+        self.dispatcher = Dispatcher(
+            self.registry,
+            self.storage,
+            self.bus,
+            tls=tls,
+            output_cap=cfg.output_cap,
+            runs_per_agent=cfg.runs_per_agent,
+        )
+        service = MasterService(
+            self.registry, self.dispatcher, self.storage, self.bus, auth,
+            on_delete=on_delete, clock=time.time,
+        )
+        self._server = transport.create_server()
+        sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
+        _add_health_and_reflection(self._server, ["sloth.v1.Master"])
+        self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
+
+        if self.pki is not None:
+            from sloth_core.security.join import JoinServicer
+
+            self._join_server = transport.create_server()
+            sloth_pb2_grpc.add_JoinServicer_to_server(
+                JoinServicer(self.pki, name_in_use=self._name_in_use), self._join_server
+            )
+            join_port = cfg.join_port if cfg.join_port is not None else (cfg.port + 1 if cfg.port else 0)
+            self.join_port = transport.bind_server_tls_only(
+                self._join_server,
+                join_host_port(cfg.bind, join_port),
+                self.pki.join_key_pem,
+                self.pki.join_cert_pem,
+            )
+            self.pki.set_join_port(self.join_port)
+            await self._join_server.start()
+
+        await self._server.start()
+        self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
+        self._write_endpoint()
+
+    def _name_in_use(self, name: str) -> bool:
+        rec = self.registry.get(name)
+        return rec is not None and rec.status == pb.AGENT_ONLINE
+
+    def _write_endpoint(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "address": self.address,
+            "port": self.port,
+            "join_port": self.join_port,
+            "insecure": self.config.insecure,
+            "version": __version__,
+        }
+        path = self.config.data_dir / ENDPOINT_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(path)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
+        for server in (self._join_server, self._server):
+            if server is not None:
+                await server.stop(grace)
+        self.registry.sweep()  # flush last_seen
+        await self.storage.close()
+        with contextlib.suppress(FileNotFoundError):
+            (self.config.data_dir / ENDPOINT_FILE).unlink()
+
+
+def _add_health_and_reflection(server: Any, services: list[str]) -> None:
+    """Health and reflection make `grpcurl` and load balancers work; optional extras."""
+    try:
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    except ImportError:
+        pass
+    else:
+        servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        for name in ["", *services]:
+            asyncio.ensure_future(servicer.set(name, health_pb2.HealthCheckResponse.SERVING))
+    try:
+        from grpc_reflection.v1alpha import reflection
+    except ImportError:
+        return
+    from sloth_core.proto import sloth_pb2 as proto
+
+    names = [proto.DESCRIPTOR.services_by_name[s.split(".")[-1]].full_name for s in services]
+    reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)

@@ -1,0 +1,77 @@
+"""Persistence of the master's state, behind a small interface.
+
+The master talks to :class:`Storage`; SQLite (:mod:`.sqlite`) is the embedded
+default. A server database could implement the same interface so several
+masters share one registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class AgentRecord:
+    name: str
+    address: str
+    version: str = ""
+    hostname: str = ""
+    os: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    status: int = 0  # sloth_pb2.AgentStatus
+    registered_at: float = 0.0
+    last_seen: float = 0.0
+    instance_id: str = ""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    job_id: str
+    agent: str
+    command: str
+    requested_by: str
+    status: int  # sloth_pb2.RunStatus
+    created_at: float
+    timeout_s: float = 0.0
+    exit_code: int = -1
+    signal: int = 0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    error: str = ""
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    dropped_bytes: int = 0
+    # Stored chunks with seq <= head_end come before the dropped gap, the
+    # rest after it. 0 while nothing was dropped.
+    head_end_seq: int = 0
+
+
+@dataclass
+class StoredChunk:
+    seq: int
+    stream: int
+    data: bytes
+
+
+class Storage(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def load_agents(self) -> list[AgentRecord]: ...
+    def save_agent(self, record: AgentRecord) -> None: ...
+    def save_agents(self, records: list[AgentRecord]) -> None: ...
+    def delete_agent(self, name: str) -> None: ...
+
+    def save_run(self, record: RunRecord) -> None: ...
+    def save_runs(self, records: list[RunRecord]) -> None: ...
+    def append_output(self, run_id: str, chunks: list[StoredChunk]) -> None: ...
+    def prune_runs(self, agent: str, keep: int) -> None: ...
+    async def mark_unfinished(self, status: int, error: str, now: float) -> int: ...
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+    async def list_runs(
+        self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 50
+    ) -> list[RunRecord]: ...
+    async def read_output(self, run_id: str) -> list[StoredChunk]: ...
+    async def flush(self) -> None: ...

@@ -1,0 +1,147 @@
+"""Every gRPC channel and server of sloth-runner is built here.
+
+Keeping it in one module means transport security, keepalive and message
+limits change in one place. ``tls=None`` means plaintext, which only the
+explicit ``--insecure`` paths ask for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import grpc
+    import grpc.aio
+
+# Chunks are at most 64 KiB; the limit leaves room for large history replies
+# (ListRuns, Watch snapshots of big fleets) without allowing unbounded ones.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# Keepalive on both ends bounds dead-peer detection: grpcio only honours
+# http2.ping_timeout_ms for the ping deadline (keepalive_timeout_ms alone did
+# not catch a frozen peer for ~60 s).
+_KEEPALIVE_MS = 2_000
+_PING_TIMEOUT_MS = 2_000
+
+_COMMON_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", _PING_TIMEOUT_MS),
+    ("grpc.http2.ping_timeout_ms", _PING_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    *_COMMON_OPTIONS,
+    # Off so that a second master on a taken port fails instead of silently
+    # sharing it.
+    ("grpc.so_reuseport", 0),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
+    ("grpc.max_concurrent_streams", 10_000),
+]
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    *_COMMON_OPTIONS,
+    # grpc's default reconnect backoff grows to minutes; an agent waiting for
+    # a restarted master should be back within a few seconds.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.enable_retries", 0),
+]
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """PEM material for one party's mutual-TLS identity."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+
+class PortInUseError(OSError):
+    """The address could not be bound (in use, or not ours to bind)."""
+
+
+def _server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
+    import grpc
+
+    return grpc.ssl_server_credentials(
+        [(tls.key_pem, tls.cert_pem)],
+        root_certificates=tls.ca_pem,
+        require_client_auth=True,
+    )
+
+
+def create_server(*, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Server:
+    """A grpc.aio server with the project's options; add ports with :func:`bind`."""
+    import grpc.aio
+
+    return grpc.aio.server(options=[*SERVER_OPTIONS, *(options or [])])
+
+
+def bind(server: grpc.aio.Server, address: str, tls: TLSConfig | None) -> int:
+    """Bind ``address`` (host:port, port 0 for ephemeral) and return the port.
+
+    With ``tls`` the port requires a client certificate from the same CA.
+    Raises :class:`PortInUseError` when grpc cannot bind.
+    """
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, _server_credentials(tls))
+    except RuntimeError as exc:  # grpcio raises RuntimeError on bind failure
+        raise PortInUseError(f"cannot listen on {address}: address in use or unavailable") from exc
+    if port == 0:
+        raise PortInUseError(f"cannot listen on {address}: address in use or unavailable")
+    return port
+
+
+def bind_server_tls_only(
+    server: grpc.aio.Server, address: str, key_pem: bytes, cert_pem: bytes
+) -> int:
+    """Bind a TLS port that does not ask for client certificates (joining)."""
+    import grpc
+
+    creds = grpc.ssl_server_credentials([(key_pem, cert_pem)], require_client_auth=False)
+    try:
+        port = server.add_secure_port(address, creds)
+    except RuntimeError as exc:
+        raise PortInUseError(f"cannot listen on {address}: address in use or unavailable") from exc
+    if port == 0:
+        raise PortInUseError(f"cannot listen on {address}: address in use or unavailable")
+    return port
+
+
+def open_channel(
+    target: str,
+    tls: TLSConfig | None,
+    *,
+    server_name: str | None = None,
+    root_pem: bytes | None = None,
+) -> grpc.aio.Channel:
+    """A grpc.aio channel to ``target``.
+
+    ``server_name`` is the name the peer's certificate must carry (our certs
+    name identities, not hosts, so it overrides the address for verification).
+    ``root_pem`` without ``tls`` gives a server-authenticated channel with no
+    client certificate (used only to join).
+    """
+    import grpc
+    import grpc.aio
+
+    options = list(CHANNEL_OPTIONS)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    if tls is not None:
+        creds = grpc.ssl_channel_credentials(tls.ca_pem, tls.key_pem, tls.cert_pem)
+        return grpc.aio.secure_channel(target, creds, options=options)
+    if root_pem is not None:
+        return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(root_pem), options=options)
+    return grpc.aio.insecure_channel(target, options=options)
