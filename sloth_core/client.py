@@ -31,7 +31,7 @@ def _looks_like_tls_refusal(details: str) -> bool:
     text = details.lower()
     return any(
         marker in text
-        for marker in ("handshake", "certificate", "ssl", "tls", "socket closed", "alert")
+        for marker in ("handshake", "certificate", "ssl", "tls", "socket closed", "alert", "verification")
     )
 
 
@@ -126,7 +126,7 @@ class MasterClient:
 
         try:
             await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

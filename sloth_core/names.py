@@ -19,7 +19,7 @@ _GLOB_CHARS = set("*?[")
 
 def validate_agent_name(name: str) -> str:
     """Return ``name`` or raise a :class:`UsageError` that states the rule."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise UsageError(f"invalid agent name {name!r}: use {NAME_RULE}")
     return name
 
@@ -82,4 +82,6 @@ def parse_label(text: str) -> tuple[str, str]:
 
 def agent_server_name(name: str) -> str:
     """The DNS name in agent ``name``'s certificate, checked when the master dials it."""
-    return f"{name.lower().replace('_', '-')}.agent.sloth"
+    from sloth_core.security.names import agent_server_name as from_certificate
+
+    return from_certificate(name)

@@ -67,7 +67,7 @@ class Proc:
 @dataclass
 class Fleet:
     home: Path
-    insecure: bool = True  # TODO(security): flip when mTLS lands
+    insecure: bool = False
     procs: list[Proc] = field(default_factory=list)
     master_address: str = ""
     _counter: int = 0

@@ -106,9 +106,10 @@ class _PipeProtocol(asyncio.SubprocessProtocol):
 class Execution:
     """One command being run. Iterate :meth:`events`; call :meth:`cancel` to stop it."""
 
-    def __init__(self, command: str, timeout_s: float = 0.0) -> None:
+    def __init__(self, command: str, timeout_s: float = 0.0, env: dict[str, str] | None = None) -> None:
         self.command = command
         self.timeout_s = timeout_s
+        self.env = env
         self.pid = 0
         self._proto: _PipeProtocol | None = None
         self._transport: asyncio.SubprocessTransport | None = None
@@ -127,6 +128,7 @@ class Execution:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group, killed as one
+                env={**os.environ, **self.env} if self.env else None,
             )
         except OSError as exc:
             finished = time.time()

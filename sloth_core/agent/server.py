@@ -79,7 +79,7 @@ class Agent:
             from sloth_core.security.identity import Authorizer
 
             auth = Authorizer(None)
-        self.service = AgentService(auth, on_shutdown=self.stopping.set)
+        self.service = AgentService(cfg.name, auth, on_shutdown=self.stopping.set)
         self._server = transport.create_server()
         sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
         bind_host = cfg.bind_address or "0.0.0.0"

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class AgentService(sloth_pb2_grpc.AgentServicer):
-    def __init__(self, auth: Any, on_shutdown: Callable[[], None]) -> None:
+    def __init__(self, name: str, auth: Any, on_shutdown: Callable[[], None]) -> None:
+        self._name = name
         self._auth = auth
         self._on_shutdown = on_shutdown
         self.runs: dict[str, Execution] = {}
@@ -36,7 +37,9 @@ class AgentService(sloth_pb2_grpc.AgentServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty command")
         if request.run_id in self.runs:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"run {request.run_id} is already running")
-        execution = Execution(request.command, request.timeout_s)
+        # Commands can tell where and as what they run (like $SSH_CONNECTION).
+        env = {"SLOTH_AGENT": self._name, "SLOTH_RUN_ID": request.run_id}
+        execution = Execution(request.command, request.timeout_s, env)
         self.runs[request.run_id] = execution
         log.info("run %s: %s", request.run_id, request.command)
         events = execution.events()

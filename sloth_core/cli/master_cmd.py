@@ -81,7 +81,7 @@ def _pki(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     data_dir = paths.master_data_dir(getattr(args, "data_dir", None))
     if not (data_dir / "pki").is_dir():
         raise SlothError(f"no master has run with data dir {data_dir} yet: start `sloth-runner master` first")
-    return MasterPKI.load_or_create(data_dir), data_dir
+    return MasterPKI.load(data_dir), data_dir
 
 
 def _join_port(data_dir: Path) -> int | None:

@@ -215,7 +215,8 @@ def _single_exit(info: Any, args: argparse.Namespace) -> int:
         return EXIT_TIMEOUT
     if info.status == pb.RUN_CANCELLED:
         return EXIT_INTERRUPTED
-    if args.raw or args.json:
+    if args.raw or args.json or info.status != pb.RUN_REJECTED:
+        # The box (if any) went to stdout; the reason also goes to stderr, as one line.
         print_error(info.error or "the run did not finish")
     return EXIT_NOT_RUN
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOB_QUEUE = 64  # events; 64 × 64 KiB bounds a job's buffered output to 4 MiB
+JOB_QUEUE = 64  # events; 64 x 64 KiB bounds a job's buffered output to 4 MiB
 FOLLOW_QUEUE = 4096
 CANCEL_GRACE_S = 5.0  # the agent's TERM→KILL grace plus slack
 TIMEOUT_SLACK_S = 10.0  # the agent enforces timeouts; the master only backs it up
@@ -370,14 +370,11 @@ class Dispatcher:
                 raise errors.AgentNotFoundError(f"unknown run {run_id!r}")
             chunks = await self._storage.read_output(run_id)
             if live is not None:
-                by_seq = {c.seq: c for c in [*chunks, *live.recorder.tail_snapshot()]}
-                chunks = [by_seq[s] for s in sorted(by_seq)]
+                chunks = [*chunks, *live.recorder.tail_snapshot()]
             last_seq = 0
             for event in replay_events(rec, chunks):
                 if event.HasField("output"):
-                    last_seq = event.output.seq
-                elif event.dropped == 0:
-                    continue
+                    last_seq = max(last_seq, event.output.seq)
                 yield event
             if buffered is None:
                 yield pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))

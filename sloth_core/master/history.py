@@ -46,31 +46,36 @@ class OutputRecorder:
         self._head_used = {pb.STDOUT: 0, pb.STDERR: 0}
         self._tails: dict[int, deque[StoredChunk]] = {pb.STDOUT: deque(), pb.STDERR: deque()}
         self._tail_used = {pb.STDOUT: 0, pb.STDERR: 0}
-        self._overflowed: set[int] = set()
 
     def add(self, chunk: pb.OutputChunk) -> None:
         rec = self._record
         stream = chunk.stream if chunk.stream in self._head_used else pb.STDOUT
-        size = len(chunk.data)
+        data = chunk.data
         if stream == pb.STDERR:
-            rec.stderr_bytes += size
+            rec.stderr_bytes += len(data)
         else:
-            rec.stdout_bytes += size
-        stored = StoredChunk(chunk.seq, stream, chunk.data)
-        if stream not in self._overflowed and self._head_used[stream] + size <= self._half:
-            self._head_used[stream] += size
-            self._storage.append_output(rec.run_id, [stored])
+            rec.stdout_bytes += len(data)
+        room = self._half - self._head_used[stream]
+        if room > 0:
+            head, data = data[:room], data[room:]
+            self._head_used[stream] += len(head)
+            self._storage.append_output(rec.run_id, [StoredChunk(chunk.seq, stream, head, 0)])
+        if not data:
             return
-        self._overflowed.add(stream)
         tail = self._tails[stream]
-        tail.append(stored)
-        self._tail_used[stream] += size
-        while self._tail_used[stream] > self._half and len(tail) > 1:
-            dropped = tail.popleft()
-            self._tail_used[stream] -= len(dropped.data)
-            if rec.dropped_bytes == 0:
-                rec.head_end_seq = dropped.seq - 1
-            rec.dropped_bytes += len(dropped.data)
+        tail.append(StoredChunk(chunk.seq, stream, data, 1))
+        self._tail_used[stream] += len(data)
+        excess = self._tail_used[stream] - self._half
+        while excess > 0:
+            oldest = tail[0]
+            cut = min(excess, len(oldest.data))
+            if cut == len(oldest.data):
+                tail.popleft()
+            else:
+                oldest.data = oldest.data[cut:]
+            self._tail_used[stream] -= cut
+            rec.dropped_bytes += cut
+            excess -= cut
 
     def tail_snapshot(self) -> list[StoredChunk]:
         return sorted((c for t in self._tails.values() for c in t), key=lambda c: c.seq)
@@ -84,24 +89,17 @@ class OutputRecorder:
             tail.clear()
 
 
-def replay_events(rec: RunRecord, chunks: list[StoredChunk], after_seq: int = 0) -> list[pb.RunEvent]:
-    """Stored output as RunEvents, with a ``dropped`` marker where bytes are missing."""
+def replay_events(rec: RunRecord, chunks: list[StoredChunk]) -> list[pb.RunEvent]:
+    """Stored output as RunEvents, with a ``dropped`` marker where the tail begins."""
+    ids = {"job_id": rec.job_id, "run_id": rec.run_id, "agent": rec.agent}
     events: list[pb.RunEvent] = []
-    marker_sent = rec.dropped_bytes == 0
-    for chunk in chunks:
-        if chunk.seq <= after_seq:
-            continue
-        if not marker_sent and chunk.seq > rec.head_end_seq:
-            events.append(pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, dropped=rec.dropped_bytes))
-            marker_sent = True
-        events.append(
-            pb.RunEvent(
-                job_id=rec.job_id,
-                run_id=rec.run_id,
-                agent=rec.agent,
-                output=pb.OutputChunk(stream=chunk.stream, data=chunk.data, seq=chunk.seq),  # type: ignore[arg-type]
-            )
-        )
-    if not marker_sent:
-        events.append(pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, dropped=rec.dropped_bytes))
+    marker_due = rec.dropped_bytes > 0
+    for chunk in sorted(chunks, key=lambda c: (c.seq, c.part)):
+        if marker_due and chunk.part == 1:
+            events.append(pb.RunEvent(**ids, dropped=rec.dropped_bytes))
+            marker_due = False
+        output = pb.OutputChunk(stream=chunk.stream, data=chunk.data, seq=chunk.seq)  # type: ignore[arg-type]
+        events.append(pb.RunEvent(**ids, output=output))
+    if marker_due:
+        events.append(pb.RunEvent(**ids, dropped=rec.dropped_bytes))
     return events

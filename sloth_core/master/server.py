@@ -115,7 +115,7 @@ class Master:
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
-        _add_health_and_reflection(self._server, ["sloth.v1.Master"])
+        await _add_health_and_reflection(self._server, ["sloth.v1.Master"])
         self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
 
         if self.pki is not None:
@@ -171,7 +171,7 @@ class Master:
             (self.config.data_dir / ENDPOINT_FILE).unlink()
 
 
-def _add_health_and_reflection(server: Any, services: list[str]) -> None:
+async def _add_health_and_reflection(server: Any, services: list[str]) -> None:
     """Health and reflection make `grpcurl` and load balancers work; optional extras."""
     try:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -181,7 +181,7 @@ def _add_health_and_reflection(server: Any, services: list[str]) -> None:
         servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
         for name in ["", *services]:
-            asyncio.ensure_future(servicer.set(name, health_pb2.HealthCheckResponse.SERVING))
+            await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     try:
         from grpc_reflection.v1alpha import reflection
     except ImportError:

@@ -43,9 +43,6 @@ class RunRecord:
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     dropped_bytes: int = 0
-    # Stored chunks with seq <= head_end come before the dropped gap, the
-    # rest after it. 0 while nothing was dropped.
-    head_end_seq: int = 0
 
 
 @dataclass
@@ -53,6 +50,9 @@ class StoredChunk:
     seq: int
     stream: int
     data: bytes
+    # 0: kept as part of the head; 1: part of the tail, after any dropped
+    # bytes. A chunk straddling the head's end is stored as both.
+    part: int = 0
 
 
 class Storage(Protocol):

@@ -51,8 +51,7 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT NOT NULL,
     stdout_bytes INTEGER NOT NULL,
     stderr_bytes INTEGER NOT NULL,
-    dropped_bytes INTEGER NOT NULL,
-    head_end_seq INTEGER NOT NULL
+    dropped_bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_id);
@@ -60,9 +59,10 @@ CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS run_output (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
+    part INTEGER NOT NULL,
     stream INTEGER NOT NULL,
     data BLOB NOT NULL,
-    PRIMARY KEY (run_id, seq)
+    PRIMARY KEY (run_id, seq, part)
 ) WITHOUT ROWID;
 """
 
@@ -180,9 +180,9 @@ class SQLiteStorage:
         self._write(lambda c: c.executemany(f"INSERT OR REPLACE INTO runs VALUES ({marks})", rows))
 
     def append_output(self, run_id: str, chunks: list[StoredChunk]) -> None:
-        rows = [(run_id, ch.seq, ch.stream, ch.data) for ch in chunks]
+        rows = [(run_id, ch.seq, ch.part, ch.stream, ch.data) for ch in chunks]
         self._write(
-            lambda c: c.executemany("INSERT OR REPLACE INTO run_output VALUES (?, ?, ?, ?)", rows)
+            lambda c: c.executemany("INSERT OR REPLACE INTO run_output VALUES (?, ?, ?, ?, ?)", rows)
         )
 
     def prune_runs(self, agent: str, keep: int) -> None:
@@ -239,7 +239,8 @@ class SQLiteStorage:
     async def read_output(self, run_id: str) -> list[StoredChunk]:
         rows = await self._call(
             lambda c: c.execute(
-                "SELECT seq, stream, data FROM run_output WHERE run_id = ? ORDER BY seq", (run_id,)
+                "SELECT seq, part, stream, data FROM run_output WHERE run_id = ? ORDER BY seq, part",
+                (run_id,),
             ).fetchall()
         )
-        return [StoredChunk(seq, stream, bytes(data)) for seq, stream, data in rows]
+        return [StoredChunk(seq, stream, bytes(data), part) for seq, part, stream, data in rows]

@@ -1,0 +1,262 @@
+"""Joining: the master's Join endpoint and the agent's side of it.
+
+Master side: :class:`JoinServicer`, served on its own port
+(``transport.bind_server_tls_only`` with the pinned join certificate) by its
+own ``grpc.aio`` server. A gRPC server serves every registered service on
+every port, and this port accepts clients without certificates, so the
+Master service must never be registered on that server.
+
+Agent side: :func:`join_master` sends nothing, not even a proof, before the
+join endpoint has shown the certificate pinned in the token; the token's
+secret never leaves the agent (only an HMAC over the CSR does), nor does the
+private key it generates. :func:`load_agent_tls` reuses the stored result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import grpc.aio
+
+from sloth_core import transport
+from sloth_core.errors import (
+    CredentialsError,
+    MasterUnreachableError,
+    NameTakenError,
+    SlothError,
+)
+from sloth_core.paths import ensure_private_dir
+from sloth_core.proto import sloth_pb2, sloth_pb2_grpc
+from sloth_core.transport import TLSConfig
+
+from . import ca
+from ._files import read_credential, write_private
+from .credentials import validated_tls
+from .layout import AGENT_CA, AGENT_CERT, AGENT_KEY, TOKEN_FILE, pki_dir
+from .names import JOIN_SERVER_NAME, identity_uri, is_valid_name, validate_name
+from .tokens import JoinToken
+
+if TYPE_CHECKING:
+    from .pki import MasterPKI
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S = 10.0
+
+
+# ---------------------------------------------------------------- master side
+
+
+class JoinServicer(sloth_pb2_grpc.JoinServicer):
+    """Admits agents holding a valid join token.
+
+    ``name_in_use(name)`` is the master's answer to "is an *online* agent
+    other than this joiner holding that name?"; when it says yes the join is
+    refused with ``ALREADY_EXISTS``. Without it names are never refused.
+    A successful join revokes earlier certificates of the same name.
+    """
+
+    def __init__(self, pki: MasterPKI, *, name_in_use: Callable[[str], bool] | None = None) -> None:
+        self._pki = pki
+        self._name_in_use = name_in_use
+
+    async def Join(self, request: sloth_pb2.JoinRequest, context: grpc.aio.ServicerContext) -> sloth_pb2.JoinResponse:
+        name = request.name
+        if not is_valid_name(name):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid agent name {name!r}")
+        # No await from here on: checking, issuing and consuming a single-use
+        # token happen without another join interleaving.
+        tokens = self._pki.tokens
+        try:
+            # Token first: a caller without the secret learns nothing else.
+            tokens.verify(request.token_id, request.proof, request.csr_pem, consume=False)
+        except CredentialsError as exc:
+            log.warning("refused join of %r from %s: %s", name, context.peer(), exc.message)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
+        if self._name_in_use is not None and self._name_in_use(name):
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"agent name {name!r} is held by another online agent; choose another --name or stop that agent first",
+            )
+        try:
+            ca.public_key_from_csr(request.csr_pem, name)
+        except CredentialsError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+        try:
+            # Spent only now, so a refused name or a broken CSR does not burn
+            # a single-use token.
+            tokens.consume(request.token_id)
+        except CredentialsError as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
+        cert_pem = self._pki.issue_agent_certificate(name, request.csr_pem)
+        log.info("agent %s joined from %s", name, context.peer())
+        return sloth_pb2.JoinResponse(certificate_pem=cert_pem, ca_pem=self._pki.ca_pem)
+
+
+# ---------------------------------------------------------------- agent side
+
+
+async def join_master(
+    master_host: str,
+    token: str,
+    name: str,
+    data_dir: Path,
+    *,
+    timeout_s: float = JOIN_TIMEOUT_S,
+) -> TLSConfig:
+    """Join the master as agent ``name``; store and return the new identity.
+
+    ``master_host`` may carry a port (``host:50053``); it is ignored, since
+    the token names the join port. Raises :class:`CredentialsError` (bad,
+    spent or foreign token, refused join), :class:`NameTakenError`,
+    :class:`MasterUnreachableError` or :class:`UsageError` (bad name).
+    """
+    validate_name(name)
+    parsed = JoinToken.parse(token)
+    host = host_only(master_host)
+    address = f"[{host}]:{parsed.join_port}" if ":" in host else f"{host}:{parsed.join_port}"
+
+    der = await asyncio.to_thread(fetch_certificate_der, host, parsed.join_port, timeout_s)
+    if ca.pin_of_der(der) != parsed.pin:
+        raise CredentialsError(f"the master at {address} is not the one this token is for (certificate pin mismatch)")
+
+    key = ca.generate_key()
+    csr_pem = ca.build_csr(key, name)
+    response = await _call_join(
+        address,
+        ssl.DER_cert_to_PEM_cert(der).encode(),
+        name,
+        parsed,
+        csr_pem,
+        timeout_s,
+    )
+
+    tls = _checked_reply(response.ca_pem, response.certificate_pem, ca.key_to_pem(key), name, address)
+    directory = ensure_private_dir(pki_dir(data_dir))
+    write_private(directory / AGENT_KEY, tls.key_pem)
+    write_private(directory / AGENT_CA, tls.ca_pem)
+    write_private(directory / AGENT_CERT, tls.cert_pem)  # last: its presence means "joined"
+    return tls
+
+
+def load_agent_tls(data_dir: Path, name: str | None = None) -> TLSConfig | None:
+    """The identity a previous join stored, or None if this agent never joined.
+
+    With ``name``, credentials for another agent name are an error rather
+    than a surprise at the master.
+    """
+    directory = pki_dir(data_dir)
+    if not (directory / AGENT_CERT).exists():
+        return None
+    tls = validated_tls(
+        read_credential(directory / AGENT_CA, "agent CA certificate"),
+        read_credential(directory / AGENT_CERT, "agent certificate"),
+        read_credential(directory / AGENT_KEY, "agent key"),
+        str(directory),
+    )
+    if name is not None:
+        uris = ca.identity_sans(ca.load_cert(tls.cert_pem))
+        if identity_uri("agent", name) not in uris:
+            raise CredentialsError(
+                f"the credentials in {directory} are not for agent {name!r} ({', '.join(uris) or 'no identity'}); "
+                "use that agent's name, or another --data-dir and join with --token"
+            )
+    return tls
+
+
+def host_only(master_host: str) -> str:
+    """``host``, ``host:port``, ``[v6]:port``, ``[v6]`` or a bare IPv6 -> host."""
+    if master_host.startswith("["):
+        return master_host[1 : master_host.find("]")] if "]" in master_host else master_host[1:]
+    if master_host.count(":") == 1:
+        return master_host.split(":", 1)[0]
+    return master_host
+
+
+def fetch_certificate_der(host: str, port: int, timeout_s: float) -> bytes:
+    """The certificate the TLS endpoint presents, unverified (the caller pins it).
+
+    Blocking; run it in a thread.
+    """
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # trust comes from the pin, checked next
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as sock,
+            context.wrap_socket(sock, server_hostname=JOIN_SERVER_NAME) as tls_sock,
+        ):
+            der = tls_sock.getpeercert(binary_form=True)
+    except ssl.SSLError as exc:
+        raise CredentialsError(
+            f"{address} did not complete a TLS handshake ({exc.reason}); is it the master's join port?"
+        ) from None
+    except TimeoutError:
+        raise MasterUnreachableError(f"cannot reach the master's join port at {address}: timed out") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise MasterUnreachableError(f"cannot reach the master's join port at {address}: {reason}") from None
+    if not der:
+        raise CredentialsError(f"{address} presented no certificate; is it the master's join port?")
+    return der
+
+
+async def _call_join(
+    address: str,
+    root_pem: bytes,
+    name: str,
+    token: JoinToken,
+    csr_pem: bytes,
+    timeout_s: float,
+) -> sloth_pb2.JoinResponse:
+    request = sloth_pb2.JoinRequest(name=name, token_id=token.token_id, csr_pem=csr_pem, proof=token.proof(csr_pem))
+    # Server-authenticated only: the pinned certificate is the sole trust root.
+    async with transport.open_channel(address, None, server_name=JOIN_SERVER_NAME, root_pem=root_pem) as channel:
+        try:
+            return await sloth_pb2_grpc.JoinStub(channel).Join(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise _join_error(exc.code(), exc.details() or "", address) from None
+
+
+def _join_error(code: grpc.StatusCode, details: str, address: str) -> SlothError:
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return CredentialsError(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return NameTakenError(details)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return MasterUnreachableError(f"cannot reach the master's join port at {address} ({details})")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return CredentialsError(f"the master refused to join us: {details}")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return CredentialsError(f"{address} does not accept joins; is the token from this master?")
+    return CredentialsError(f"joining the master at {address} failed: {details}")
+
+
+def _checked_reply(ca_pem: bytes, cert_pem: bytes, key_pem: bytes, name: str, address: str) -> TLSConfig:
+    """Refuse to store a reply that would not work (wrong name, wrong key)."""
+    tls = validated_tls(ca_pem, cert_pem, key_pem, f"the reply of {address}")
+    if identity_uri("agent", name) not in ca.identity_sans(ca.load_cert(cert_pem)):
+        raise CredentialsError(f"the master at {address} issued a certificate for another name")
+    return tls
+
+
+def find_local_token(master_data_dir: Path) -> str | None:
+    """The local master's default join token, if this user can read it.
+
+    Same machine, same user: that is how ``sloth-runner demo`` and the quick
+    start join without flags. The file is 0600, so that is the access check.
+    """
+    try:
+        token = (pki_dir(master_data_dir) / TOKEN_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return token or None

@@ -1,0 +1,266 @@
+"""The master's PKI: its CA, its own and the admin's identities, joining.
+
+Layout of ``<master data dir>/pki/`` (dir 0700, every file 0600)::
+
+    ca.pem  ca-key.pem          the CA every identity chains to
+    master.pem  master-key.pem  sloth://master, DNS master.sloth
+    admin.pem  admin-key.pem    sloth://admin/local (the local CLI/console)
+    join.pem  join-key.pem      self-signed; pinned by tokens, not CA-signed
+    join-token                  the default join token (local discovery)
+    tokens.json                 all join tokens and their state
+    certificates.json           issued and revoked serials
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sloth_core.errors import CredentialsError
+from sloth_core.paths import ensure_private_dir
+from sloth_core.transport import TLSConfig
+
+from . import ca
+from ._files import read_credential, write_private
+from .credentials import write_admin_bundle
+from .layout import (
+    ADMIN_CERT,
+    ADMIN_KEY,
+    CA_CERT,
+    CA_KEY,
+    JOIN_CERT,
+    JOIN_KEY,
+    LEDGER_FILE,
+    MASTER_CERT,
+    MASTER_KEY,
+    pki_dir,
+)
+from .names import MASTER_SERVER_NAME, CertKind, agent_server_name, validate_name
+from .revocation import CertificateLedger
+from .tokens import JoinTokens
+
+log = logging.getLogger(__name__)
+
+LOCAL_ADMIN = "local"
+_FILE_PAIRS = (
+    (CA_CERT, CA_KEY),
+    (MASTER_CERT, MASTER_KEY),
+    (ADMIN_CERT, ADMIN_KEY),
+    (JOIN_CERT, JOIN_KEY),
+)
+
+
+@dataclass(frozen=True)
+class _Pair:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+class MasterPKI:
+    """Everything the master needs to prove who it is and to admit others.
+
+    Build it with :meth:`load_or_create` (the master) or :meth:`load` (a
+    local command that must not create a CA by accident).
+    """
+
+    def __init__(self, directory: Path, pairs: dict[str, _Pair]) -> None:
+        self.pki_dir = directory
+        self._ca_key = ca.load_key(pairs[CA_CERT].key_pem)
+        self._ca_cert = ca.load_cert(pairs[CA_CERT].cert_pem)
+        self.ca_pem: bytes = pairs[CA_CERT].cert_pem
+        #: Server identity on the master port and client identity to agents.
+        self.master_tls = TLSConfig(self.ca_pem, pairs[MASTER_CERT].cert_pem, pairs[MASTER_CERT].key_pem)
+        #: The local operator's identity (``admin:local``).
+        self.admin_tls = TLSConfig(self.ca_pem, pairs[ADMIN_CERT].cert_pem, pairs[ADMIN_CERT].key_pem)
+        self.join_cert_pem: bytes = pairs[JOIN_CERT].cert_pem
+        self.join_key_pem: bytes = pairs[JOIN_CERT].key_pem
+        #: SHA-256 pin of the join certificate, as carried in tokens.
+        self.join_pin: str = ca.pin_of_cert(ca.load_cert(self.join_cert_pem))
+        self.tokens = JoinTokens(directory, self.join_pin)
+        self._ledger = CertificateLedger(directory / LEDGER_FILE)
+
+    # ------------------------------------------------------------ loading
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> MasterPKI:
+        """Load ``data_dir/pki``, creating a new CA and identities on first start."""
+        pki_path = pki_dir(data_dir)
+        if not (pki_path / CA_CERT).exists():
+            cls._create(data_dir, pki_path)
+        return cls.load(data_dir)
+
+    @classmethod
+    def load(cls, data_dir: Path) -> MasterPKI:
+        """Load an existing PKI; :class:`CredentialsError` if absent or damaged."""
+        pki_path = pki_dir(data_dir)
+        pairs: dict[str, _Pair] = {}
+        for cert_file, key_file in _FILE_PAIRS:
+            pairs[cert_file] = _Pair(
+                read_credential(pki_path / cert_file, "master certificate"),
+                read_credential(pki_path / key_file, "master private key"),
+            )
+        try:
+            pki = cls(pki_path, pairs)
+        except (ValueError, TypeError) as exc:
+            raise CredentialsError(f"the master's PKI in {pki_path} is damaged ({exc})") from None
+        return pki
+
+    @classmethod
+    def _create(cls, data_dir: Path, target: Path) -> None:
+        """Write a complete PKI into a temp dir, then rename it into place.
+
+        The rename makes creation all-or-nothing: a crash never leaves a CA
+        without the identities it signed, and of two masters racing on first
+        start, one wins and the other loads its files.
+        """
+        ensure_private_dir(data_dir)
+        # mkdtemp creates the directory 0700.
+        staging = Path(tempfile.mkdtemp(prefix=".pki-", dir=data_dir))
+        try:
+            ca_key, ca_cert = ca.create_ca()
+            join_key, join_cert = ca.create_join_certificate()
+            master_key, admin_key = ca.generate_key(), ca.generate_key()
+            master_cert = ca.issue_certificate(
+                ca_key,
+                ca_cert,
+                master_key.public_key(),
+                "master",
+                "",
+                dns_name=MASTER_SERVER_NAME,
+            )
+            admin_cert = ca.issue_certificate(
+                ca_key,
+                ca_cert,
+                admin_key.public_key(),
+                "admin",
+                LOCAL_ADMIN,
+                dns_name=None,
+            )
+            made = (
+                (ca_cert, ca_key),
+                (master_cert, master_key),
+                (admin_cert, admin_key),
+                (join_cert, join_key),
+            )
+            for (cert_file, key_file), (cert, key) in zip(_FILE_PAIRS, made, strict=True):
+                write_private(staging / key_file, ca.key_to_pem(key))
+                write_private(staging / cert_file, ca.cert_to_pem(cert))
+            ledger = CertificateLedger(staging / LEDGER_FILE)
+            ledger.record("master", master_cert.serial_number)
+            ledger.record(f"admin/{LOCAL_ADMIN}", admin_cert.serial_number)
+            for lock in staging.glob(".*.lock"):
+                lock.unlink()
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if (target / CA_CERT).exists():
+                    return  # another master created it first; use theirs
+                raise CredentialsError(
+                    f"{target} exists but holds no CA ({CA_CERT} is missing); move it away to start "
+                    "a new CA (every agent will then have to join again)"
+                ) from None
+            log.info("created a new certificate authority in %s", target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(staging)
+
+    # ------------------------------------------------------------ join tokens
+
+    def set_join_port(self, join_port: int) -> None:
+        """Record the bound join port (tokens carry it) and write the token file.
+
+        Call it right after binding the join port; until then there is no
+        token file for local discovery to find.
+        """
+        self.tokens.publish(join_port)
+
+    def token_string(self, join_port: int | None = None) -> str:
+        """The default join token (for ``join_port``, else the published one)."""
+        return self.tokens.current_token(join_port)
+
+    def create_token(
+        self,
+        *,
+        once: bool = False,
+        ttl_s: float | None = None,
+        join_port: int | None = None,
+    ) -> str:
+        """An extra join token; see :meth:`JoinTokens.create`."""
+        return self.tokens.create(once=once, ttl_s=ttl_s, join_port=join_port)
+
+    # ------------------------------------------------------------ issuing
+
+    def issue_agent_certificate(self, name: str, csr_pem: bytes) -> bytes:
+        """Sign agent ``name``'s CSR and return the certificate PEM.
+
+        The CSR must be validly self-signed, P-256 and name the agent in its
+        CN; its own SANs are ignored and ours set. Earlier certificates of the
+        same agent are revoked (a re-join replaces the key). Raises
+        :class:`CredentialsError` for a bad CSR, :class:`UsageError` for a bad name.
+        """
+        validate_name(name)
+        public_key = ca.public_key_from_csr(csr_pem, name)
+        cert = self._issue(public_key, "agent", name, dns_name=agent_server_name(name))
+        superseded = self._ledger.record(f"agent/{name}", cert.serial_number, supersede=True)
+        log.info(
+            "issued certificate %x to agent %s%s",
+            cert.serial_number,
+            name,
+            f" (revoked {len(superseded)} earlier)" if superseded else "",
+        )
+        return ca.cert_to_pem(cert)
+
+    def export_admin_bundle(self, path: Path, name: str | None = None) -> None:
+        """Write a 0600 credentials file for a remote operator.
+
+        Without ``name`` it holds the local admin identity; with one, a fresh
+        ``admin:<name>`` certificate that :meth:`revoke_admin` can cut off alone.
+        """
+        if name is None or name == LOCAL_ADMIN:
+            write_admin_bundle(path, self.admin_tls, f"admin:{LOCAL_ADMIN}")
+            return
+        validate_name(name, "admin")
+        key = ca.generate_key()
+        cert = self._issue(key.public_key(), "admin", name, dns_name=None)
+        self._ledger.record(f"admin/{name}", cert.serial_number, supersede=True)
+        write_admin_bundle(
+            path,
+            TLSConfig(self.ca_pem, ca.cert_to_pem(cert), ca.key_to_pem(key)),
+            f"admin:{name}",
+        )
+
+    def _issue(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        kind: CertKind,
+        name: str,
+        *,
+        dns_name: str | None,
+    ) -> x509.Certificate:
+        return ca.issue_certificate(self._ca_key, self._ca_cert, public_key, kind, name, dns_name=dns_name)
+
+    # ------------------------------------------------------------ revoking
+
+    def revoke_agent(self, name: str) -> list[int]:
+        """Revoke agent ``name``'s certificates; it must re-join with a token."""
+        serials = self._ledger.revoke(f"agent/{name}")
+        log.info("revoked %d certificate(s) of agent %s", len(serials), name)
+        return serials
+
+    def revoke_admin(self, name: str) -> list[int]:
+        """Revoke the admin certificates exported under ``name``."""
+        serials = self._ledger.revoke(f"admin/{name}")
+        log.info("revoked %d certificate(s) of admin %s", len(serials), name)
+        return serials
+
+    def is_revoked(self, serial: int) -> bool:
+        """Whether a certificate serial was revoked (see :class:`~.identity.Authorizer`)."""
+        return self._ledger.is_revoked(serial)

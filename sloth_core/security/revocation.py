@@ -1,0 +1,58 @@
+"""Which certificate serials were issued to whom, and which are revoked.
+
+The TLS handshake only proves a certificate came from our CA; it cannot say
+"not any more". So the master records every serial it issues per identity,
+and the authorization checks (:mod:`.identity`) refuse revoked serials.
+Persisted in ``pki/certificates.json`` (0600) so revocations survive restarts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._files import JsonState
+
+
+def _empty() -> dict[str, Any]:
+    return {"issued": {}, "revoked": []}
+
+
+class CertificateLedger:
+    """Issued and revoked serials, keyed by identity (``"agent/web1"``)."""
+
+    def __init__(self, path: Path) -> None:
+        self._state = JsonState(path, _empty)
+        self._revoked: frozenset[int] = frozenset()
+        self._revoked_source: list[str] | None = None
+
+    def record(self, identity: str, serial: int, *, supersede: bool = False) -> list[int]:
+        """Note that ``serial`` was issued to ``identity``.
+
+        With ``supersede`` every earlier certificate of that identity is
+        revoked: a re-joined agent has a new key, and the old one (perhaps
+        the reason for re-joining) must stop working. Returns those serials.
+        """
+        with self._state.update() as data:
+            serials: list[str] = data["issued"].setdefault(identity, [])
+            superseded = [int(s, 16) for s in serials] if supersede else []
+            if supersede:
+                data["revoked"] = sorted({*data["revoked"], *serials})
+                serials.clear()
+            serials.append(format(serial, "x"))
+        return superseded
+
+    def revoke(self, identity: str) -> list[int]:
+        """Revoke every certificate issued to ``identity``; returns their serials."""
+        with self._state.update() as data:
+            serials: list[str] = data["issued"].pop(identity, [])
+            data["revoked"] = sorted({*data["revoked"], *serials})
+        return [int(s, 16) for s in serials]
+
+    def is_revoked(self, serial: int) -> bool:
+        """Constant-time-ish set lookup; re-reads the file only if it changed."""
+        source = self._state.read()["revoked"]
+        if source is not self._revoked_source:
+            self._revoked = frozenset(int(s, 16) for s in source)
+            self._revoked_source = source
+        return serial in self._revoked
