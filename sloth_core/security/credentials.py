@@ -14,7 +14,6 @@ from pathlib import Path
 from sloth_core.errors import CredentialsError
 from sloth_core.transport import TLSConfig
 
-from . import ca
 from ._files import read_credential, write_private
 from .layout import ADMIN_CERT, ADMIN_KEY, CA_CERT, pki_dir
 
@@ -68,17 +67,13 @@ def load_admin_bundle(path: Path) -> TLSConfig:
 
 
 def validated_tls(ca_pem: bytes, cert_pem: bytes, key_pem: bytes, where: str) -> TLSConfig:
-    """Fail here, with the file named, rather than later as an opaque TLS error."""
-    try:
-        ca_cert, cert, key = (
-            ca.load_cert(ca_pem),
-            ca.load_cert(cert_pem),
-            ca.load_key(key_pem),
-        )
-    except (ValueError, TypeError):
-        raise CredentialsError(f"the credentials in {where} are damaged (cannot parse them)") from None
-    if not ca.public_keys_match(cert, key):
-        raise CredentialsError(f"the credentials in {where} are inconsistent (key does not match certificate)")
-    if not ca.verify_issued_by(cert, ca_cert):
-        raise CredentialsError(f"the credentials in {where} are inconsistent (certificate not from its CA)")
+    """Fail here, with the file named, rather than later as an opaque TLS error.
+
+    A structural check only: parsing with ``cryptography`` would add ~35 ms
+    to every CLI call (a quarter of `agent run`'s budget); a certificate that
+    looks right but is wrong is still refused by the TLS handshake.
+    """
+    for pem, marker in ((ca_pem, b"CERTIFICATE-----"), (cert_pem, b"CERTIFICATE-----"), (key_pem, b"PRIVATE KEY-----")):
+        if not pem.lstrip().startswith(b"-----BEGIN ") or marker not in pem:
+            raise CredentialsError(f"the credentials in {where} are damaged (not PEM certificates and key)")
     return TLSConfig(ca_pem, cert_pem, key_pem)
