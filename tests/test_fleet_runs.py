@@ -238,3 +238,38 @@ def test_history_show_follow_and_truncation(fleet: Fleet, tmp_path: Path) -> Non
     again = runs(fleet, "--agent", "a1")
     assert {r["run_id"] for r in again} >= {info["run_id"]}
     assert b"oops" in fleet.cli("runs", "show", str(info["run_id"]), *fleet.client_flags()).stderr
+
+
+def test_parallel_bound_and_history_retention(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.start_master("--runs-per-agent", "3")
+    fleet.start_agent("a1")
+    fleet.start_agent("a2")
+    fleet.start_agent("a3")
+    # With --parallel 1, no two runs overlap: each appends start/end markers in order.
+    log = tmp_path / "order"
+    command = f"echo start-$SLOTH_AGENT >> {log}; sleep 0.2; echo end-$SLOTH_AGENT >> {log}"
+    result = fleet.cli("agent", "run", "--all", "--parallel", "1", command, *fleet.client_flags())
+    assert result.returncode == 0, result.stdout.decode()
+    lines = log.read_text().split()
+    assert len(lines) == 6
+    for i in range(0, 6, 2):
+        assert lines[i].startswith("start-") and lines[i + 1] == "end-" + lines[i][6:]
+    for _ in range(4):
+        assert fleet.cli("agent", "run", "a1", "true", *fleet.client_flags()).returncode == 0
+    kept = runs(fleet, "--agent", "a1", "--limit", "100")
+    assert len(kept) == 3
+
+
+def test_a_long_line_without_newline(fleet: Fleet) -> None:
+    fleet.start_master()
+    fleet.start_agent("a1")
+    fleet.start_agent("a2")
+    size = 10 * 1000 * 1000
+    single = fleet.cli("agent", "run", "a1", f"head -c {size} /dev/zero | tr '\\0' x", "--raw", *fleet.client_flags())
+    assert single.returncode == 0 and single.stdout == b"x" * size
+    many = fleet.cli("agent", "run", "a1,a2", f"head -c {size} /dev/zero | tr '\\0' y", *fleet.client_flags())
+    assert many.returncode == 0
+    out = many.stdout.decode()
+    for name in ("a1", "a2"):
+        pieces = [ln.partition(" | ")[2] for ln in out.splitlines() if ln.startswith(f"{name} | ")]
+        assert "".join(pieces) == "y" * size

@@ -1,3 +1,3 @@
-from sloth_core.cli.main import main
+from sloth_core.cli.main import entry
 
-raise SystemExit(main())
+entry()

@@ -34,3 +34,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` and the like: not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def entry() -> None:
+    """The console script: run, flush, and leave without interpreter teardown.
+
+    Tearing down grpc's threads at exit costs ~30 ms, a fifth of a short
+    command's budget; everything that matters (output, logs, the database)
+    is flushed or closed before this point.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 141
+    import logging
+
+    logging.shutdown()
+    os._exit(code)
