@@ -30,7 +30,9 @@ _COMMON_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", _PING_TIMEOUT_MS),
     ("grpc.http2.ping_timeout_ms", _PING_TIMEOUT_MS),
-    ("grpc.keepalive_permit_without_calls", 1),
+    # Ping only while calls are open: that is when a dead peer matters (a run
+    # in flight, a Watch); an idle fleet of 1,000 connections stays quiet.
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
 ]
 

@@ -192,7 +192,13 @@ class Registry:
             if is_glob(pattern):
                 for name in fnmatch.filter(pool, pattern):
                     take(name)
-            elif not labels or pattern in pool:
+            elif labels and pattern in self._agents and pattern not in pool:
+                if pattern in seen:
+                    continue
+                seen.add(pattern)
+                wanted = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+                rejected.append((pattern, f"agent {pattern!r} does not have the labels {wanted}"))
+            else:
                 take(pattern)
         return chosen, rejected
 
