@@ -273,3 +273,18 @@ def test_a_long_line_without_newline(fleet: Fleet) -> None:
     for name in ("a1", "a2"):
         pieces = [ln.partition(" | ")[2] for ln in out.splitlines() if ln.startswith(f"{name} | ")]
         assert "".join(pieces) == "y" * size
+
+
+def test_frozen_agent_mid_run_is_lost_within_10_s(three: Fleet, tmp_path: Path) -> None:
+    cli, pids = _start_long_run(three, tmp_path, "web-1")
+    agent = next(p for p in three.procs if p.name == "agent-web-1")
+    os.kill(agent.pid, signal.SIGSTOP)
+    try:
+        _, err = cli.communicate(timeout=15)  # keepalive must notice within 10 s
+        assert cli.returncode == 255
+        assert b"lost contact with agent 'web-1'" in err
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+    # Thawed, the agent sees its master hung up and kills the orphaned group.
+    for pid in pids:
+        wait_for(lambda pid=pid: gone(pid), what="the thawed agent to kill the orphaned group")
