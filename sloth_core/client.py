@@ -35,13 +35,17 @@ def _looks_like_tls_refusal(details: str) -> bool:
     )
 
 
-def map_rpc_error(exc: grpc.aio.AioRpcError, address: str) -> errors.SlothError:
+def map_rpc_error(exc: grpc.aio.AioRpcError, address: str, *, secure: bool = True) -> errors.SlothError:
     """Translate a gRPC status into the user-facing error it means."""
     import grpc
 
     code = exc.code()
     details = exc.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE:
+        if not secure and "socket closed" in details.lower():
+            return errors.CredentialsError(
+                f"the master at {address} refused our plaintext connection: it requires TLS (drop --insecure)"
+            )
         if _looks_like_tls_refusal(details):
             return errors.CredentialsError(
                 f"the master at {address} refused our connection: wrong or missing credentials "
@@ -82,7 +86,24 @@ def resolve_admin_tls(
     bundle = credentials or os.environ.get(CREDENTIALS_ENV)
     if bundle:
         return creds.load_admin_bundle(Path(bundle).expanduser())
-    return creds.load_local_admin_tls(paths.master_data_dir(master_data_dir))
+    data_dir = paths.master_data_dir(master_data_dir)
+    try:
+        return creds.load_local_admin_tls(data_dir)
+    except errors.CredentialsError:
+        if _local_master_is_insecure(data_dir):
+            raise errors.CredentialsError(
+                f"the local master (data dir {data_dir}) runs with --insecure: pass --insecure too"
+            ) from None
+        raise
+
+
+def _local_master_is_insecure(data_dir: Path) -> bool:
+    import json
+
+    try:
+        return bool(json.loads((data_dir / "master.json").read_text()).get("insecure"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class MasterClient:
@@ -136,7 +157,7 @@ class MasterClient:
         try:
             return await method(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(exc, self.address) from None
+            raise map_rpc_error(exc, self.address, secure=self.secure) from None
 
     async def _stream(self, call: Any) -> AsyncIterator[Any]:
         import grpc.aio
@@ -145,7 +166,7 @@ class MasterClient:
             async for message in call:
                 yield message
         except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(exc, self.address) from None
+            raise map_rpc_error(exc, self.address, secure=self.secure) from None
         finally:
             # Leaving the loop early (break, Ctrl-C) must cancel the remote
             # call: the master then cancels the runs it was relaying.

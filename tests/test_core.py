@@ -164,3 +164,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_an_agent_restarted_on_another_port_takes_its_name_back(fleet: Fleet) -> None:
+    fleet.start_master()
+    first = fleet.start_agent("a1")
+    old_address = fleet.agents()["a1"]["address"]
+    first.stop()
+    fleet.start_agent("a1")  # a new ephemeral port, well within three heartbeats
+    agent = fleet.agents()["a1"]
+    assert agent["status"] == "online" and agent["address"] != old_address
+    assert fleet.cli("agent", "run", "a1", "echo ok", *fleet.client_flags()).returncode == 0

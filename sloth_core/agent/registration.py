@@ -57,6 +57,7 @@ class Registrar:
         running: Callable[[], int],
     ) -> None:
         self._master = master
+        self._insecure = tls is None
         self._identity = identity
         self._running = running
         self._channel = open_channel(master, tls, server_name=MASTER_SERVER_NAME)
@@ -124,13 +125,22 @@ class Registrar:
                 await asyncio.sleep(backoff)
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
 
-    def _complain(self, exc: errors.SlothError, last: str) -> str:
-        message = str(exc)
-        if isinstance(exc, errors.CredentialsError):
-            message = (
-                f"the master at {self._master} refused our certificate; "
-                "re-join with --token (get one with `sloth-runner master token`)"
+    def explain(self, exc: errors.SlothError) -> str:
+        """What a refused call means for this agent (it has no --credentials)."""
+        if not isinstance(exc, errors.CredentialsError):
+            return str(exc)
+        if self._insecure:
+            return (
+                f"the master at {self._master} refused our plaintext connection: it requires TLS; "
+                "start this agent without --insecure"
             )
+        return (
+            f"the master at {self._master} refused our certificate; "
+            "re-join with --token (get one with `sloth-runner master token`)"
+        )
+
+    def _complain(self, exc: errors.SlothError, last: str) -> str:
+        message = self.explain(exc)
         if message != last:
             log.warning("%s; retrying", message)
         return message

@@ -36,17 +36,25 @@ class AgentConfig:
     master_data_dir: Path | None = None  # where a local master keeps its token
 
 
-async def agent_tls(config: AgentConfig) -> transport.TLSConfig | None:
-    """This agent's certificate: stored from an earlier join, else join now."""
+def explicit_token(config: AgentConfig) -> str | None:
+    return config.token or os.environ.get(TOKEN_ENV)
+
+
+async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.TLSConfig | None:
+    """This agent's certificate: stored from an earlier join, else join now.
+
+    ``rejoin`` ignores the stored certificate (the master revoked it) and
+    joins with the token given explicitly.
+    """
     if config.insecure:
         return None
     from sloth_core import paths
     from sloth_core.security import join
 
-    tls = join.load_agent_tls(config.data_dir)
+    tls = None if rejoin else join.load_agent_tls(config.data_dir)
     if tls is not None:
         return tls
-    token = config.token or os.environ.get(TOKEN_ENV)
+    token = explicit_token(config)
     if not token:
         token = join.find_local_token(paths.master_data_dir(config.master_data_dir))
     if not token:
@@ -70,9 +78,9 @@ class Agent:
         self.registrar: Registrar | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
-        tls = await agent_tls(cfg)
+        tls = await agent_tls(cfg, rejoin=rejoin)
         if tls is None:
             auth: Any = InsecureAuthorizer()
         else:
@@ -105,11 +113,19 @@ class Agent:
         # held by another online agent or a refused certificate are fatal.
         try:
             await self.registrar.register_once()
-        except (errors.NameTakenError, errors.PermissionDeniedError, errors.UsageError):
+        except errors.PermissionDeniedError as exc:
+            await self.stop()
+            if rejoin or tls is None or "was revoked" not in exc.message or not explicit_token(cfg):
+                raise
+            log.warning("%s; joining again with the token given", exc)
+            self._server = self.service = self.registrar = None
+            await self.start(rejoin=True)
+            return
+        except (errors.NameTakenError, errors.UsageError):
             await self.stop()
             raise
         except errors.SlothError as exc:
-            log.warning("%s; will keep trying", exc)
+            log.warning("%s; will keep trying", self.registrar.explain(exc))
         self._loop_task = asyncio.create_task(self.registrar.run(), name="heartbeat")
 
     async def stop(self, grace: float = 1.0) -> None:

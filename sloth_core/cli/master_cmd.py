@@ -122,6 +122,7 @@ def token_create(args: argparse.Namespace) -> int:
 def credentials(args: argparse.Namespace) -> int:
     pki, _ = _pki(args)
     out = Path(args.out).expanduser()
-    pki.export_admin_bundle(out)
-    print(f"admin credentials written to {out} (mode 0600); use them with --credentials {out}")
+    pki.export_admin_bundle(out, args.name)
+    who = f"admin:{args.name}" if args.name else "admin:local"
+    print(f"admin credentials for {who} written to {out} (mode 0600); use them with --credentials {out}")
     return 0

@@ -74,6 +74,7 @@ def _master_parser(sub: Any) -> None:
     c.set_defaults(handler=lazy("master_cmd:token_create"))
     cr = msub.add_parser("credentials", help="export an admin credentials bundle for an operator elsewhere")
     cr.add_argument("--out", required=True, metavar="FILE", help="where to write the bundle (mode 0600)")
+    cr.add_argument("--name", help="issue a separate admin identity admin:NAME (shown in run history; revocable alone)")
     cr.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
     cr.set_defaults(handler=lazy("master_cmd:credentials"))
 

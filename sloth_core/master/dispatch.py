@@ -111,6 +111,17 @@ class Dispatcher:
             self._channels[key] = channel
         return sloth_pb2_grpc.AgentStub(channel)
 
+    async def agent_answers(self, name: str, address: str, timeout_s: float = 1.0) -> bool:
+        """Does agent ``name`` still answer at ``address``? (With TLS, the handshake proves it is that agent.)"""
+        channel = transport.open_channel(address, self._tls, server_name=agent_server_name(name))
+        try:
+            await asyncio.wait_for(channel.channel_ready(), timeout_s)
+        except (TimeoutError, asyncio.TimeoutError):
+            return False
+        finally:
+            await channel.close(grace=None)
+        return True
+
     def forget_agent(self, name: str) -> None:
         for key in [k for k in self._channels if k[0] == name]:
             self._spawn(self._channels.pop(key).close())

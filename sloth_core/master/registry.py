@@ -90,11 +90,24 @@ class Registry:
 
     # ------------------------------------------------------------ agents' calls
 
-    def register(self, req: pb.RegisterRequest) -> None:
-        now = self._clock()
+    def conflicting(self, req: pb.RegisterRequest) -> AgentRecord | None:
+        """The online agent that already holds ``req.name`` from elsewhere, if any."""
         existing = self._agents.get(req.name)
         if (
             existing is not None
+            and existing.status == pb.AGENT_ONLINE
+            and existing.instance_id != req.instance_id
+            and existing.address != req.address
+        ):
+            return existing
+        return None
+
+    def register(self, req: pb.RegisterRequest, *, take_over: bool = False) -> None:
+        now = self._clock()
+        existing = self._agents.get(req.name)
+        if (
+            not take_over
+            and existing is not None
             and existing.status == pb.AGENT_ONLINE
             and existing.instance_id != req.instance_id
             and existing.address != req.address

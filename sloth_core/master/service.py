@@ -111,7 +111,11 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         await self._auth.require_agent(context, request.name)
         if not request.address:
             raise errors.UsageError("an agent must report the address the master can dial")
-        self._registry.register(request)
+        holder = self._registry.conflicting(request)
+        # The holder may be a process that just stopped (restarted on another
+        # port): only a holder that still answers keeps the name.
+        take_over = holder is not None and not await self._dispatcher.agent_answers(holder.name, holder.address)
+        self._registry.register(request, take_over=take_over)
         return pb.RegisterResponse(heartbeat_interval_s=self._registry.heartbeat_interval_s)
 
     @unary

@@ -129,7 +129,12 @@ class Authorizer:
         if peer is None:
             return INSECURE
         if self._revocations is not None and self._revocations.is_revoked(peer.serial):
-            raise PermissionDeniedError(f"the certificate of {peer.identity} was revoked; re-join with a new token")
+            remedy = (
+                "ask for a new credentials bundle (`sloth-runner master credentials`)"
+                if peer.identity.kind == "admin"
+                else "re-join with a new token"
+            )
+            raise PermissionDeniedError(f"the certificate of {peer.identity} was revoked; {remedy}")
         return peer.identity
 
     def check_admin(self, context: grpc.aio.ServicerContext) -> Identity:
