@@ -116,7 +116,7 @@ class Dispatcher:
         channel = transport.open_channel(address, self._tls, server_name=agent_server_name(name))
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout_s)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return False
         finally:
             await channel.close(grace=None)
