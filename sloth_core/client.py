@@ -160,12 +160,21 @@ class MasterClient:
             raise map_rpc_error(exc, self.address, secure=self.secure) from None
 
     async def _stream(self, call: Any) -> AsyncIterator[Any]:
+        import grpc
         import grpc.aio
 
+        received = False
         try:
             async for message in call:
+                received = True
                 yield message
         except grpc.aio.AioRpcError as exc:
+            if received and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # The handshake succeeded long ago: this is the master going
+                # away mid-stream, not a refusal of our credentials.
+                raise errors.MasterUnreachableError(
+                    f"lost the connection to the master at {self.address}"
+                ) from None
             raise map_rpc_error(exc, self.address, secure=self.secure) from None
         finally:
             # Leaving the loop early (break, Ctrl-C) must cancel the remote

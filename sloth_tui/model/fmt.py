@@ -1,0 +1,51 @@
+"""Plain-text formatting shared by the widgets: ages, durations, ids, counts."""
+
+from __future__ import annotations
+
+import time
+
+
+def ago(seconds: float) -> str:
+    """A compact age: ``4s``, ``12m``, ``3h``, ``5d``."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def duration(seconds: float | None) -> str:
+    """``0.4s``, ``12.3s``, ``4m 05s``, ``2h 03m``; ``—`` when unknown."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def clock_time(ts: float) -> str:
+    """Local date and time of a unix timestamp, to the second."""
+    if not ts:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def short_id(value: str, width: int = 8) -> str:
+    return value[:width]
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def name_list(names: list[str], limit: int = 4) -> str:
+    """``web-1, web-2, db-1`` or ``web-1, web-2, web-3, web-4 +12 more``."""
+    shown = ", ".join(names[:limit])
+    extra = len(names) - limit
+    return f"{shown} +{extra} more" if extra > 0 else shown
