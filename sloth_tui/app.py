@@ -274,6 +274,8 @@ class SlothApp(App[int]):
             return 1
         if kind == "run":
             self._apply_watched_run(event.run, changes, runs)
+        elif kind == "heartbeats":
+            changes.merge(fleet.heartbeats(event.heartbeats.names, event.heartbeats.at))
         return 0
 
     def _apply_watched_run(self, event: pb.RunEvent, changes: FleetChanges, runs: RunsChanged) -> None:

@@ -77,3 +77,18 @@ async def test_watch_without_output_skips_output_events(fleet: Fleet) -> None:
                 break
         assert not any(e.HasField("run") and e.run.HasField("output") for e in seen)
         assert any(e.HasField("run") and e.run.HasField("started") for e in seen)
+
+
+async def test_watch_reports_heartbeats_in_batches(fleet: Fleet) -> None:
+    fleet.start_master()
+    fleet.start_agent("a1")
+    fleet.start_agent("a2")
+    tls = resolve_admin_tls(None, fleet.master_dir)
+    async with MasterClient(fleet.master_address, tls) as client:
+        stream = client.watch()
+        assert (await anext(stream)).HasField("snapshot")
+        heard: set[str] = set()
+        while heard != {"a1", "a2"}:
+            event = await next_matching(stream, lambda e: e.HasField("heartbeats"))
+            assert event.heartbeats.at > 0
+            heard.update(event.heartbeats.names)

@@ -57,6 +57,10 @@ class EventBus:
         if self._subscribers:
             self._publish(pb.WatchEvent(agent=pb.AgentEvent(type=kind, agent=info)))  # type: ignore[arg-type]
 
+    def heartbeats(self, names: list[str], at: float) -> None:
+        if self._subscribers and names:
+            self._publish(pb.WatchEvent(heartbeats=pb.Heartbeats(names=names, at=at)))
+
     def run(self, event: pb.RunEvent) -> None:
         if self._subscribers:
             self._publish(pb.WatchEvent(run=event), is_output=event.HasField("output"))

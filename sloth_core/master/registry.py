@@ -228,7 +228,9 @@ class Registry:
                 log.warning("agent %s is offline (no heartbeat for %.0f s)", rec.name, now - rec.last_seen)
                 self._bus.agent(pb.AGENT_WENT_OFFLINE, self.info(rec.name))
         if self._dirty:
-            self._storage.save_agents([self._agents[n] for n in self._dirty if n in self._agents])
+            beaten = sorted(n for n in self._dirty if n in self._agents)
+            self._storage.save_agents([self._agents[n] for n in beaten])
+            self._bus.heartbeats(beaten, now)
             self._dirty.clear()
 
     async def run_sweeper(self) -> None:

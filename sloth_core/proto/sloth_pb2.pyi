@@ -334,15 +334,25 @@ class Snapshot(_message.Message):
     server_time: float
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ..., active_runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ..., server_time: _Optional[float] = ...) -> None: ...
 
+class Heartbeats(_message.Message):
+    __slots__ = ("names", "at")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    at: float
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., at: _Optional[float] = ...) -> None: ...
+
 class WatchEvent(_message.Message):
-    __slots__ = ("snapshot", "agent", "run")
+    __slots__ = ("snapshot", "agent", "run", "heartbeats")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
     snapshot: Snapshot
     agent: AgentEvent
     run: RunEvent
-    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., agent: _Optional[_Union[AgentEvent, _Mapping]] = ..., run: _Optional[_Union[RunEvent, _Mapping]] = ...) -> None: ...
+    heartbeats: Heartbeats
+    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., agent: _Optional[_Union[AgentEvent, _Mapping]] = ..., run: _Optional[_Union[RunEvent, _Mapping]] = ..., heartbeats: _Optional[_Union[Heartbeats, _Mapping]] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("name", "token_id", "csr_pem", "proof")

@@ -169,6 +169,16 @@ class FleetModel:
             return FleetChanges()
         return FleetChanges(updated={agent.name})
 
+    def heartbeats(self, names: Iterable[str], at: float) -> FleetChanges:
+        """Agents the master heard from at ``at``: their "last seen" moves on."""
+        changed = set()
+        for name in names:
+            agent = self.agents.get(name)
+            if agent is not None and agent.last_seen < at:
+                agent.last_seen = at
+                changed.add(name)
+        return FleetChanges(updated=changed)
+
     def remove(self, name: str) -> FleetChanges:
         if name not in self.agents:
             return FleetChanges()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from rich.style import Style
+from textual.command import CommandPalette
 
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui import keymap
@@ -353,7 +354,10 @@ async def test_help_and_palette_are_generated_from_the_keymap(standin: StandinSe
             assert spec.description in text, spec.id
         assert text.index("Agent table  (here now)") < text.index("Main screen  (here now)") < text.index("Output pane")
         await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
         await pilot.press("ctrl+p")
+        # Type only once the palette's input has focus, or keys land elsewhere.
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette) and app.screen.focused is not None)
         await pilot.press(*"sort by stat")
         await shows(pilot, "Sort by status")
         await pilot.press("enter")
