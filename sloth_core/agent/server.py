@@ -13,7 +13,6 @@ from typing import Any
 from sloth_core import errors, transport
 from sloth_core.agent.registration import Identity, Registrar, dialable_address
 from sloth_core.agent.service import AgentService
-from sloth_core.master.server import InsecureAuthorizer
 from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
@@ -81,13 +80,10 @@ class Agent:
     async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
         tls = await agent_tls(cfg, rejoin=rejoin)
-        if tls is None:
-            auth: Any = InsecureAuthorizer()
-        else:
-            from sloth_core.security.identity import Authorizer
+        from sloth_core.security.identity import Authorizer
 
-            auth = Authorizer(None)
-        self.service = AgentService(cfg.name, auth, on_shutdown=self.stopping.set)
+        # No revocation list here: the agent only ever admits its master.
+        self.service = AgentService(cfg.name, Authorizer(), on_shutdown=self.stopping.set)
         self._server = transport.create_server()
         sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
         bind_host = cfg.bind_address or "0.0.0.0"

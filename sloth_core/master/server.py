@@ -42,19 +42,6 @@ class MasterConfig:
     runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
 
 
-class InsecureAuthorizer:
-    """Plaintext mode (``--insecure``): nobody is identified, everything is allowed."""
-
-    async def require_admin(self, context: Any) -> Any:
-        return None
-
-    async def require_agent(self, context: Any, name: str) -> Any:
-        return None
-
-    async def require_master(self, context: Any) -> Any:
-        return None
-
-
 class Master:
     """A running master; :meth:`start` binds, :meth:`stop` shuts down."""
 
@@ -89,12 +76,13 @@ class Master:
             log.warning("%d run(s) were in flight when the master stopped; recorded as lost", lost)
         await self.registry.load()
 
+        from sloth_core.security.identity import Authorizer
+
         tls: transport.TLSConfig | None = None
-        auth: Any = InsecureAuthorizer()
+        auth = Authorizer()  # plaintext callers pass: only with --insecure
         on_delete = None
         if not cfg.insecure:
             from sloth_core.security import MasterPKI
-            from sloth_core.security.identity import Authorizer
 
             self.pki = await asyncio.to_thread(MasterPKI.load_or_create, cfg.data_dir)
             tls = self.pki.master_tls

@@ -21,11 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, ParamSpec, Protocol
 
-from cryptography import x509
-
 from sloth_core.errors import PermissionDeniedError
 
-from .ca import identity_sans
 from .names import parse_identity_uri
 
 if TYPE_CHECKING:
@@ -65,8 +62,13 @@ class RevocationSource(Protocol):
 _NO_CERT = "the caller presented no client certificate"
 
 
-def peer_certificate(context: grpc.aio.ServicerContext) -> PeerCertificate | None:
+def peer_certificate(context: grpc.aio.ServicerContext, *, need_serial: bool = True) -> PeerCertificate | None:
     """The caller's certificate identity; None on a plaintext connection.
+
+    Without ``need_serial`` (nobody to check revocations against, as on an
+    agent) the identity is read from the SANs grpc already parsed, so the
+    process never imports ``cryptography`` (~8 MB of an agent's memory);
+    the serial is then 0.
 
     Raises :class:`PermissionDeniedError` for a TLS peer without a usable
     sloth identity (e.g. a call arriving on a port that does not require
@@ -79,10 +81,28 @@ def peer_certificate(context: grpc.aio.ServicerContext) -> PeerCertificate | Non
     if security != [b"ssl"]:
         # Fail closed on anything unexpected (ALTS, local credentials...).
         raise PermissionDeniedError("the caller's connection is neither TLS nor an --insecure port")
+    if not need_serial:
+        sans = auth.get("x509_subject_alternative_name")
+        if not sans:
+            raise PermissionDeniedError(_NO_CERT)
+        return _identity_from_sans(tuple(sans))
     pems = auth.get("x509_pem_cert")
     if not pems:
         raise PermissionDeniedError(_NO_CERT)
     return _parse_peer_pem(pems[0])
+
+
+def _single_identity(uris: list[str], serial: int) -> PeerCertificate:
+    identities = [parsed for uri in uris if (parsed := parse_identity_uri(uri))]
+    if len(identities) != 1:
+        raise PermissionDeniedError("the caller's certificate names no sloth-runner identity")
+    kind, name = identities[0]
+    return PeerCertificate(Identity(kind, name), serial)
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity_from_sans(sans: tuple[bytes, ...]) -> PeerCertificate:
+    return _single_identity([san.decode(errors="replace") for san in sans], 0)
 
 
 def peer_identity(context: grpc.aio.ServicerContext) -> Identity:
@@ -94,15 +114,15 @@ def peer_identity(context: grpc.aio.ServicerContext) -> Identity:
 @functools.lru_cache(maxsize=4096)
 def _parse_peer_pem(pem: bytes) -> PeerCertificate:
     # Exceptions are not cached, which is fine: they are for broken peers.
+    from cryptography import x509
+
+    from .ca import identity_sans
+
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
         raise PermissionDeniedError("the caller's certificate cannot be parsed") from None
-    identities = [parsed for uri in identity_sans(cert) if (parsed := parse_identity_uri(uri))]
-    if len(identities) != 1:
-        raise PermissionDeniedError("the caller's certificate names no sloth-runner identity")
-    kind, name = identities[0]
-    return PeerCertificate(Identity(kind, name), cert.serial_number)
+    return _single_identity(identity_sans(cert), cert.serial_number)
 
 
 class Authorizer:
@@ -125,7 +145,7 @@ class Authorizer:
 
     def identify(self, context: grpc.aio.ServicerContext) -> Identity:
         """The caller's identity after the revocation check (any kind)."""
-        peer = peer_certificate(context)
+        peer = peer_certificate(context, need_serial=self._revocations is not None)
         if peer is None:
             return INSECURE
         if self._revocations is not None and self._revocations.is_revoked(peer.serial):

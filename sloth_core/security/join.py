@@ -36,7 +36,6 @@ from sloth_core.paths import ensure_private_dir
 from sloth_core.proto import sloth_pb2, sloth_pb2_grpc
 from sloth_core.transport import TLSConfig
 
-from . import ca
 from ._files import read_credential, write_private
 from .credentials import validated_tls
 from .layout import AGENT_CA, AGENT_CERT, AGENT_KEY, TOKEN_FILE, pki_dir
@@ -68,6 +67,8 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
         self._name_in_use = name_in_use
 
     async def Join(self, request: sloth_pb2.JoinRequest, context: grpc.aio.ServicerContext) -> sloth_pb2.JoinResponse:
+        from . import ca  # cryptography: only where keys and CSRs are made
+
         name = request.name
         if not is_valid_name(name):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid agent name {name!r}")
@@ -118,6 +119,8 @@ async def join_master(
     spent or foreign token, refused join), :class:`NameTakenError`,
     :class:`MasterUnreachableError` or :class:`UsageError` (bad name).
     """
+    from . import ca  # cryptography: only where keys and CSRs are made
+
     validate_name(name)
     parsed = JoinToken.parse(token)
     host = host_only(master_host)
@@ -162,6 +165,8 @@ def load_agent_tls(data_dir: Path, name: str | None = None) -> TLSConfig | None:
         str(directory),
     )
     if name is not None:
+        from . import ca  # cryptography: only where certificates are read
+
         uris = ca.identity_sans(ca.load_cert(tls.cert_pem))
         if identity_uri("agent", name) not in uris:
             raise CredentialsError(
@@ -243,6 +248,8 @@ def _join_error(code: grpc.StatusCode, details: str, address: str) -> SlothError
 
 def _checked_reply(ca_pem: bytes, cert_pem: bytes, key_pem: bytes, name: str, address: str) -> TLSConfig:
     """Refuse to store a reply that would not work (wrong name, wrong key)."""
+    from . import ca  # cryptography: only where keys and CSRs are made
+
     tls = validated_tls(ca_pem, cert_pem, key_pem, f"the reply of {address}")
     if identity_uri("agent", name) not in ca.identity_sans(ca.load_cert(cert_pem)):
         raise CredentialsError(f"the master at {address} issued a certificate for another name")
