@@ -264,4 +264,13 @@ class MasterClient:
         """The live event feed: a snapshot first, then agent and run events."""
         from sloth_core.proto import sloth_pb2 as pb
 
-        return self._stream(self._stub.Watch(pb.WatchRequest(include_output=include_output)))
+        return self._unbatch(self._stream(self._stub.Watch(pb.WatchRequest(include_output=include_output))))
+
+    @staticmethod
+    async def _unbatch(batches: AsyncIterator[pb.WatchBatch]) -> AsyncIterator[pb.WatchEvent]:
+        try:
+            async for batch in batches:
+                for event in batch.events:
+                    yield event
+        finally:
+            await batches.aclose()  # type: ignore[attr-defined]

@@ -50,8 +50,9 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     *_COMMON_OPTIONS,
     # grpc's default reconnect backoff grows to minutes; an agent waiting for
     # a restarted master should be back within a few seconds.
+    # (Not min_reconnect_backoff_ms: grpc also uses it as the connect
+    # timeout, and 1,000 TLS handshakes at once need more than 500 ms.)
     ("grpc.initial_reconnect_backoff_ms", 500),
-    ("grpc.min_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.enable_retries", 0),
 ]

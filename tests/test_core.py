@@ -136,7 +136,7 @@ def test_stop_and_delete_agent(fleet: Fleet) -> None:
 def test_daemon_master_and_agent_start_status_stop(fleet: Fleet) -> None:
     port = _free_port()
     started = fleet.cli("master", "-p", str(port), "--bind", "127.0.0.1", "--join-port", str(_free_port()),
-                        "--daemon", *fleet.security_flags)
+                        "--heartbeat-interval", str(HEARTBEAT_S), "--daemon", *fleet.security_flags)
     assert started.returncode == 0, started.stderr.decode()
     fleet.master_address = f"127.0.0.1:{port}"
     try:

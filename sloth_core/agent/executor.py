@@ -41,6 +41,7 @@ class _PipeProtocol(asyncio.SubprocessProtocol):
         self.segments: list[tuple[int, bytearray]] = []
         self.buffered = 0
         self.wake = asyncio.Event()
+        self.flush_now = asyncio.Event()  # a full chunk is buffered, or no more will come
         self.open_pipes = {1, 2}
         self.pipes_closed = asyncio.Event()
         self.exited = asyncio.Event()
@@ -59,6 +60,8 @@ class _PipeProtocol(asyncio.SubprocessProtocol):
             self.segments.append((stream, bytearray(data)))
         self.buffered += len(data)
         self.wake.set()
+        if self.buffered >= CHUNK_BYTES:
+            self.flush_now.set()
         if self.buffered >= HIGH_WATER and not self.paused:
             self._set_reading(False)
 
@@ -96,10 +99,12 @@ class _PipeProtocol(asyncio.SubprocessProtocol):
         self.open_pipes.discard(fd)
         if not self.open_pipes:
             self.pipes_closed.set()
+            self.flush_now.set()
         self.wake.set()
 
     def process_exited(self) -> None:
         self.exited.set()
+        self.flush_now.set()
         self.wake.set()
 
 
@@ -157,8 +162,12 @@ class Execution:
                         proto.wake.clear()
                     continue
                 if proto.buffered < CHUNK_BYTES and not proto.exited.is_set() and proto.open_pipes:
-                    # Let a burst of small writes gather into one message.
-                    await asyncio.sleep(COALESCE_S)
+                    # Let a burst of small writes gather into one message, but
+                    # not past a full chunk, the pipes' end or the exit.
+                    proto.flush_now.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(COALESCE_S):
+                            await proto.flush_now.wait()
                 taken = proto.take(CHUNK_BYTES)
                 if taken is None:
                     continue

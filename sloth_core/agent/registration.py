@@ -90,8 +90,10 @@ class Registrar:
 
     async def run(self) -> None:
         backoff = BACKOFF_START_S
-        need_register = True
+        need_register = not self.registered.is_set()
         complained = ""
+        if not need_register:
+            await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
         while True:
             try:
                 if need_register:

@@ -105,23 +105,24 @@ def list_agents(args: argparse.Namespace) -> int:
     if not rows:
         print("no agents registered yet (start one with `sloth-runner agent start --name NAME --master HOST:PORT`)")
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from sloth_core.cli.render import STATUS_COLOURS, ago, paint
 
-    from sloth_core.cli.render import STATUS_COLOURS, ago
-
-    colour = {"32": "green", "31": "red", "33": "yellow"}
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("NAME", "ADDRESS", "STATUS", "VERSION", "LABELS", "LAST SEEN", "RUNNING"):
-        table.add_column(column, no_wrap=column != "LABELS")
+    # Plain padding rather than a rich Table: rendering 1,000 rows with rich
+    # takes ~0.45 s, more than the whole command's budget.
     now = time.time()
-    for row in rows:
-        style = colour.get(STATUS_COLOURS.get(row["status"], ""), "")
-        table.add_row(
-            row["name"], row["address"], f"[{style}]{row['status']}[/]" if style else row["status"],
-            row["version"], _labels(row["labels"]), ago(row["last_seen"], now), str(row["running"]),
-        )
-    Console().print(table)
+    header = ("NAME", "ADDRESS", "STATUS", "VERSION", "LABELS", "LAST SEEN", "RUNNING")
+    cells = [
+        (r["name"], r["address"], r["status"], r["version"], _labels(r["labels"]) or "-",
+         ago(r["last_seen"], now), str(r["running"]))
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    out = [paint("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), "1")]
+    for cell in cells:
+        padded = [c.ljust(w) for c, w in zip(cell, widths, strict=True)]
+        padded[2] = paint(padded[2], STATUS_COLOURS.get(cell[2], "0"))
+        out.append("  ".join(padded).rstrip())
+    sys.stdout.write("\n".join(out) + "\n")
     return 0
 
 

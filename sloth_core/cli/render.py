@@ -1,8 +1,8 @@
 """Terminal output: colours, result boxes, relative times.
 
-Written with plain ANSI rather than rich on the `agent run` path: importing
-rich costs ~45 ms, a third of that command's time budget. Tables (agent and
-run lists) use rich, imported lazily by their commands.
+Plain ANSI rather than rich: importing rich costs ~45 ms, a third of `agent run`
+s time budget, and rendering a 1,000-row table with it ~0.45 s.
+
 """
 
 from __future__ import annotations

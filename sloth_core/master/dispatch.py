@@ -98,6 +98,7 @@ class Dispatcher:
         self._active: dict[str, ActiveRun] = {}
         self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._since_prune: dict[str, int] = {}
 
     # ------------------------------------------------------------ channels
 
@@ -309,7 +310,7 @@ class Dispatcher:
         rec.finished_at = self._clock()
         run.recorder.flush_tail()
         self._storage.save_run(rec)
-        self._storage.prune_runs(rec.agent, self._runs_per_agent)
+        self._prune_later(rec.agent)
         self._active.pop(rec.run_id, None)
         self._registry.run_finished(rec.agent)
         event = pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))
@@ -324,6 +325,14 @@ class Dispatcher:
             if run.job.pending == 0 and not run.job.detached:
                 # Wake the job's reader even when this last event was not queued.
                 await run.job.queue.put(pb.RunEvent(job_id=run.job.job_id))
+
+    def _prune_later(self, agent: str) -> None:
+        """Enforce the retention limit every tenth of it, not after every run."""
+        count = self._since_prune.get(agent, 0) + 1
+        if count >= max(1, self._runs_per_agent // 10):
+            self._storage.prune_runs(agent, self._runs_per_agent)
+            count = 0
+        self._since_prune[agent] = count
 
     # ------------------------------------------------------------ cancel
 

@@ -166,9 +166,9 @@ class Registry:
         self._bus.agent(pb.AGENT_DELETED, info)
 
     def run_started(self, name: str, delta: int = 1) -> None:
+        # No event: watchers count runs in flight from the run events
+        # themselves; an agent event per run would double the feed.
         self._running[name] = self._running.get(name, 0) + delta
-        if name in self._agents:
-            self._bus.agent(pb.AGENT_UPDATED, self.info(name))
 
     def run_finished(self, name: str) -> None:
         self.run_started(name, -1)

@@ -28,6 +28,7 @@ from sloth_core.storage import Storage
 log = logging.getLogger(__name__)
 
 DEFAULT_RUNS_LIMIT = 50
+WATCH_BATCH_MAX = 1000
 MAX_RUNS_LIMIT = 10_000
 
 _STATUS_OF: list[tuple[type[errors.SlothError], grpc.StatusCode]] = [
@@ -233,21 +234,31 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
             yield event
 
     @streaming
-    async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchEvent]:
+    async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchBatch]:
         await self._auth.require_admin(context)
         # Subscribe and snapshot with no await in between: every later change
         # is in the queue, every earlier one in the snapshot.
         sub = self._bus.subscribe(request.include_output)
+        queue = sub.queue
         try:
-            yield pb.WatchEvent(
-                snapshot=pb.Snapshot(
-                    agents=self._registry.all_info(),
-                    active_runs=self._dispatcher.active_runs(),
-                    server_time=self._clock(),
-                )
+            snapshot = pb.Snapshot(
+                agents=self._registry.all_info(),
+                active_runs=self._dispatcher.active_runs(),
+                server_time=self._clock(),
             )
-            while (event := await sub.queue.get()) is not None:
-                yield event
+            yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])
+            while (event := await queue.get()) is not None:
+                # Whatever queued up while we were sending goes out as one
+                # message: no delay when idle, far fewer sends under load.
+                batch = [event]
+                while not queue.empty() and len(batch) < WATCH_BATCH_MAX:
+                    event = queue.get_nowait()
+                    if event is None:
+                        break
+                    batch.append(event)
+                yield pb.WatchBatch(events=batch)
+                if event is None:
+                    break
             if sub.overflowed:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "this watcher fell too far behind")
         except asyncio.CancelledError:

@@ -354,6 +354,12 @@ class WatchEvent(_message.Message):
     heartbeats: Heartbeats
     def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., agent: _Optional[_Union[AgentEvent, _Mapping]] = ..., run: _Optional[_Union[RunEvent, _Mapping]] = ..., heartbeats: _Optional[_Union[Heartbeats, _Mapping]] = ...) -> None: ...
 
+class WatchBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ...) -> None: ...
+
 class JoinRequest(_message.Message):
     __slots__ = ("name", "token_id", "csr_pem", "proof")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,10 +69,12 @@ CREATE TABLE IF NOT EXISTS run_output (
 
 _RUN_COLUMNS = [f.name for f in fields(RunRecord)]
 _AGENT_COLUMNS = [f.name for f in fields(AgentRecord)]
+_run_row = operator.attrgetter(*_RUN_COLUMNS)
+_agent_fields = operator.attrgetter(*_AGENT_COLUMNS)
 
 
 def _agent_row(record: AgentRecord) -> tuple[Any, ...]:
-    values = list(astuple(record))
+    values = list(_agent_fields(record))
     values[_AGENT_COLUMNS.index("labels")] = json.dumps(record.labels, sort_keys=True)
     return tuple(values)
 
@@ -175,7 +178,9 @@ class SQLiteStorage:
         self.save_runs([record])
 
     def save_runs(self, records: list[RunRecord]) -> None:
-        rows = [astuple(r) for r in records]
+        # attrgetter, not dataclasses.astuple: astuple deep-copies, and was
+        # a tenth of the master's time while 1,000 runs finished.
+        rows = [_run_row(r) for r in records]
         marks = ", ".join("?" for _ in _RUN_COLUMNS)
         self._write(lambda c: c.executemany(f"INSERT OR REPLACE INTO runs VALUES ({marks})", rows))
 

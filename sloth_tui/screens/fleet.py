@@ -96,12 +96,22 @@ class FleetScreen(Screen[None]):
 
     # ------------------------------------------------------------ updates from the app
 
+    @property
+    def _built(self) -> bool:
+        # The app's workers and timers may still report while the app is
+        # shutting down and this screen's widgets are already gone.
+        return bool(self.query(AgentTable))
+
     def connection_changed(self, conn: Connection) -> None:
+        if not self._built:
+            return
         self.table.set_class(conn.state == "disconnected", "-stale")
         self._update_status()
 
     def fleet_changed(self, changes: FleetChanges | None) -> None:
         """Redraw what ``changes`` touched (None: every row)."""
+        if not self._built:
+            return
         self.table.sync(self.sloth.fleet, changes, self.sloth.now())
         self._update_status()
         self._update_targets()
@@ -109,6 +119,8 @@ class FleetScreen(Screen[None]):
             self._follow_cursor()
 
     def runs_changed(self, changed: RunsChanged) -> None:
+        if not self._built:
+            return
         store = self.sloth.store
         if changed.new_job is not None:
             self._job_started(changed.new_job)
@@ -127,6 +139,8 @@ class FleetScreen(Screen[None]):
             self._update_summary()
 
     def tick(self, now: float) -> None:
+        if not self._built:
+            return
         self.table.tick(self.sloth.fleet, now)
         run = self.pane.run
         if run is not None and run.active:

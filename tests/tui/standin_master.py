@@ -396,17 +396,17 @@ class StandinMaster(sloth_pb2_grpc.MasterServicer):
             if queue is not None:
                 run.followers.discard(queue)
 
-    async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchEvent]:
+    async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchBatch]:
         queue: asyncio.Queue[pb.WatchEvent | None] = asyncio.Queue()
         self.watchers.add(queue)
         try:
             active = [r.info for r in self.runs.values() if not r.done.is_set()]
-            yield pb.WatchEvent(snapshot=pb.Snapshot(agents=list(self.agents.values()), active_runs=active,
-                                                     server_time=self.now))
+            snapshot = pb.Snapshot(agents=list(self.agents.values()), active_runs=active, server_time=self.now)
+            yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])
             while (event := await queue.get()) is not None:
                 if event.HasField("run") and event.run.HasField("output") and not request.include_output:
                     continue
-                yield event
+                yield pb.WatchBatch(events=[event])
         finally:
             self.watchers.discard(queue)
 

@@ -1,0 +1,1 @@
+"""sloth-runner's benchmarks: `python -m bench` (see bench/README.md)."""
