@@ -141,6 +141,7 @@ class Execution:
             yield _exit_event(self.outcome)
             return
         self._transport, self._proto, self.pid = transport, proto, transport.get_pid()
+        started = time.time()  # the command runs from here; spawning can queue behind others
         yield pb.ExecuteEvent(started=pb.ExecStarted(pid=self.pid, started_at=started))
         timer = loop.call_later(self.timeout_s, self._timed_out) if self.timeout_s > 0 else None
         seq = 0

@@ -28,7 +28,8 @@ from sloth_core.storage import Storage
 log = logging.getLogger(__name__)
 
 DEFAULT_RUNS_LIMIT = 50
-WATCH_BATCH_MAX = 1000
+WATCH_BATCH_MAX = 5000
+WATCH_MIN_INTERVAL_S = 0.02
 MAX_RUNS_LIMIT = 10_000
 
 _STATUS_OF: list[tuple[type[errors.SlothError], grpc.StatusCode]] = [
@@ -247,9 +248,16 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                 server_time=self._clock(),
             )
             yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])
+            loop = asyncio.get_running_loop()
+            last_send = 0.0
             while (event := await queue.get()) is not None:
-                # Whatever queued up while we were sending goes out as one
-                # message: no delay when idle, far fewer sends under load.
+                # At most one message per WATCH_MIN_INTERVAL_S: an event after
+                # a quiet spell goes out at once; in a burst (a 1,000-agent
+                # job) events gather into a few large messages, and 20
+                # consoles cost the master 100 sends, not 80,000.
+                wait = last_send + WATCH_MIN_INTERVAL_S - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 batch = [event]
                 while not queue.empty() and len(batch) < WATCH_BATCH_MAX:
                     event = queue.get_nowait()
@@ -257,6 +265,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                         break
                     batch.append(event)
                 yield pb.WatchBatch(events=batch)
+                last_send = loop.time()
                 if event is None:
                     break
             if sub.overflowed:
