@@ -168,7 +168,8 @@ class Dispatcher:
             raise errors.AgentNotFoundError("no agent matches the target")
         now = self._clock()
         job = Job(job_id=new_id("j-"), runs=[], with_output=not request.no_output)
-        for name in chosen:
+        outcomes = [(name, "") for name in chosen] + rejected
+        for name, reason in outcomes:
             job.runs.append(
                 RunRecord(
                     run_id=new_id("r-"),
@@ -176,22 +177,9 @@ class Dispatcher:
                     agent=name,
                     command=command,
                     requested_by=requested_by,
-                    status=pb.RUN_PENDING,
+                    status=pb.RUN_REJECTED if reason else pb.RUN_PENDING,
                     created_at=now,
-                    timeout_s=request.timeout_s,
-                )
-            )
-        for name, reason in rejected:
-            job.runs.append(
-                RunRecord(
-                    run_id=new_id("r-"),
-                    job_id=job.job_id,
-                    agent=name,
-                    command=command,
-                    requested_by=requested_by,
-                    status=pb.RUN_REJECTED,
-                    created_at=now,
-                    finished_at=now,
+                    finished_at=now if reason else 0.0,
                     timeout_s=request.timeout_s,
                     error=reason,
                 )
