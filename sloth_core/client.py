@@ -69,6 +69,8 @@ def map_rpc_error(exc: grpc.aio.AioRpcError, address: str, *, secure: bool = Tru
         return errors.UsageError(details)
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return errors.NameTakenError(details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return errors.TooSlowError(details)
     if code == grpc.StatusCode.CANCELLED:
         return errors.SlothError("the call was cancelled", exit_code=130)
     return errors.SlothError(f"the master at {address} failed: {code.name}: {details}")

@@ -48,6 +48,12 @@ class PermissionDeniedError(SlothError):
     exit_code = 1
 
 
+class TooSlowError(SlothError):
+    """A reader fell so far behind a live stream that the master let it go."""
+
+    exit_code = 1
+
+
 class CredentialsError(SlothError):
     """Missing, unreadable, refused or revoked credentials; bad join tokens."""
 

@@ -87,6 +87,9 @@ def test_empty_command(fleet: Fleet) -> None:
         assert "empty command" in one_line_error(result)
     missing = fleet.cli("agent", "run", "a1", *fleet.client_flags())
     assert missing.returncode == 2 and "missing COMMAND" in one_line_error(missing)
+    for bad in ("nan", "-1", "inf"):
+        timeout = fleet.cli("agent", "run", "a1", "true", "--timeout", bad, *fleet.client_flags())
+        assert timeout.returncode == 2 and "--timeout" in one_line_error(timeout)
 
 
 def test_second_agent_cannot_take_an_online_name(fleet: Fleet) -> None:

@@ -288,3 +288,17 @@ def test_frozen_agent_mid_run_is_lost_within_10_s(three: Fleet, tmp_path: Path) 
     # Thawed, the agent sees its master hung up and kills the orphaned group.
     for pid in pids:
         wait_for(lambda pid=pid: gone(pid), what="the thawed agent to kill the orphaned group")
+
+
+def test_retention_never_prunes_a_run_in_flight(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.start_master("--runs-per-agent", "2")
+    fleet.start_agent("a1")
+    cli, _ = _start_long_run(fleet, tmp_path, "a1")
+    long_run = wait_for(lambda: runs(fleet, "--status", "running"), what="the long run")[0]  # type: ignore[index]
+    for _ in range(3):
+        assert fleet.cli("agent", "run", "a1", "true", *fleet.client_flags()).returncode == 0
+    assert long_run["run_id"] in {r["run_id"] for r in runs(fleet, "--agent", "a1", "--limit", "10")}
+    shown = fleet.cli("runs", "show", str(long_run["run_id"]), *fleet.client_flags())
+    assert b"started" in shown.stdout  # its stored output survived the pruning around it
+    cli.send_signal(signal.SIGINT)
+    cli.communicate(timeout=30)

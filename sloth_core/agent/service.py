@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from sloth_core.agent.executor import Execution
+from sloth_core.agent.executor import KILL_GRACE_S, Execution
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
 
@@ -72,8 +72,16 @@ class AgentService(sloth_pb2_grpc.AgentServicer):
         asyncio.get_running_loop().call_later(0.1, self._on_shutdown)
         return pb.ShutdownResponse()
 
-    async def cancel_all(self) -> None:
+    async def cancel_all(self, timeout_s: float = 2 * KILL_GRACE_S + 1) -> None:
+        """Kill every run and wait (bounded) for their calls to end.
+
+        Bounded because a call can be stuck sending to a master whose reader
+        stopped reading; the server's stop then cancels it, and its
+        ``finally`` has already killed the process group.
+        """
         for execution in list(self.runs.values()):
             execution.cancel()
-        while self.runs:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.runs:
+                    await asyncio.sleep(0.05)

@@ -32,11 +32,26 @@ def log_file(kind: str) -> Path:
 
 
 def read_pid(path: Path) -> int | None:
+    """The live sloth-runner process named by a pid file, if any.
+
+    A pid file left by a crash may name a pid since reused by an unrelated
+    process: only one whose command line is ours counts.
+    """
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if alive(pid) else None
+    return pid if alive(pid) and _is_ours(pid) else None
+
+
+def _is_ours(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the pid file
+    return b"sloth_core" in cmdline or b"sloth-runner" in cmdline
 
 
 def alive(pid: int) -> bool:
@@ -148,8 +163,14 @@ def serve_until_signalled(
     async def main() -> None:
         done = stopping or asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if done.is_set():
+                os._exit(1)  # asked twice: stop waiting for a graceful shutdown
+            done.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, done.set)
+            loop.add_signal_handler(sig, on_signal)
         await start()
         try:
             await started()

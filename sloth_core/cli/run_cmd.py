@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import codecs
 import json
+import math
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -52,8 +53,8 @@ def parse_targets(args: argparse.Namespace) -> tuple[list[str], dict[str, str], 
         raise UsageError("no target: name an agent, a comma list or a glob, or use --label/--all")
     if args.all and names:
         raise UsageError("use either TARGETS or --all, not both")
-    if args.timeout < 0:
-        raise UsageError("--timeout must be positive")
+    if not math.isfinite(args.timeout) or args.timeout < 0:
+        raise UsageError("--timeout must be a positive number of seconds")
     if args.parallel < 0:
         raise UsageError("--parallel must be positive")
     return names, labels, command
@@ -96,6 +97,13 @@ class Printer:
         del buf[: end + 1]
 
     def finish(self, view: RunView) -> None:
+        if not self.multi and not self.json and not self.raw:
+            # An incomplete UTF-8 sequence at the very end shows as U+FFFD.
+            for stream, out in ((1, sys.stdout), (2, sys.stderr)):
+                tail = view.decoders[stream].decode(b"", final=True)
+                if tail:
+                    out.write(tail)
+                    out.flush()
         if self.multi and not self.json:
             for stream in (1, 2):
                 if view.partial[stream]:
@@ -187,10 +195,12 @@ async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str
     elif printer.multi:
         _summary_line(ordered)
     unfinished = [v for v in ordered if v.info.status in (pb.RUN_PENDING, pb.RUN_RUNNING)]
-    if interrupted or unfinished:
-        if unfinished:
-            print_error(f"{len(unfinished)} run(s) still in flight when the CLI stopped waiting")
+    if unfinished:
+        print_error(f"{len(unfinished)} run(s) did not report an outcome; see `sloth-runner runs list`")
+    if interrupted:
         return EXIT_INTERRUPTED
+    if unfinished:
+        return EXIT_NOT_RUN
     if not printer.multi:
         return _single_exit(ordered[0].info if ordered else None, args)
     return 0 if all(v.info.status == pb.RUN_SUCCEEDED for v in ordered) else 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_QUEUE = 64  # events; 64 x 64 KiB bounds a job's buffered output to 4 MiB
-FOLLOW_QUEUE = 4096
+FOLLOW_QUEUE_BYTES = 16 * 1024 * 1024  # what a `runs show --follow` may lag behind
 CANCEL_GRACE_S = 5.0  # the agent's TERM→KILL grace plus slack
 TIMEOUT_SLACK_S = 10.0  # the agent enforces timeouts; the master only backs it up
 TERMINAL = {
@@ -58,12 +59,59 @@ class Job:
     queue: asyncio.Queue[pb.RunEvent] = field(default_factory=lambda: asyncio.Queue(JOB_QUEUE))
     pending: int = 0
     detached: bool = False
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
 
     def detach(self) -> None:
         """The caller went away: stop feeding its queue and free blocked relays."""
         self.detached = True
+        self.gone.set()
         while not self.queue.empty():
             self.queue.get_nowait()
+
+    async def put(self, event: pb.RunEvent) -> None:
+        """Queue for the caller; returns at once if the caller is (or goes) away."""
+        if self.detached:
+            return
+        try:
+            self.queue.put_nowait(event)
+            return
+        except asyncio.QueueFull:
+            pass
+        put = asyncio.ensure_future(self.queue.put(event))
+        gone = asyncio.ensure_future(self.gone.wait())
+        try:
+            await asyncio.wait({put, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            put.cancel()
+            gone.cancel()
+
+
+@dataclass(eq=False)
+class Follower:
+    """A `runs show --follow` reader of a live run, bounded in bytes."""
+
+    queue: asyncio.Queue[pb.RunEvent | None] = field(default_factory=asyncio.Queue)
+    queued_bytes: int = 0
+    overflowed: bool = False
+
+    def offer(self, event: pb.RunEvent) -> bool:
+        size = len(event.output.data) if event.HasField("output") else 0
+        if self.queued_bytes + size > FOLLOW_QUEUE_BYTES:
+            # Too slow: end its stream with an error rather than buffer without bound.
+            self.overflowed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+            return False
+        self.queued_bytes += size
+        self.queue.put_nowait(event)
+        return True
+
+    async def get(self) -> pb.RunEvent | None:
+        event = await self.queue.get()
+        if event is not None and event.HasField("output"):
+            self.queued_bytes -= len(event.output.data)
+        return event
 
 
 @dataclass(eq=False)
@@ -73,7 +121,8 @@ class ActiveRun:
     recorder: OutputRecorder
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
-    followers: set[asyncio.Queue[pb.RunEvent | None]] = field(default_factory=set)
+    finishing: bool = False  # the outcome is decided; only reporting it remains
+    followers: set[Follower] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -99,6 +148,7 @@ class Dispatcher:
         self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._since_prune: dict[str, int] = {}
+        self._closing = False
 
     # ------------------------------------------------------------ channels
 
@@ -133,6 +183,7 @@ class Dispatcher:
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        self._closing = True
         for run in list(self._active.values()):
             if run.task is not None:
                 run.task.cancel()
@@ -157,8 +208,8 @@ class Dispatcher:
         command = request.command
         if not command.strip():
             raise errors.UsageError("empty command: give the command to run")
-        if request.timeout_s < 0:
-            raise errors.UsageError("the timeout must be positive")
+        if not math.isfinite(request.timeout_s) or request.timeout_s < 0:
+            raise errors.UsageError("the timeout must be a positive number of seconds")
         target = request.target
         names = [n for n in target.names if n]
         if not names and not target.labels and not target.all:
@@ -205,17 +256,11 @@ class Dispatcher:
         is_output = event.HasField("output")
         self._bus.run(event)
         for follower in list(run.followers):
-            try:
-                follower.put_nowait(event)
-            except asyncio.QueueFull:
-                # Too slow a follower: end its stream rather than buffer without bound.
+            if not follower.offer(event):
                 run.followers.discard(follower)
-                while not follower.empty():
-                    follower.get_nowait()
-                follower.put_nowait(None)
         job = run.job
-        if not job.detached and (job.with_output or not is_output):
-            await job.queue.put(event)
+        if job.with_output or not is_output:
+            await job.put(event)
 
     async def _relay(self, run: ActiveRun, limit: asyncio.Semaphore | None) -> None:
         rec = run.record
@@ -235,12 +280,15 @@ class Dispatcher:
                     pb.ExecuteRequest(run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s)
                 )
                 deadline = rec.timeout_s + TIMEOUT_SLACK_S if rec.timeout_s else None
-                async with asyncio.timeout(deadline):
-                    status, exit_code, signal, error = await self._pump(run, call)
+                async with asyncio.timeout(deadline) as limit_cm:
+                    status, exit_code, signal, error = await self._pump(run, call, limit_cm)
         except TimeoutError:
             status, error = pb.RUN_TIMED_OUT, f"no answer from the agent {TIMEOUT_SLACK_S:.0f} s past the timeout"
         except asyncio.CancelledError:
-            status, error = pb.RUN_CANCELLED, "cancelled"
+            if self._closing:
+                status, error = pb.RUN_LOST, "the master shut down mid-run"
+            else:
+                status, error = pb.RUN_CANCELLED, "cancelled"
         except Exception as exc:  # a relay must always record an outcome
             import grpc
 
@@ -250,6 +298,7 @@ class Dispatcher:
                 log.exception("relay of %s failed", rec.run_id)
                 status, error = pb.RUN_LOST, f"internal error: {exc}"
         finally:
+            run.finishing = True
             if call is not None and not call.done():
                 call.cancel()
             await self._finish(run, status, exit_code, signal, error)
@@ -268,15 +317,24 @@ class Dispatcher:
         return pb.RUN_LOST, f"agent {rec.agent!r} failed the run: {exc.code().name}: {exc.details()}"
 
     async def _pump(
-        self, run: ActiveRun, call: grpc.aio.UnaryStreamCall  # type: ignore[type-arg]
+        self,
+        run: ActiveRun,
+        call: grpc.aio.UnaryStreamCall,  # type: ignore[type-arg]
+        limit: asyncio.Timeout,
     ) -> tuple[int, int, int, str]:
         rec = run.record
         ids = {"job_id": rec.job_id, "run_id": rec.run_id, "agent": rec.agent}
+        loop = asyncio.get_running_loop()
         async for event in call:
             kind = event.WhichOneof("kind")
             if kind == "output":
                 run.recorder.add(event.output)
+                blocked_from = loop.time()
                 await self._emit(run, pb.RunEvent(**ids, output=event.output))
+                when = limit.when()
+                if when is not None:
+                    # Time spent waiting on a slow reader is not the agent's.
+                    limit.reschedule(when + loop.time() - blocked_from)
             elif kind == "started":
                 rec.status = pb.RUN_RUNNING
                 rec.started_at = event.started.started_at
@@ -306,13 +364,12 @@ class Dispatcher:
             await self._emit(run, event)
         finally:
             for follower in run.followers:
-                with contextlib.suppress(asyncio.QueueFull):
-                    follower.put_nowait(None)
+                follower.queue.put_nowait(None)
             run.followers.clear()
             run.job.pending -= 1
-            if run.job.pending == 0 and not run.job.detached:
+            if run.job.pending == 0:
                 # Wake the job's reader even when this last event was not queued.
-                await run.job.queue.put(pb.RunEvent(job_id=run.job.job_id))
+                await run.job.put(pb.RunEvent(job_id=run.job.job_id))
 
     def _prune_later(self, agent: str) -> None:
         """Enforce the retention limit every tenth of it, not after every run."""
@@ -348,8 +405,14 @@ class Dispatcher:
     async def _cancel_on_agent(self, run: ActiveRun) -> None:
         """Ask the agent to kill the run (clean exit status); cut the call if it can't."""
         rec = run.record
+        if rec.status != pb.RUN_RUNNING:
+            # Not started (or its start not seen yet): cutting the call is
+            # enough, the agent kills whatever it started when we hang up.
+            if run.task is not None and not run.task.done() and not run.finishing:
+                run.task.cancel()
+            return
         agent = self._registry.get(rec.agent)
-        if agent is not None and rec.status == pb.RUN_RUNNING:
+        if agent is not None:
             try:
                 await self.agent_stub(agent.name, agent.address).Cancel(
                     pb.CancelRequest(run_id=rec.run_id), timeout=2.0
@@ -358,7 +421,7 @@ class Dispatcher:
                 log.info("cancel of %s on %s: %s", rec.run_id, rec.agent, exc)
         if run.task is not None and not run.task.done():
             await asyncio.wait([run.task], timeout=CANCEL_GRACE_S)
-            if not run.task.done():
+            if not run.task.done() and not run.finishing:
                 run.task.cancel()
 
     # ------------------------------------------------------------ replay
@@ -366,12 +429,12 @@ class Dispatcher:
     async def stream_run(self, run_id: str, follow: bool) -> AsyncIterator[pb.RunEvent]:
         """The run's stored output, then (``follow``) its live events until it ends."""
         live = self._active.get(run_id) if follow else None
-        buffered: asyncio.Queue[pb.RunEvent | None] | None = None
+        follower: Follower | None = None
         if live is not None:
             # Subscribe before reading storage so no event falls in between;
-            # duplicates are skipped by sequence number.
-            buffered = asyncio.Queue(FOLLOW_QUEUE)
-            live.followers.add(buffered)
+            # what was replayed is skipped when it also arrives live.
+            follower = Follower()
+            live.followers.add(follower)
         try:
             rec = live.record if live is not None else await self._storage.get_run(run_id)
             if rec is None:
@@ -379,20 +442,20 @@ class Dispatcher:
             chunks = await self._storage.read_output(run_id)
             if live is not None:
                 chunks = [*chunks, *live.recorder.tail_snapshot()]
-            last_seq = 0
+            replayed = {c.seq for c in chunks}
             for event in replay_events(rec, chunks):
-                if event.HasField("output"):
-                    last_seq = max(last_seq, event.output.seq)
                 yield event
-            if buffered is None:
+            if follower is None:
                 yield pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))
                 return
-            while (event := await buffered.get()) is not None:
-                if event.HasField("output") and event.output.seq <= last_seq:
+            while (event := await follower.get()) is not None:
+                if event.HasField("output") and event.output.seq in replayed:
                     continue
                 yield event
-            if rec.status not in TERMINAL:
-                raise errors.SlothError("this follower fell too far behind the live output")
+                if event.HasField("finished"):
+                    return
+            if follower.overflowed:
+                raise errors.TooSlowError("this follower fell too far behind the live output; run it again")
         finally:
-            if live is not None and buffered is not None:
-                live.followers.discard(buffered)
+            if live is not None and follower is not None:
+                live.followers.discard(follower)

@@ -168,7 +168,11 @@ class Registry:
     def run_started(self, name: str, delta: int = 1) -> None:
         # No event: watchers count runs in flight from the run events
         # themselves; an agent event per run would double the feed.
-        self._running[name] = self._running.get(name, 0) + delta
+        count = self._running.get(name, 0) + delta
+        if count > 0:
+            self._running[name] = count
+        else:
+            self._running.pop(name, None)  # also when the agent was deleted mid-run
 
     def run_finished(self, name: str) -> None:
         self.run_started(name, -1)

@@ -39,6 +39,7 @@ _STATUS_OF: list[tuple[type[errors.SlothError], grpc.StatusCode]] = [
     (errors.NameTakenError, grpc.StatusCode.ALREADY_EXISTS),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.CredentialsError, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.TooSlowError, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
 
 

@@ -191,12 +191,16 @@ class SQLiteStorage:
         )
 
     def prune_runs(self, agent: str, keep: int) -> None:
+        from sloth_core.proto import sloth_pb2 as pb
+
         def prune(conn: sqlite3.Connection) -> None:
+            # Runs in flight are never pruned, however many finished since.
             doomed = [
                 row[0]
                 for row in conn.execute(
-                    "SELECT run_id FROM runs WHERE agent = ? ORDER BY created_at DESC LIMIT -1 OFFSET ?",
-                    (agent, keep),
+                    "SELECT run_id FROM runs WHERE agent = ? AND status NOT IN (?, ?) "
+                    "ORDER BY created_at DESC LIMIT -1 OFFSET ?",
+                    (agent, pb.RUN_PENDING, pb.RUN_RUNNING, keep),
                 )
             ]
             for run_id in doomed:
