@@ -59,31 +59,33 @@ class Job:
     queue: asyncio.Queue[pb.RunEvent] = field(default_factory=lambda: asyncio.Queue(JOB_QUEUE))
     pending: int = 0
     detached: bool = False
-    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    _drainer: asyncio.Task[None] | None = None
 
     def detach(self) -> None:
         """The caller went away: stop feeding its queue and free blocked relays."""
         self.detached = True
-        self.gone.set()
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        if self._drainer is None and self.pending:
+            self._drainer = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        # Every get releases one relay blocked in put(); keep taking until
+        # the last relay is done (then close() cancels this).
+        while True:
+            await self.queue.get()
 
     async def put(self, event: pb.RunEvent) -> None:
-        """Queue for the caller; returns at once if the caller is (or goes) away."""
-        if self.detached:
-            return
-        try:
-            self.queue.put_nowait(event)
-            return
-        except asyncio.QueueFull:
-            pass
-        put = asyncio.ensure_future(self.queue.put(event))
-        gone = asyncio.ensure_future(self.gone.wait())
-        try:
-            await asyncio.wait({put, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            put.cancel()
-            gone.cancel()
+        """Queue for the caller (the hot path: a plain bounded put)."""
+        if not self.detached:
+            await self.queue.put(event)
+
+    def close(self) -> None:
+        """Every run has finished."""
+        if self._drainer is not None:
+            self._drainer.cancel()
+        elif not self.detached and self.queue.empty():
+            # The reader may be waiting on an empty queue: wake it to see
+            # that nothing is pending (a non-empty queue wakes it anyway).
+            self.queue.put_nowait(pb.RunEvent(job_id=self.job_id))
 
 
 @dataclass(eq=False)
@@ -329,10 +331,12 @@ class Dispatcher:
             kind = event.WhichOneof("kind")
             if kind == "output":
                 run.recorder.add(event.output)
-                blocked_from = loop.time()
-                await self._emit(run, pb.RunEvent(**ids, output=event.output))
                 when = limit.when()
-                if when is not None:
+                if when is None:
+                    await self._emit(run, pb.RunEvent(**ids, output=event.output))
+                else:
+                    blocked_from = loop.time()
+                    await self._emit(run, pb.RunEvent(**ids, output=event.output))
                     # Time spent waiting on a slow reader is not the agent's.
                     limit.reschedule(when + loop.time() - blocked_from)
             elif kind == "started":
@@ -368,8 +372,7 @@ class Dispatcher:
             run.followers.clear()
             run.job.pending -= 1
             if run.job.pending == 0:
-                # Wake the job's reader even when this last event was not queued.
-                await run.job.put(pb.RunEvent(job_id=run.job.job_id))
+                run.job.close()
 
     def _prune_later(self, agent: str) -> None:
         """Enforce the retention limit every tenth of it, not after every run."""
