@@ -79,6 +79,7 @@ class Agent:
 
     async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
+        _watch_children_with_pidfd()
         tls = await agent_tls(cfg, rejoin=rejoin)
         from sloth_core.security.identity import Authorizer
 
@@ -133,3 +134,27 @@ class Agent:
             await self._server.stop(grace)
         if self.registrar is not None:
             await self.registrar.close()
+
+
+def _watch_children_with_pidfd() -> None:
+    """Learn of a command's exit through a pidfd on the loop (Python 3.11).
+
+    3.11's default child watcher starts a thread per command to wait for it,
+    which costs each run a thread start and a cross-thread wake-up; 3.12+
+    uses pidfds by itself.
+    """
+    import sys
+    import warnings
+
+    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher") or not hasattr(os, "pidfd_open"):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            probe = os.pidfd_open(os.getpid())
+        except OSError:
+            return  # kernel without pidfds
+        os.close(probe)
+        watcher = asyncio.PidfdChildWatcher()
+        asyncio.get_event_loop_policy().set_child_watcher(watcher)
+        watcher.attach_loop(asyncio.get_running_loop())
