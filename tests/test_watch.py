@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from sloth_core.client import MasterClient, resolve_admin_tls
+from sloth_core.errors import SlothError
 from sloth_core.proto import sloth_pb2 as pb
 from tests.fleet import Fleet
 
@@ -92,3 +93,19 @@ async def test_watch_reports_heartbeats_in_batches(fleet: Fleet) -> None:
             event = await next_matching(stream, lambda e: e.HasField("heartbeats"))
             assert event.heartbeats.at > 0
             heard.update(event.heartbeats.names)
+
+
+async def test_a_watcher_that_stops_reading_is_let_go_not_buffered(fleet: Fleet) -> None:
+    fleet.start_master()
+    fleet.start_agent("a1")
+    tls = resolve_admin_tls(None, fleet.master_dir)
+    async with MasterClient(fleet.master_address, tls) as client:
+        stream = client.watch(include_output=True)
+        assert (await anext(stream)).HasField("snapshot")
+        # 64 MiB of output while this watcher reads nothing: the master must
+        # drop it (bounded memory) rather than queue it all.
+        ran = await asyncio.to_thread(fleet.cli, "agent", "run", "a1", "head -c 67108864 /dev/zero", "--raw")
+        assert ran.returncode == 0 and len(ran.stdout) == 64 * 1024 * 1024
+        with pytest.raises(SlothError, match="fell too far behind"):
+            async for _ in stream:
+                pass

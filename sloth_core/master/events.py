@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from sloth_core.proto import sloth_pb2 as pb
 
-SUBSCRIBER_QUEUE = 50_000
+SUBSCRIBER_QUEUE = 50_000  # events
+SUBSCRIBER_OUTPUT_BYTES = 16 * 1024 * 1024  # output bytes a watcher may lag behind
 
 
 @dataclass(eq=False)
@@ -22,6 +23,12 @@ class Subscription:
         default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE)
     )
     overflowed: bool = False
+    queued_bytes: int = 0  # output bytes waiting in the queue
+
+    def taken(self, event: pb.WatchEvent) -> None:
+        """The reader took ``event`` off the queue."""
+        if event.HasField("run") and event.run.HasField("output"):
+            self.queued_bytes -= len(event.run.output.data)
 
 
 class EventBus:
@@ -40,17 +47,21 @@ class EventBus:
     def wants_output(self) -> bool:
         return any(s.include_output for s in self._subscribers)
 
-    def _publish(self, event: pb.WatchEvent, *, is_output: bool = False) -> None:
+    def _publish(self, event: pb.WatchEvent, *, is_output: bool = False, size: int = 0) -> None:
         for sub in list(self._subscribers):
             if is_output and not sub.include_output:
                 continue
             try:
+                if sub.queued_bytes + size > SUBSCRIBER_OUTPUT_BYTES:
+                    raise asyncio.QueueFull
                 sub.queue.put_nowait(event)
+                sub.queued_bytes += size
             except asyncio.QueueFull:
                 sub.overflowed = True
                 self._subscribers.discard(sub)
                 # Wake the reader so it ends its stream now.
-                sub.queue._queue.clear()  # type: ignore[attr-defined]
+                while not sub.queue.empty():
+                    sub.queue.get_nowait()
                 sub.queue.put_nowait(None)
 
     def agent(self, kind: int, info: pb.AgentInfo) -> None:
@@ -63,4 +74,6 @@ class EventBus:
 
     def run(self, event: pb.RunEvent) -> None:
         if self._subscribers:
-            self._publish(pb.WatchEvent(run=event), is_output=event.HasField("output"))
+            is_output = event.HasField("output")
+            size = len(event.output.data) if is_output else 0
+            self._publish(pb.WatchEvent(run=event), is_output=is_output, size=size)

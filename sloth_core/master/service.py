@@ -252,6 +252,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
             loop = asyncio.get_running_loop()
             last_send = 0.0
             while (event := await queue.get()) is not None:
+                sub.taken(event)
                 # At most one message per WATCH_MIN_INTERVAL_S: an event after
                 # a quiet spell goes out at once; in a burst (a 1,000-agent
                 # job) events gather into a few large messages, and 20
@@ -264,6 +265,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                     event = queue.get_nowait()
                     if event is None:
                         break
+                    sub.taken(event)
                     batch.append(event)
                 yield pb.WatchBatch(events=batch)
                 last_send = loop.time()
