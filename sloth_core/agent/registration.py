@@ -147,5 +147,15 @@ class Registrar:
             log.warning("%s; retrying", message)
         return message
 
+    async def leave(self, timeout_s: float = 1.0) -> None:
+        """Tell the master we are stopping on purpose (best effort)."""
+        if not self.registered.is_set():
+            return
+        ident = self._identity
+        try:
+            await self._stub.Leave(pb.LeaveRequest(name=ident.name, instance_id=ident.instance_id), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            log.info("could not tell the master we are leaving: %s", exc.details() or exc.code().name)
+
     async def close(self) -> None:
         await self._channel.close(grace=None)

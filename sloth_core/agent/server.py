@@ -128,6 +128,8 @@ class Agent:
     async def stop(self, grace: float = 1.0) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
+            if self.registrar is not None:
+                await self.registrar.leave()
         if self.service is not None:
             await self.service.cancel_all()
         if self._server is not None:

@@ -151,6 +151,13 @@ class Registry:
 
     # ------------------------------------------------------------ operators' calls
 
+    def leave(self, req: pb.LeaveRequest) -> None:
+        rec = self._agents.get(req.name)
+        if rec is None or rec.instance_id != req.instance_id or rec.status != pb.AGENT_ONLINE:
+            return  # a stale goodbye (another instance holds the name now)
+        log.info("agent %s stopped", req.name)
+        self.mark_stopped(req.name)
+
     def mark_stopped(self, name: str) -> None:
         rec = self.require(name)
         rec.status = pb.AGENT_STOPPED

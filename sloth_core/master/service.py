@@ -127,6 +127,12 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._registry.heartbeat(request)
         return pb.HeartbeatResponse(heartbeat_interval_s=self._registry.heartbeat_interval_s)
 
+    @unary
+    async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
+        await self._auth.require_agent(context, request.name)
+        self._registry.leave(request)
+        return pb.LeaveResponse()
+
     # ------------------------------------------------------------ operators' calls
 
     @unary

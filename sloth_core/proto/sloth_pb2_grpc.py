@@ -46,6 +46,11 @@ class MasterStub:
                 request_serializer=sloth__core_dot_proto_dot_sloth__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.Leave = channel.unary_unary(
+                '/sloth.v1.Master/Leave',
+                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.LeaveRequest.SerializeToString,
+                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.LeaveResponse.FromString,
+                _registered_method=True)
         self.ListAgents = channel.unary_unary(
                 '/sloth.v1.Master/ListAgents',
                 request_serializer=sloth__core_dot_proto_dot_sloth__pb2.ListAgentsRequest.SerializeToString,
@@ -112,6 +117,13 @@ class MasterServicer:
 
     def Heartbeat(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Leave(self, request, context):
+        """A gracefully stopping agent says goodbye: it is "stopped", not "offline".
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -193,6 +205,11 @@ def add_MasterServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.HeartbeatRequest.FromString,
                     response_serializer=sloth__core_dot_proto_dot_sloth__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'Leave': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leave,
+                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.LeaveRequest.FromString,
+                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.LeaveResponse.SerializeToString,
             ),
             'ListAgents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAgents,
@@ -301,6 +318,33 @@ class Master:
             '/sloth.v1.Master/Heartbeat',
             sloth__core_dot_proto_dot_sloth__pb2.HeartbeatRequest.SerializeToString,
             sloth__core_dot_proto_dot_sloth__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leave(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sloth.v1.Master/Leave',
+            sloth__core_dot_proto_dot_sloth__pb2.LeaveRequest.SerializeToString,
+            sloth__core_dot_proto_dot_sloth__pb2.LeaveResponse.FromString,
             options,
             channel_credentials,
             insecure,
