@@ -30,11 +30,9 @@ def connect(args: argparse.Namespace) -> MasterClient:
 
 def with_client(args: argparse.Namespace, body: Callable[[MasterClient], Awaitable[T]]) -> T:
     """Connect, run ``body(client)`` on a fresh loop, close."""
-    client_holder: list[MasterClient] = []
 
     async def main() -> T:
         client = connect(args)
-        client_holder.append(client)
         try:
             return await body(client)
         finally:

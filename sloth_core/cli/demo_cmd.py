@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sloth_core.errors import SlothError
@@ -36,10 +37,10 @@ def _free(port: int) -> bool:
     return True
 
 
-def _wait(what: str, check: object, procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
+def _wait(what: str, check: Callable[[], object], procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         for proc in procs:
             if proc.poll() is not None:
