@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -139,13 +140,20 @@ def test_timeout_kills_and_exits_124(three: Fleet) -> None:
 
 
 def test_agent_killed_mid_run_is_lost(three: Fleet, tmp_path: Path) -> None:
-    cli, _ = _start_long_run(three, tmp_path, "web-2")
+    cli, pids = _start_long_run(three, tmp_path, "web-2")
     agent = next(p for p in three.procs if p.name == "agent-web-2")
-    agent.kill()
-    _, err = cli.communicate(timeout=30)
-    assert cli.returncode == 255
-    assert b"lost contact with agent 'web-2'" in err
-    assert runs(three, "--limit", "1")[0]["status"] == "lost"
+    try:
+        agent.kill()
+        _, err = cli.communicate(timeout=30)
+        assert cli.returncode == 255
+        assert b"lost contact with agent 'web-2'" in err
+        assert runs(three, "--limit", "1")[0]["status"] == "lost"
+    finally:
+        # A SIGKILLed agent cannot clean up after itself (as with a killed
+        # sshd); the test does, so no `sleep` outlives it.
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def test_master_killed_mid_run_agent_kills_group_and_run_is_lost(three: Fleet, tmp_path: Path) -> None:
