@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sloth_core import errors
 from sloth_core.names import resolve_master_address
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
     from sloth_core.proto import sloth_pb2 as pb
     from sloth_core.transport import TLSConfig
-
-T = TypeVar("T")
 
 UNARY_TIMEOUT_S = 15.0
 CREDENTIALS_ENV = "SLOTH_RUNNER_CREDENTIALS"
@@ -142,16 +140,6 @@ class MasterClient:
 
     async def close(self) -> None:
         await self._channel.close(grace=None)
-
-    async def wait_ready(self, timeout_s: float) -> bool:
-        """Wait until the channel connects (used by the console's reconnect loop)."""
-        import asyncio
-
-        try:
-            await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
 
     async def _unary(self, method: Any, request: Any, timeout_s: float = UNARY_TIMEOUT_S) -> Any:
         import grpc.aio

@@ -105,8 +105,9 @@ class Fleet:
         if endpoint.exists():
             endpoint.unlink()
         proc = self.spawn(
-            ["master", "--bind", "127.0.0.1", "-p", str(port), "--heartbeat-interval", str(heartbeat),
-             *self.security_flags, *extra],
+            # --join-port 0: a restart on a fixed port must not collide on port + 1.
+            ["master", "--bind", "127.0.0.1", "-p", str(port), "--join-port", "0",
+             "--heartbeat-interval", str(heartbeat), *self.security_flags, *extra],
             "master",
         )
 

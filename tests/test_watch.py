@@ -14,6 +14,11 @@ from tests.fleet import Fleet
 pytestmark = pytest.mark.timeout(60)
 
 
+def admin_client(fleet: Fleet) -> MasterClient:
+    """A client of the fleet's master with the local admin credentials."""
+    return MasterClient(fleet.master_address, resolve_admin_tls(None, fleet.master_dir))
+
+
 async def next_matching(stream, predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
     async def scan():  # type: ignore[no-untyped-def]
         async for event in stream:
@@ -35,8 +40,7 @@ def run_event(kind: str, agent: str):  # type: ignore[no-untyped-def]
 async def test_watch_snapshot_then_deltas(fleet: Fleet) -> None:
     fleet.start_master()
     fleet.start_agent("a1")
-    tls = resolve_admin_tls(None, fleet.master_dir)
-    async with MasterClient(fleet.master_address, tls) as client:
+    async with admin_client(fleet) as client:
         stream = client.watch(include_output=True)
         first = await asyncio.wait_for(anext(stream), 10)
         assert first.HasField("snapshot")
@@ -66,8 +70,7 @@ async def test_watch_snapshot_then_deltas(fleet: Fleet) -> None:
 async def test_watch_without_output_skips_output_events(fleet: Fleet) -> None:
     fleet.start_master()
     fleet.start_agent("a1")
-    tls = resolve_admin_tls(None, fleet.master_dir)
-    async with MasterClient(fleet.master_address, tls) as client:
+    async with admin_client(fleet) as client:
         stream = client.watch(include_output=False)
         assert (await anext(stream)).HasField("snapshot")
         await asyncio.to_thread(fleet.cli, "agent", "run", "a1", "seq 1 1000")
@@ -84,8 +87,7 @@ async def test_watch_reports_heartbeats_in_batches(fleet: Fleet) -> None:
     fleet.start_master()
     fleet.start_agent("a1")
     fleet.start_agent("a2")
-    tls = resolve_admin_tls(None, fleet.master_dir)
-    async with MasterClient(fleet.master_address, tls) as client:
+    async with admin_client(fleet) as client:
         stream = client.watch()
         assert (await anext(stream)).HasField("snapshot")
         heard: set[str] = set()
@@ -98,8 +100,7 @@ async def test_watch_reports_heartbeats_in_batches(fleet: Fleet) -> None:
 async def test_a_watcher_that_stops_reading_is_let_go_not_buffered(fleet: Fleet) -> None:
     fleet.start_master()
     fleet.start_agent("a1")
-    tls = resolve_admin_tls(None, fleet.master_dir)
-    async with MasterClient(fleet.master_address, tls) as client:
+    async with admin_client(fleet) as client:
         stream = client.watch(include_output=True)
         assert (await anext(stream)).HasField("snapshot")
         # 64 MiB of output while this watcher reads nothing: the master must

@@ -1,8 +1,7 @@
 """Terminal output: colours, result boxes, relative times.
 
-Plain ANSI rather than rich: importing rich costs ~45 ms, a third of `agent run`
-s time budget, and rendering a 1,000-row table with it ~0.45 s.
-
+Plain ANSI rather than rich: importing rich costs ~45 ms, a third of the
+`agent run` time budget, and rendering a 1,000-row table with it ~0.45 s.
 """
 
 from __future__ import annotations

@@ -37,14 +37,6 @@ JOB_QUEUE = 64  # events; 64 x 64 KiB bounds a job's buffered output to 4 MiB
 FOLLOW_QUEUE_BYTES = 16 * 1024 * 1024  # what a `runs show --follow` may lag behind
 CANCEL_GRACE_S = 5.0  # the agent's TERM→KILL grace plus slack
 TIMEOUT_SLACK_S = 10.0  # the agent enforces timeouts; the master only backs it up
-TERMINAL = {
-    pb.RUN_SUCCEEDED,
-    pb.RUN_FAILED,
-    pb.RUN_CANCELLED,
-    pb.RUN_TIMED_OUT,
-    pb.RUN_LOST,
-    pb.RUN_REJECTED,
-}
 
 
 def new_id(prefix: str) -> str:
@@ -200,9 +192,6 @@ class Dispatcher:
 
     def active_runs(self) -> list[pb.RunInfo]:
         return [run_info(r.record) for r in self._active.values()]
-
-    def is_active(self, run_id: str) -> bool:
-        return run_id in self._active
 
     # ------------------------------------------------------------ jobs
 

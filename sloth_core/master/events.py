@@ -43,10 +43,6 @@ class EventBus:
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.discard(sub)
 
-    @property
-    def wants_output(self) -> bool:
-        return any(s.include_output for s in self._subscribers)
-
     def _publish(self, event: pb.WatchEvent, *, is_output: bool = False, size: int = 0) -> None:
         for sub in list(self._subscribers):
             if is_output and not sub.include_output:

@@ -74,9 +74,6 @@ class Registry:
     def get(self, name: str) -> AgentRecord | None:
         return self._agents.get(name)
 
-    def names(self) -> list[str]:
-        return sorted(self._agents)
-
     def require(self, name: str) -> AgentRecord:
         rec = self._agents.get(name)
         if rec is None:
