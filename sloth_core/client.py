@@ -25,53 +25,11 @@ CREDENTIALS_ENV = "SLOTH_RUNNER_CREDENTIALS"
 MASTER_SERVER_NAME = "master.sloth"
 
 
-def _looks_like_tls_refusal(details: str) -> bool:
-    text = details.lower()
-    return any(
-        marker in text
-        for marker in ("handshake", "certificate", "ssl", "tls", "socket closed", "alert", "verification")
-    )
-
-
 def map_rpc_error(exc: grpc.aio.AioRpcError, address: str, *, secure: bool = True) -> errors.SlothError:
-    """Translate a gRPC status into the user-facing error it means."""
-    import grpc
+    """Translate a failed call to the master into the typed error it means."""
+    from sloth_core.rpc_errors import error_from_rpc
 
-    code = exc.code()
-    details = exc.details() or ""
-    if code == grpc.StatusCode.UNAVAILABLE:
-        if not secure and "socket closed" in details.lower():
-            return errors.CredentialsError(
-                f"the master at {address} refused our plaintext connection: it requires TLS (drop --insecure)"
-            )
-        if _looks_like_tls_refusal(details):
-            return errors.CredentialsError(
-                f"the master at {address} refused our connection: wrong or missing credentials "
-                "(use the master's credentials bundle with --credentials, or --insecure if the "
-                "master runs without TLS)"
-            )
-        return errors.MasterUnreachableError(
-            f"cannot reach the master at {address} (is `sloth-runner master` running there?)"
-        )
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return errors.MasterUnreachableError(f"the master at {address} did not answer in time")
-    if code == grpc.StatusCode.NOT_FOUND:
-        return errors.AgentNotFoundError(details)
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return errors.AgentOfflineError(details)
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return errors.PermissionDeniedError(details)
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return errors.CredentialsError(details)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return errors.UsageError(details)
-    if code == grpc.StatusCode.ALREADY_EXISTS:
-        return errors.NameTakenError(details)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return errors.TooSlowError(details)
-    if code == grpc.StatusCode.CANCELLED:
-        return errors.SlothError("the call was cancelled", exit_code=130)
-    return errors.SlothError(f"the master at {address} failed: {code.name}: {details}")
+    return error_from_rpc(exc, address, secure=secure)
 
 
 def resolve_admin_tls(
@@ -150,7 +108,6 @@ class MasterClient:
             raise map_rpc_error(exc, self.address, secure=self.secure) from None
 
     async def _stream(self, call: Any) -> AsyncIterator[Any]:
-        import grpc
         import grpc.aio
 
         received = False
@@ -159,13 +116,11 @@ class MasterClient:
                 received = True
                 yield message
         except grpc.aio.AioRpcError as exc:
-            if received and exc.code() == grpc.StatusCode.UNAVAILABLE:
-                # The handshake succeeded long ago: this is the master going
-                # away mid-stream, not a refusal of our credentials.
-                raise errors.MasterUnreachableError(
-                    f"lost the connection to the master at {self.address}"
-                ) from None
-            raise map_rpc_error(exc, self.address, secure=self.secure) from None
+            from sloth_core.rpc_errors import error_from_rpc
+
+            # Once messages have arrived the handshake is long done: an
+            # UNAVAILABLE is the master going away, not a refusal of our credentials.
+            raise error_from_rpc(exc, self.address, secure=self.secure, mid_stream=received) from None
         finally:
             # Leaving the loop early (break, Ctrl-C) must cancel the remote
             # call: the master then cancels the runs it was relaying.

@@ -7,8 +7,11 @@ explicit ``--insecure`` paths ask for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sloth_core.errors import PortInUseError
 
 if TYPE_CHECKING:
     import grpc
@@ -67,10 +70,6 @@ class TLSConfig:
     key_pem: bytes
 
 
-class PortInUseError(OSError):
-    """The address could not be bound (in use, or not ours to bind)."""
-
-
 def _server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
     import grpc
 
@@ -92,18 +91,11 @@ def bind(server: grpc.aio.Server, address: str, tls: TLSConfig | None) -> int:
     """Bind ``address`` (host:port, port 0 for ephemeral) and return the port.
 
     With ``tls`` the port requires a client certificate from the same CA.
-    Raises :class:`PortInUseError` when grpc cannot bind.
+    Raises :class:`~sloth_core.errors.PortInUseError` when grpc cannot bind.
     """
-    try:
-        if tls is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, _server_credentials(tls))
-    except RuntimeError as exc:  # grpcio raises RuntimeError on bind failure
-        raise PortInUseError(f"cannot listen on {address}: address in use or unavailable") from exc
-    if port == 0:
-        raise PortInUseError(f"cannot listen on {address}: address in use or unavailable")
-    return port
+    if tls is None:
+        return _add_port(address, lambda: server.add_insecure_port(address))
+    return _add_port(address, lambda: server.add_secure_port(address, _server_credentials(tls)))
 
 
 def bind_server_tls_only(
@@ -113,8 +105,13 @@ def bind_server_tls_only(
     import grpc
 
     creds = grpc.ssl_server_credentials([(key_pem, cert_pem)], require_client_auth=False)
+    return _add_port(address, lambda: server.add_secure_port(address, creds))
+
+
+def _add_port(address: str, add: Callable[[], int]) -> int:
+    # grpcio raises RuntimeError on some bind failures and returns 0 on others.
     try:
-        port = server.add_secure_port(address, creds)
+        port = add()
     except RuntimeError as exc:
         raise PortInUseError(f"cannot listen on {address}: address in use or unavailable") from exc
     if port == 0:

@@ -112,7 +112,7 @@ class Agent:
             await self.registrar.register_once()
         except errors.PermissionDeniedError as exc:
             await self.stop()
-            if rejoin or tls is None or "was revoked" not in exc.message or not explicit_token(cfg):
+            if rejoin or tls is None or not isinstance(exc, errors.CertificateRevokedError) or not explicit_token(cfg):
                 raise
             log.warning("%s; joining again with the token given", exc)
             self._server = self.service = self.registrar = None

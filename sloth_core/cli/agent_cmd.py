@@ -35,7 +35,7 @@ def start(args: argparse.Namespace) -> int:
 
     from sloth_core.agent.server import Agent, AgentConfig
     from sloth_core.cli import logs
-    from sloth_core.transport import PortInUseError
+    from sloth_core.errors import PortInUseError
 
     logs.setup()
     config = AgentConfig(

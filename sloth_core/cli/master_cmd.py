@@ -21,9 +21,9 @@ def serve(args: argparse.Namespace) -> int:
     from sloth_core import __version__
     from sloth_core.cli import logs
     from sloth_core.cli.render import print_warning
+    from sloth_core.errors import PortInUseError
     from sloth_core.master.server import Master, MasterConfig
     from sloth_core.names import join_host_port
-    from sloth_core.transport import PortInUseError
 
     if not 0 <= args.port < 65536:
         raise UsageError(f"invalid port {args.port}: use 1-65535, or 0 for a free one")

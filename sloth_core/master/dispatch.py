@@ -430,7 +430,7 @@ class Dispatcher:
         try:
             rec = live.record if live is not None else await self._storage.get_run(run_id)
             if rec is None:
-                raise errors.AgentNotFoundError(f"unknown run {run_id!r}")
+                raise errors.RunNotFoundError(f"unknown run {run_id!r}")
             chunks = await self._storage.read_output(run_id)
             if live is not None:
                 chunks = [*chunks, *live.recorder.tail_snapshot()]

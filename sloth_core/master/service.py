@@ -23,6 +23,7 @@ from sloth_core.master.registry import Registry
 from sloth_core.names import validate_agent_name
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
+from sloth_core.rpc_errors import abort
 from sloth_core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -31,24 +32,6 @@ DEFAULT_RUNS_LIMIT = 50
 WATCH_BATCH_MAX = 5000
 WATCH_MIN_INTERVAL_S = 0.02
 MAX_RUNS_LIMIT = 10_000
-
-_STATUS_OF: list[tuple[type[errors.SlothError], grpc.StatusCode]] = [
-    (errors.AgentNotFoundError, grpc.StatusCode.NOT_FOUND),
-    (errors.AgentOfflineError, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.UsageError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.NameTakenError, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.CredentialsError, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.TooSlowError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-]
-
-
-def status_for(exc: errors.SlothError) -> grpc.StatusCode:
-    for kind, code in _STATUS_OF:
-        if isinstance(exc, kind):
-            return code
-    return grpc.StatusCode.FAILED_PRECONDITION
-
 
 class Authorizer(Protocol):
     """Who may call what; see :mod:`sloth_core.security.identity`."""
@@ -69,7 +52,7 @@ def unary(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
         try:
             return await method(self, request, context)
         except errors.SlothError as exc:
-            await context.abort(status_for(exc), exc.message)
+            await abort(context, exc)
 
     return wrapper
 
@@ -81,7 +64,7 @@ def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncI
             async for item in method(self, request, context):
                 yield item
         except errors.SlothError as exc:
-            await context.abort(status_for(exc), exc.message)
+            await abort(context, exc)
 
     return wrapper
 
@@ -211,7 +194,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         if not cancelled:
             rec = await self._storage.get_run(request.id)
             if rec is None and not await self._storage.list_runs(job_id=request.id, limit=1):
-                raise errors.AgentNotFoundError(f"no run or job with id {request.id!r}")
+                raise errors.RunNotFoundError(f"no run or job with id {request.id!r}")
         return pb.CancelRunResponse(cancelled=cancelled)
 
     @unary
@@ -232,7 +215,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                 return info
         rec = await self._storage.get_run(request.run_id)
         if rec is None:
-            raise errors.AgentNotFoundError(f"no run with id {request.run_id!r}")
+            raise errors.RunNotFoundError(f"no run with id {request.run_id!r}")
         return run_info(rec)
 
     @streaming
@@ -278,7 +261,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                 if event is None:
                     break
             if sub.overflowed:
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "this watcher fell too far behind")
+                raise errors.TooSlowError("this watcher fell too far behind")
         except asyncio.CancelledError:
             raise
         finally:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, ParamSpec, Protocol
 
-from sloth_core.errors import PermissionDeniedError
+from sloth_core.errors import CertificateRevokedError, PermissionDeniedError
 
 from .names import parse_identity_uri
 
@@ -154,7 +154,7 @@ class Authorizer:
                 if peer.identity.kind == "admin"
                 else "re-join with a new token"
             )
-            raise PermissionDeniedError(f"the certificate of {peer.identity} was revoked; {remedy}")
+            raise CertificateRevokedError(f"the certificate of {peer.identity} was revoked; {remedy}")
         return peer.identity
 
     def check_admin(self, context: grpc.aio.ServicerContext) -> Identity:
@@ -210,7 +210,6 @@ async def _or_abort(
     try:
         return check(*args, **kwargs)
     except PermissionDeniedError as exc:
-        import grpc
+        from sloth_core.rpc_errors import abort
 
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
-        raise AssertionError("unreachable: abort() raises") from exc
+        await abort(context, exc)
