@@ -56,12 +56,10 @@ def resolve_admin_tls(
 
 
 def _local_master_is_insecure(data_dir: Path) -> bool:
-    import json
+    from sloth_core.endpoint import read_endpoint
 
-    try:
-        return bool(json.loads((data_dir / "master.json").read_text()).get("insecure"))
-    except (OSError, ValueError, AttributeError):
-        return False
+    endpoint = read_endpoint(data_dir)
+    return endpoint is not None and endpoint.insecure
 
 
 class MasterClient:

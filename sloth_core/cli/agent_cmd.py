@@ -11,7 +11,7 @@ from typing import Any
 
 from sloth_core import paths
 from sloth_core.cli import daemon
-from sloth_core.cli.common import status_word, with_client
+from sloth_core.cli.common import with_client
 from sloth_core.errors import SlothError, UsageError
 from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, parse_label, split_host_port, validate_agent_name
 
@@ -75,12 +75,12 @@ def stop(args: argparse.Namespace) -> int:
 
 
 def _agent_dict(agent: Any) -> dict[str, Any]:
-    from sloth_core.proto import sloth_pb2 as pb
+    from sloth_core import status_words
 
     return {
         "name": agent.name,
         "address": agent.address,
-        "status": status_word(pb.AgentStatus.Name(agent.status), "AGENT_"),
+        "status": status_words.agent_word(agent.status),
         "version": agent.version,
         "hostname": agent.hostname,
         "os": agent.os,

@@ -40,6 +40,3 @@ def with_client(args: argparse.Namespace, body: Callable[[MasterClient], Awaitab
 
     return asyncio.run(main())
 
-
-def status_word(enum_name: str, prefix: str) -> str:
-    return enum_name.removeprefix(prefix).lower()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -21,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sloth_core.endpoint import read_endpoint
 from sloth_core.errors import SlothError
 from sloth_core.names import DEFAULT_MASTER_PORT
 
@@ -65,11 +65,13 @@ def demo(args: argparse.Namespace) -> int:
         procs.append(proc)
         return proc
 
-    endpoint = home / "master" / "master.json"
+    master_dir = home / "master"
     try:
         spawn(["master", "--bind", "127.0.0.1", "--port", str(port), "--heartbeat-interval", "2"], "master.log")
-        _wait("master", endpoint.exists, procs, logs)
-        port = json.loads(endpoint.read_text())["port"]
+        _wait("master", lambda: read_endpoint(master_dir), procs, logs)
+        endpoint = read_endpoint(master_dir)
+        assert endpoint is not None
+        port = endpoint.port
         master = f"127.0.0.1:{port}"
         names = [f"demo-{i + 1}" for i in range(args.agents)]
         for i, name in enumerate(names):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 from pathlib import Path
 
@@ -85,11 +84,10 @@ def _pki(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _join_port(data_dir: Path) -> int | None:
-    import json
+    from sloth_core.endpoint import read_endpoint
 
-    with contextlib.suppress(OSError, ValueError):
-        return int(json.loads((data_dir / "master.json").read_text())["join_port"]) or None
-    return None
+    endpoint = read_endpoint(data_dir)
+    return endpoint.join_port if endpoint is not None else None
 
 
 def token_show(args: argparse.Namespace) -> int:

@@ -232,9 +232,9 @@ def _single_exit(info: Any, args: argparse.Namespace) -> int:
 
 
 def _status(info: Any) -> str:
-    from sloth_core.proto import sloth_pb2 as pb
+    from sloth_core.status_words import run_key
 
-    return pb.RunStatus.Name(info.status).removeprefix("RUN_").lower()
+    return run_key(info.status)
 
 
 def _elapsed(info: Any) -> float:

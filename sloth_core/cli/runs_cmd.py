@@ -9,14 +9,14 @@ import sys
 import time
 from typing import Any
 
-from sloth_core.cli.common import status_word, with_client
+from sloth_core.cli.common import with_client
 from sloth_core.cli.render import STATUS_COLOURS, ago, duration, paint
 
 
 def _status(info: Any) -> str:
-    from sloth_core.proto import sloth_pb2 as pb
+    from sloth_core.status_words import run_key
 
-    return status_word(pb.RunStatus.Name(info.status), "RUN_")
+    return run_key(info.status)
 
 
 def _row(info: Any) -> dict[str, Any]:

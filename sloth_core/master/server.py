@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import time
@@ -13,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import __version__, transport
+from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import DEFAULT_OUTPUT_CAP
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_RUNS_PER_AGENT = 1000
-ENDPOINT_FILE = "master.json"
 
 
 @dataclass
@@ -132,18 +130,17 @@ class Master:
         return rec is not None and rec.status == pb.AGENT_ONLINE
 
     def _write_endpoint(self) -> None:
-        info = {
-            "pid": os.getpid(),
-            "address": self.address,
-            "port": self.port,
-            "join_port": self.join_port,
-            "insecure": self.config.insecure,
-            "version": __version__,
-        }
-        path = self.config.data_dir / ENDPOINT_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(path)
+        write_endpoint(
+            self.config.data_dir,
+            MasterEndpoint(
+                pid=os.getpid(),
+                address=self.address,
+                port=self.port,
+                join_port=self.join_port,
+                insecure=self.config.insecure,
+                version=__version__,
+            ),
+        )
 
     async def stop(self, grace: float = 2.0) -> None:
         if self._sweeper is not None:
@@ -155,8 +152,7 @@ class Master:
                 await server.stop(grace)
         self.registry.sweep()  # flush last_seen
         await self.storage.close()
-        with contextlib.suppress(FileNotFoundError):
-            (self.config.data_dir / ENDPOINT_FILE).unlink()
+        remove_endpoint(self.config.data_dir)
 
 
 async def _add_health_and_reflection(server: Any, services: list[str]) -> None:

@@ -7,12 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.status_words import agent_word
 
-STATUS_WORDS = {
-    pb.AGENT_ONLINE: "online",
-    pb.AGENT_OFFLINE: "offline",
-    pb.AGENT_STOPPED: "stopped",
-}
 # Sorting by status puts the agents that need attention next to each other.
 _STATUS_ORDER = {"online": 0, "offline": 1, "stopped": 2, "unknown": 3}
 
@@ -40,7 +36,7 @@ class Agent:
             hostname=info.hostname,
             os=info.os,
             labels=dict(info.labels),
-            status=STATUS_WORDS.get(info.status, "unknown"),
+            status=agent_word(info.status),
             registered_at=info.registered_at,
             last_seen=info.last_seen,
         )

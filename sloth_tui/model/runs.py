@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from rich.cells import cell_len
 
 from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_word
 
 STDOUT, STDERR, NOTICE = 0, 1, 2
 """Line kinds: what the command wrote on each stream, and the console's own notes."""
@@ -26,19 +27,8 @@ DEFAULT_MAX_LINES = 100_000
 DEFAULT_MAX_RUNS = 2_000
 """Runs kept in memory; older finished ones are dropped (the master keeps history)."""
 
-ACTIVE = frozenset({pb.RUN_PENDING, pb.RUN_RUNNING})
-FAILED = frozenset({pb.RUN_FAILED, pb.RUN_TIMED_OUT, pb.RUN_LOST})
-STATUS_WORDS = {
-    pb.RUN_STATUS_UNSPECIFIED: "unknown",
-    pb.RUN_PENDING: "pending",
-    pb.RUN_RUNNING: "running",
-    pb.RUN_SUCCEEDED: "succeeded",
-    pb.RUN_FAILED: "failed",
-    pb.RUN_CANCELLED: "cancelled",
-    pb.RUN_TIMED_OUT: "timed out",
-    pb.RUN_LOST: "lost",
-    pb.RUN_REJECTED: "rejected",
-}
+ACTIVE = RUN_ACTIVE
+FAILED = RUN_FAILED
 
 # ANSI CSI / OSC / two-character escapes, then any other C0 or C1 control
 # (C1 matters: a terminal may read U+009B as CSI).
@@ -111,7 +101,7 @@ class RunView:
 
     @property
     def status_word(self) -> str:
-        return STATUS_WORDS.get(self.info.status, "unknown")
+        return run_word(self.info.status)
 
     @property
     def active(self) -> bool:
