@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import errors, transport
+from sloth_core.agent import processes
 from sloth_core.agent.registration import Identity, Registrar, dialable_address
 from sloth_core.agent.service import AgentService
 from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, split_host_port
@@ -79,8 +80,10 @@ class Agent:
 
     async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
-        _watch_children_with_pidfd()
         tls = await agent_tls(cfg, rejoin=rejoin)
+        # Commands are started by a helper that kills them all if this process
+        # dies; starting it first kills what an earlier instance left behind.
+        await processes.start_shared(cfg.data_dir / "processes")
         from sloth_core.security.identity import Authorizer
 
         # No revocation list here: the agent only ever admits its master.
@@ -132,31 +135,8 @@ class Agent:
                 await self.registrar.leave()
         if self.service is not None:
             await self.service.cancel_all()
+        await processes.close_shared()
         if self._server is not None:
             await self._server.stop(grace)
         if self.registrar is not None:
             await self.registrar.close()
-
-
-def _watch_children_with_pidfd() -> None:
-    """Learn of a command's exit through a pidfd on the loop (Python 3.11).
-
-    3.11's default child watcher starts a thread per command to wait for it,
-    which costs each run a thread start and a cross-thread wake-up; 3.12+
-    uses pidfds by itself.
-    """
-    import sys
-    import warnings
-
-    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher") or not hasattr(os, "pidfd_open"):
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            probe = os.pidfd_open(os.getpid())
-        except OSError:
-            return  # kernel without pidfds
-        os.close(probe)
-        watcher = asyncio.PidfdChildWatcher()
-        asyncio.get_event_loop_policy().set_child_watcher(watcher)
-        watcher.attach_loop(asyncio.get_running_loop())
