@@ -14,12 +14,11 @@ from sloth_core import errors, transport
 from sloth_core.agent import processes
 from sloth_core.agent.registration import Identity, Registrar, dialable_address
 from sloth_core.agent.service import AgentService
-from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, split_host_port
+from sloth_core.names import DEFAULT_MASTER_PORT, TOKEN_ENV, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "SLOTH_RUNNER_TOKEN"
 WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
 
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from sloth_core import paths
@@ -81,8 +81,12 @@ def remove_pid(path: Path) -> None:
             path.unlink()
 
 
-def launch(kind: str, argv: list[str], what: str) -> int:
-    """Re-run this command detached; return once it is up (pid file written) or failed."""
+def launch(kind: str, argv: list[str], what: str, secret: str | None = None) -> int:
+    """Re-run this command detached; return once it is up (pid file written) or failed.
+
+    ``secret`` reaches the daemon through a pipe (see :func:`secret_pipe`), never
+    its command line or environment.
+    """
     pidf, logf = pid_file(kind), log_file(kind)
     running = read_pid(pidf)
     if running:
@@ -90,12 +94,12 @@ def launch(kind: str, argv: list[str], what: str) -> int:
     with contextlib.suppress(FileNotFoundError):
         pidf.unlink()
     args = [a for a in argv if a != "--daemon"] + ["--pid-file", str(pidf)]
-    with open(logf, "ab") as log:
+    with open(logf, "ab") as log, secret_pipe(secret) as (secret_args, secret_fds):
         offset = log.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sloth_core.cli", *args],
+            [sys.executable, "-m", "sloth_core.cli", *args, *secret_args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, pass_fds=secret_fds,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -106,6 +110,43 @@ def launch(kind: str, argv: list[str], what: str) -> int:
             return 0
         time.sleep(0.05)
     raise SlothError(f"{what} did not come up within {START_TIMEOUT_S:.0f} s (log: {logf})")
+
+
+SECRET_FD_FLAG = "--secret-fd"
+
+
+@contextlib.contextmanager
+def secret_pipe(secret: str | None) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """Arguments and fds that hand ``secret`` to a child through a pipe.
+
+    Anything on a command line is world-readable in /proc/PID/cmdline, and
+    the environment outlives its use in /proc/PID/environ; a pipe is read
+    once by the child (:func:`read_secret`) and is gone.
+    """
+    if not secret:
+        yield [], ()
+        return
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, secret.encode())  # a token is far below the pipe's buffer
+        os.close(write_end)
+        write_end = -1
+        yield [SECRET_FD_FLAG, str(read_end)], (read_end,)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+
+def read_secret(fd: int | None) -> str | None:
+    """The secret :func:`secret_pipe` handed to this process, if any."""
+    if fd is None:
+        return None
+    chunks = []
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.read(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode() or None
 
 
 def _last_error(logf: Path, offset: int) -> str:
