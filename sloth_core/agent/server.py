@@ -67,19 +67,29 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
 
 
 class Agent:
+    """An agent: it opens its port only once the master has accepted it in the configured mode.
+
+    Registering first means an agent started with --insecure against a TLS
+    master (or with a certificate the master refuses) exits with the reason
+    instead of leaving a port open that runs commands for whoever connects.
+    """
+
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.port = 0
         self.address = ""
         self.stopping = asyncio.Event()
+        self.fatal: errors.SlothError | None = None  # why the agent stopped by itself
+        self._tls: transport.TLSConfig | None = None
         self._server: Any = None
         self.service: AgentService | None = None
         self.registrar: Registrar | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._serve_task: asyncio.Task[None] | None = None
 
     async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
-        tls = await agent_tls(cfg, rejoin=rejoin)
+        tls = self._tls = await agent_tls(cfg, rejoin=rejoin)
         # Commands are started by a helper that kills them all if this process
         # dies; starting it first kills what an earlier instance left behind.
         await processes.start_shared(cfg.data_dir / "processes")
@@ -87,19 +97,13 @@ class Agent:
 
         # No revocation list here: the agent only ever admits its master.
         self.service = AgentService(cfg.name, Authorizer(), on_shutdown=self.stopping.set)
-        self._server = transport.create_server()
-        sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
         bind_host = cfg.bind_address or "0.0.0.0"
-        self.port = transport.bind(self._server, join_host_port(bind_host, cfg.port), tls)
-        await self._server.start()
-
+        # The port is chosen (and checked free) now, but listened on only
+        # once the master has accepted us.
+        self.port = transport.probe_port(bind_host, cfg.port)
         master_host, _ = split_host_port(cfg.master, default_port=DEFAULT_MASTER_PORT, what="master address")
         host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
         self.address = join_host_port(host, self.port)
-        if cfg.bind_address in WILDCARDS:
-            log.info("listening on %s; reporting %s to the master (set --bind-address to choose)", join_host_port(bind_host, self.port), self.address)
-        else:
-            log.info("listening on %s", self.address)
 
         service = self.service
         self.registrar = Registrar(
@@ -109,7 +113,8 @@ class Agent:
             running=lambda: service.running,
         )
         # The first registration decides whether we may start at all: a name
-        # held by another online agent or a refused certificate are fatal.
+        # held by another online agent, a refused certificate or a master in
+        # another mode (TLS vs --insecure) are fatal.
         try:
             await self.registrar.register_once()
         except errors.PermissionDeniedError as exc:
@@ -120,14 +125,64 @@ class Agent:
             self._server = self.service = self.registrar = None
             await self.start(rejoin=True)
             return
+        except errors.CredentialsError as exc:
+            message = self.registrar.explain(exc)
+            await self.stop()
+            raise type(exc)(message) from None
         except (errors.NameTakenError, errors.UsageError):
             await self.stop()
             raise
         except errors.SlothError as exc:
-            log.warning("%s; will keep trying", self.registrar.explain(exc))
+            log.warning("%s; will keep trying (not accepting commands until registered)", self.registrar.explain(exc))
+        if self.registrar.registered.is_set():
+            await self._serve()
+        else:
+            self._serve_task = asyncio.create_task(self._serve_once_registered(), name="serve")
         self._loop_task = asyncio.create_task(self.registrar.run(), name="heartbeat")
+        self._loop_task.add_done_callback(self._registrar_ended)
+
+    async def _serve(self) -> None:
+        cfg = self.config
+        self._server = transport.create_server()
+        sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
+        bind_host = cfg.bind_address or "0.0.0.0"
+        transport.bind(self._server, join_host_port(bind_host, self.port), self._tls)
+        await self._server.start()
+        if cfg.bind_address in WILDCARDS:
+            log.info(
+                "listening on %s; reporting %s to the master (set --bind-address to choose)",
+                join_host_port(bind_host, self.port),
+                self.address,
+            )
+        else:
+            log.info("listening on %s", self.address)
+
+    async def _serve_once_registered(self) -> None:
+        assert self.registrar is not None
+        await self.registrar.registered.wait()
+        try:
+            await self._serve()
+        except errors.SlothError as exc:
+            self._stop_for(exc)
+
+    def _registrar_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, errors.SlothError):
+            self._stop_for(exc)
+        elif exc is not None:  # a bug: without heartbeats the master would call us offline
+            log.error("the heartbeat loop failed", exc_info=exc)
+            self._stop_for(errors.SlothError(f"internal error in the heartbeat loop: {exc!r}"))
+
+    def _stop_for(self, exc: errors.SlothError) -> None:
+        log.error("%s; stopping", exc)
+        self.fatal = exc
+        self.stopping.set()
 
     async def stop(self, grace: float = 1.0) -> None:
+        if self._serve_task is not None:
+            self._serve_task.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             if self.registrar is not None:

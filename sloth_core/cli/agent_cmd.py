@@ -58,6 +58,8 @@ def start(args: argparse.Namespace) -> int:
         daemon.serve_until_signalled(agent.start, agent.stop, started, pid_path, agent.stopping)
     except PortInUseError as exc:
         raise SlothError(f"{exc} (another agent there? choose another with --port)") from None
+    if agent.fatal is not None:
+        raise agent.fatal  # e.g. the master came back requiring TLS: our plaintext port is closed
     return 0
 
 
