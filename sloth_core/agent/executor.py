@@ -161,6 +161,9 @@ class Execution:
                 lambda fd=fd: _PipeEnd(proto, fd), open(pipe_fd, "rb", buffering=0)  # type: ignore[misc]
             )
             proto.pipes[fd] = pipe  # type: ignore[assignment]
+        if self._stop_reason is not None:
+            # Cancelled (or timed out) while it was starting: the kill then had no pid.
+            self._killer = asyncio.ensure_future(self._terminate())
         started = time.time()  # the command runs from here; spawning can queue behind others
         yield pb.ExecuteEvent(started=pb.ExecStarted(pid=self.pid, started_at=started))
         timer = loop.call_later(self.timeout_s, self._timed_out) if self.timeout_s > 0 else None

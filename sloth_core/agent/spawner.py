@@ -49,17 +49,18 @@ FAILED = "failed"
 EXITED = "exited"  # (EXITED, pid, wait status)
 
 
-def proc_stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, pgrp, start time in clock ticks since boot) of a live process, else None."""
+def proc_stat(pid: int) -> tuple[bool, int, int, int] | None:
+    """(running, ppid, pgrp, start time in clock ticks since boot) of a process, else None.
+
+    ``running`` is False for a zombie: it runs nothing and holds nothing.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except OSError:
         return None
     fields = raw[raw.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
-    if fields[0] in (b"Z", b"X"):
-        return None  # a zombie holds no resources and runs nothing
-    return int(fields[1]), int(fields[2]), int(fields[19])
+    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19])
 
 
 def boot_id() -> str:
@@ -76,8 +77,8 @@ def group_members(pgid: int) -> list[tuple[int, int]]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = proc_stat(int(entry))
-            if stat is not None and stat[1] == pgid:
-                members.append((int(entry), stat[2]))
+            if stat is not None and stat[0] and stat[2] == pgid:
+                members.append((int(entry), stat[3]))
     return members
 
 
@@ -134,12 +135,12 @@ def _still_ours(pgid: int, start: int) -> bool:
     """Whether group ``pgid`` is still the one started at ``start``.
 
     While a group has members its id cannot be given to a new process, so a
-    live leader with another start time means ours ended and the number was
-    reused. With the leader gone, members started before ours cannot be ours.
+    process with that pid but another start time means ours ended and the
+    number was reused. Members started before ours cannot be ours either.
     """
     leader = proc_stat(pgid)
-    if leader is not None:
-        return leader[2] == start
+    if leader is not None and leader[3] != start:
+        return False
     members = group_members(pgid)
     return bool(members) and all(member_start >= start for _, member_start in members)
 
@@ -208,8 +209,8 @@ class Helper:
             return
         os.close(out_w)
         os.close(err_w)
-        stat = proc_stat(pid)
-        start = stat[2] if stat is not None else 0
+        stat = proc_stat(pid)  # it cannot be reaped before we read it: we are its parent
+        start = stat[3] if stat is not None else 0
         self.groups[pid] = start
         self.leaders.add(pid)
         self.records.add(pid, start)
@@ -262,7 +263,7 @@ class Helper:
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 stat = proc_stat(int(entry))
-                if stat is not None and stat[0] == me:
+                if stat is not None and stat[0] and stat[1] == me:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(entry), signal.SIGKILL)
         self.reap()
