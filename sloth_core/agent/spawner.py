@@ -159,6 +159,13 @@ def kill_groups(groups: dict[int, int], reap: object = None, grace_s: float = TE
             time.sleep(0.02)
     for pgid in alive:
         _killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + grace_s  # KILL is delivered asynchronously
+    while alive and time.monotonic() < deadline:
+        if callable(reap):
+            reap()
+        alive = {g: s for g, s in alive.items() if group_members(g)}
+        if alive:
+            time.sleep(0.01)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -341,10 +348,9 @@ def main(argv: list[str]) -> int:
     leftovers = dict(records.leftovers())
     if leftovers:
         kill_groups(leftovers)
-        for pgid, start in leftovers.items():
-            if not group_members(pgid):
-                records.remove(pgid, start)
     helper = Helper(sock, agent_pid, records)
+    helper.groups.update(leftovers)  # dropped from the records once empty
+    helper.forget_empty_groups()
     helper.send((READY, sorted(leftovers)))
     helper.serve()
     return 0
