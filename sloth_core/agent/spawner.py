@@ -73,6 +73,12 @@ def boot_id() -> str:
 
 def group_members(pgid: int) -> list[tuple[int, int]]:
     """(pid, start time) of every live process in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []  # the common case, without reading all of /proc
+    except PermissionError:
+        pass
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
