@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import collections
 import contextlib
 import logging
 import marshal
@@ -54,6 +55,10 @@ class ProcessHelper:
         self._spawns: dict[int, asyncio.Future[Child]] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._next_id = 0
+        # Requests the helper's full queue could not take yet. Our own queue
+        # because asyncio keeps one writer callback per fd: concurrent
+        # sock_sendall calls on one socket lose each other's wake-ups.
+        self._outbox: collections.deque[tuple[int, bytes]] = collections.deque()
 
     @property
     def alive(self) -> bool:
@@ -95,7 +100,7 @@ class ProcessHelper:
         started: asyncio.Future[Child] = self.loop.create_future()
         self._spawns[ident] = started
         try:
-            await self.loop.sock_sendall(self._sock, marshal.dumps((spawner.SPAWN, ident, argv, extra_env)))
+            self._send(ident, marshal.dumps((spawner.SPAWN, ident, argv, extra_env)))
             return await started
         finally:
             self._spawns.pop(ident, None)
@@ -104,14 +109,35 @@ class ProcessHelper:
         """Signal a group the helper started (it checks the group is still that one)."""
         if self._sock is None:
             return  # the helper died, and killed its groups
-        message = marshal.dumps((spawner.SIGNAL, pgid, int(sig)))
-        try:
-            self._sock.send(message)
-        except BlockingIOError:
+        with contextlib.suppress(OSError):
+            self._send(0, marshal.dumps((spawner.SIGNAL, pgid, int(sig))))
+
+    def _send(self, ident: int, message: bytes) -> None:
+        """Send now, or queue behind what is already waiting; OSError if it can never go."""
+        assert self._sock is not None and self.loop is not None
+        if not self._outbox:
+            try:
+                self._sock.send(message)
+                return
+            except BlockingIOError:
+                self.loop.add_writer(self._sock.fileno(), self._flush)
+        self._outbox.append((ident, message))
+
+    def _flush(self) -> None:
+        while self._outbox and self._sock is not None:
+            ident, message = self._outbox[0]
+            try:
+                self._sock.send(message)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                waiter = self._spawns.get(ident)
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(exc)
+            self._outbox.popleft()
+        if self._sock is not None:
             assert self.loop is not None
-            self.loop.create_task(self.loop.sock_sendall(self._sock, message))
-        except OSError:
-            pass
+            self.loop.remove_writer(self._sock.fileno())
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -174,9 +200,11 @@ class ProcessHelper:
             self._ready.set_exception(OSError("the agent's process helper failed to start"))
 
     def _detach(self) -> None:
+        self._outbox.clear()
         if self._sock is not None:
             if self.loop is not None and not self.loop.is_closed():
                 self.loop.remove_reader(self._sock.fileno())
+                self.loop.remove_writer(self._sock.fileno())
             self._sock.close()
             self._sock = None
         if self._proc is not None:
