@@ -346,6 +346,8 @@ def _set_death_signal() -> None:
 
 def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[1]))
+    # Passed to us inheritable: no command may hold (and speak on) our end.
+    sock.set_inheritable(False)
     agent_pid = int(argv[2])
     records = Records(argv[3] if len(argv) > 3 else None)
     _set_death_signal()
