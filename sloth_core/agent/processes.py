@@ -221,33 +221,37 @@ class ProcessHelper:
 
 
 _shared: ProcessHelper | None = None
+_users = 0  # agents of this process using it: the fleet simulator hosts hundreds in one
 
 
 async def start_shared(record_dir: Path | None) -> ProcessHelper:
-    """The agent's helper, started now (so leftovers are killed before it takes runs)."""
-    global _shared
-    if _shared is not None:
-        await _shared.close()
-    _shared = ProcessHelper(record_dir)
-    await _shared.start()
-    return _shared
+    """The process's helper, started now (so leftovers are killed before the agent takes runs).
+
+    Agents hosted in one process share one helper, recording in the first one's data dir.
+    """
+    global _users
+    _users += 1
+    return await shared(record_dir)
 
 
-async def shared() -> ProcessHelper:
+async def shared(record_dir: Path | None = None) -> ProcessHelper:
     """The running helper for this event loop; a new one if it died or belongs to another loop."""
     global _shared
     loop = asyncio.get_running_loop()
     if _shared is None or not _shared.alive or _shared.loop is not loop:
-        record_dir = _shared.record_dir if _shared is not None else None
-        if _shared is not None and _shared.loop is loop:
-            await _shared.close()
+        if _shared is not None:
+            record_dir = record_dir or _shared.record_dir
+            if _shared.loop is loop:
+                await _shared.close()
         _shared = ProcessHelper(record_dir)
         await _shared.start()
     return _shared
 
 
 async def close_shared() -> None:
-    global _shared
-    if _shared is not None:
+    """An agent is done with the helper; the last one closes it (its commands die with it)."""
+    global _shared, _users
+    _users = max(0, _users - 1)
+    if _shared is not None and _users == 0:
         helper, _shared = _shared, None
         await helper.close()

@@ -86,6 +86,7 @@ class Agent:
         self.registrar: Registrar | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._serve_task: asyncio.Task[None] | None = None
+        self._holds_helper = False
 
     async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
@@ -93,6 +94,7 @@ class Agent:
         # Commands are started by a helper that kills them all if this process
         # dies; starting it first kills what an earlier instance left behind.
         await processes.start_shared(cfg.data_dir / "processes")
+        self._holds_helper = True
         from sloth_core.security.identity import Authorizer
 
         # No revocation list here: the agent only ever admits its master.
@@ -189,7 +191,9 @@ class Agent:
                 await self.registrar.leave()
         if self.service is not None:
             await self.service.cancel_all()
-        await processes.close_shared()
+        if self._holds_helper:
+            self._holds_helper = False
+            await processes.close_shared()
         if self._server is not None:
             await self._server.stop(grace)
         if self.registrar is not None:
