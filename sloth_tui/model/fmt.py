@@ -36,6 +36,13 @@ def clock_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def short_time(ts: float) -> str:
+    """``06-15 14:46:40``: local month-day and time, for narrow lists."""
+    if not ts:
+        return "—"
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
+
+
 def short_id(value: str, width: int = 8) -> str:
     return value[:width]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -55,6 +56,25 @@ def clean_text(text: str) -> str:
     if "\t" in text:
         text = text.expandtabs(8)
     return _CONTROLS.sub("\ufffd", text)
+
+
+def end_of(info: pb.RunInfo) -> str:
+    """How a finished run ended, said the same way everywhere: ``exit 3``, ``signal 15 (SIGTERM)``.
+
+    An agent reports a run killed by a signal with the shell's exit code too
+    (143 for SIGTERM); the signal is what happened, so it is what is shown.
+    """
+    if info.status in RUN_ACTIVE or info.status in (pb.RUN_REJECTED, pb.RUN_STATUS_UNSPECIFIED):
+        return ""
+    if info.signal:
+        try:
+            name = signal.Signals(info.signal).name
+        except ValueError:
+            return f"signal {info.signal}"
+        return f"signal {info.signal} ({name})"
+    if info.exit_code >= 0:
+        return f"exit {info.exit_code}"
+    return ""
 
 
 def text_width(line: str) -> int:
@@ -220,10 +240,6 @@ class Summary:
     failed: int = 0
     rejected: int = 0
     cancelled: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.running + self.succeeded + self.failed + self.rejected + self.cancelled
 
 
 class RunStore:

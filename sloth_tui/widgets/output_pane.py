@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui.model import fmt
-from sloth_tui.model.runs import RunView
+from sloth_tui.model.runs import RunView, end_of
 from sloth_tui.widgets.output_log import OutputLog
 
 RUN_STYLE = {
@@ -24,17 +24,24 @@ RUN_STYLE = {
 }
 
 
-def run_badge(run: RunView) -> Text:
-    """``✘ failed · exit 3`` in the run's colour."""
+def run_badge(run: RunView, *, bold: bool = True) -> Text:
+    """``✘ failed · exit 3`` in the run's colour (the pane and the history say it alike)."""
     mark, colour = RUN_STYLE.get(run.status, ("?", "grey50"))
-    text = Text.assemble((f"{mark} {run.status_word}", f"bold {colour}"))
-    info = run.info
-    if not run.active and run.status not in (pb.RUN_REJECTED, pb.RUN_STATUS_UNSPECIFIED):
-        if info.signal:
-            text.append(f" · signal {info.signal}", colour)
-        elif info.exit_code >= 0:
-            text.append(f" · exit {info.exit_code}", colour)
+    text = Text.assemble((f"{mark} {run.status_word}", f"bold {colour}" if bold else colour))
+    end = end_of(run.info)
+    if end:
+        text.append(f" · {end}", colour)
     return text
+
+
+def dropped_text(run: RunView) -> Text:
+    """The pane keeps the newest lines only: say how many are gone and where they are."""
+    return Text.assemble(
+        ("⋯ ", "bold"),
+        (f"{run.dropped_lines:,} earlier lines not kept here", "bold"),
+        f" (the pane keeps the last {run.max_lines:,}) · all of it: ",
+        (f"sloth-runner runs show {run.run_id}", "bold"),
+    )
 
 
 def run_header(run: RunView, now: float) -> Text:
@@ -66,6 +73,7 @@ class OutputPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="pane-header", classes="pane-header")
+        yield Static(id="pane-dropped", classes="pane-dropped")
         yield OutputLog(id="pane-log")
         yield Static(id="pane-indicator", classes="pane-indicator")
 
@@ -78,10 +86,19 @@ class OutputPane(Vertical):
         self.log_view.show(run)
         self.set_class(run is None, "-empty")
         self.refresh_header(now, placeholder=placeholder)
+        self._update_dropped()
         self._update_indicator()
 
     def lines_added(self, count: int) -> None:
         self.log_view.lines_added(count)
+        self._update_dropped()
+
+    def _update_dropped(self) -> None:
+        notice = self.query_one("#pane-dropped", Static)
+        run = self.run
+        notice.display = run is not None and run.dropped_lines > 0
+        if run is not None and run.dropped_lines:
+            notice.update(dropped_text(run))
 
     def refresh_header(self, now: float, *, placeholder: str = "") -> None:
         header = self.query_one("#pane-header", Static)

@@ -78,7 +78,7 @@ async def test_marks_choose_the_targets_shown_by_the_prompt(standin: StandinServ
         await shows(pilot, "→ web-1")
         await mark(pilot, "web-1", "web-2", "db-1")
         assert screen.targets() == ["db-1", "web-1", "web-2"]
-        await shows(pilot, "→ 3 agents: db-1, web-1, web-2")
+        await shows(pilot, "→ 3 marked: db-1, web-1, web-2")
         await pilot.press("space")  # marking db-1 moved the cursor on to db-2
         assert app.fleet.marks == {"db-1", "db-2", "web-1", "web-2"}
         await pilot.press("u")
@@ -332,7 +332,7 @@ async def test_quit_asks_while_runs_are_in_flight(standin: StandinServer) -> Non
         await run(pilot, "sleep 100")
         await wait_for(pilot, lambda: app.store.for_agent("web-1").lines)
         await pilot.press("q")
-        await shows(pilot, "1 run(s) started here are still running")
+        await shows(pilot, "1 run started here still running")
         await pilot.press("n")
         assert app.is_running
         await pilot.press("q", "y")
