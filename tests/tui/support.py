@@ -19,7 +19,7 @@ __all__ = ["CLOCK", "console", "footer_text", "screen_text", "settle", "shows", 
 # One <text> element of Textual's SVG screenshot: its x, its line, its text.
 _SVG_TEXT = re.compile(r'<text [^>]*?x="([\d.]+)"[^>]*?clip-path="url\(#[^)]*-line-(\d+)\)"[^>]*>(.*?)</text>')
 _CHAR_WIDTH = 12.2
-"""Width of a cell in rich's SVG export (``char_height`` 20 × aspect 0.61)."""
+"""Width of a cell in rich's SVG export (``char_height`` 20 times aspect 0.61)."""
 
 
 def console(address: str, *, history_path: Path | None = None, clock: Callable[[], float] | None = None,
