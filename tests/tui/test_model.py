@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from rich.text import Text
 
 from sloth_core import errors
