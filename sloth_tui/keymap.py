@@ -110,7 +110,8 @@ KEYMAP: tuple[KeySpec, ...] = (
     _app("app.palette", "ctrl+p", "command_palette", "Command palette (every action)", short="Palette",
          priority=True, palette=False),
     # ------------------------------------------------------------ main screen
-    _fleet("fleet.prompt", "colon,greater_than_sign", "focus_prompt", "Command", show=True, key_display=":"),
+    _fleet("fleet.prompt", "colon,greater_than_sign", "focus_prompt", "Command prompt", short="Run", show=True,
+           key_display=":"),
     _fleet("fleet.filter", "slash", "focus_filter", "Filter", show=True),
     _fleet("fleet.history", "h", "history", "History", show=True),
     _fleet("fleet.next_failed", "n", "next_failed", "Next failed agent of the job", show=True,
@@ -191,7 +192,7 @@ def bindings(context: str) -> list[Binding]:
             s.keys,
             s.action,
             s.short or s.description,
-            show=s.show or s.group is not None,
+            show=s.show,
             key_display=s.key_display,
             priority=s.priority,
             id=s.id,

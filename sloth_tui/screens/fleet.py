@@ -61,7 +61,7 @@ class FleetScreen(Screen[None]):
                 yield JobSummary(id="summary")
                 yield OutputPane(id="pane")
         yield PromptBar(id="prompt-bar")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         app = self.sloth

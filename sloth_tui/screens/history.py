@@ -53,7 +53,7 @@ class HistoryScreen(Screen[None]):
         with Vertical(id="history-main"):
             yield HistoryTable(id="history-runs", cursor_type="row")
             yield OutputPane(id="history-pane")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         app = self.sloth

@@ -65,11 +65,12 @@ class PromptInput(Input):
         self.post_message(self.Recall(self, 1))
 
     def _on_paste(self, event: events.Paste) -> None:
+        # Runs before Input's own handler, which then inserts what is left in ``event.text``.
         lines = [line for line in event.text.splitlines() if line.strip()]
         if len(lines) > 1:
-            event.text = lines[0]
             self.post_message(self.PastedLines(self, len(lines)))
-        super()._on_paste(event)
+        if lines:
+            event.text = lines[0]
 
 
 class PromptBar(Vertical):

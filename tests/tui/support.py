@@ -58,7 +58,7 @@ def screen_text(app: SlothApp) -> str:
 
 def footer_text(app: SlothApp) -> str:
     """The bottom line: the keys the footer offers."""
-    return screen_text(app).splitlines()[-1]
+    return screen_text(app).split("\n")[-1]
 
 
 async def settle(pilot: Pilot[int], timeout: float = 10.0) -> None:
