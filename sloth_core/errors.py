@@ -20,6 +20,8 @@ Hierarchy::
     │   ├── AgentNotFoundError
     │   └── RunNotFoundError        a run or a job
     ├── AgentOfflineError           the agent exists but cannot take the call
+    │   └── AgentUnreachableError   it did not answer the master's call
+    ├── RunExistsError              an agent is already running a run with this id
     ├── NameTakenError              the name is bound to another identity
     ├── PermissionDeniedError       the caller's identity may not do this
     │   └── CertificateRevokedError
@@ -111,6 +113,20 @@ class AgentOfflineError(SlothError):
     exit_code = 255
     status = "FAILED_PRECONDITION"
     reason = "agent_offline"
+
+
+class AgentUnreachableError(AgentOfflineError):
+    """The master could not reach the agent (down, or the network between them)."""
+
+    reason = "agent_unreachable"
+
+
+class RunExistsError(SlothError):
+    """An agent was asked to start a run id it is already running."""
+
+    exit_code = 255
+    status = "ALREADY_EXISTS"
+    reason = "run_exists"
 
 
 class NameTakenError(SlothError):

@@ -32,6 +32,7 @@ from sloth_core.errors import (
     NameTakenError,
     SlothError,
 )
+from sloth_core.names import DEFAULT_MASTER_PORT, is_valid_name, join_host_port, split_host_port, validate_agent_name
 from sloth_core.paths import ensure_private_dir
 from sloth_core.proto import sloth_pb2, sloth_pb2_grpc
 from sloth_core.transport import TLSConfig
@@ -39,7 +40,7 @@ from sloth_core.transport import TLSConfig
 from ._files import read_credential, write_private
 from .credentials import validated_tls
 from .layout import AGENT_CA, AGENT_CERT, AGENT_KEY, TOKEN_FILE, pki_dir
-from .names import JOIN_SERVER_NAME, identity_uri, is_valid_name, validate_name
+from .names import JOIN_SERVER_NAME, identity_uri
 from .tokens import JoinToken
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
 
 
 async def join_master(
-    master_host: str,
+    master_address: str,
     token: str,
     name: str,
     data_dir: Path,
@@ -114,17 +115,17 @@ async def join_master(
 ) -> TLSConfig:
     """Join the master as agent ``name``; store and return the new identity.
 
-    ``master_host`` may carry a port (``host:50053``); it is ignored, since
-    the token names the join port. Raises :class:`CredentialsError` (bad,
+    ``master_address`` may carry a port (``host:50053``); it is ignored,
+    since the token names the join port. Raises :class:`CredentialsError` (bad,
     spent or foreign token, refused join), :class:`NameTakenError`,
     :class:`MasterUnreachableError` or :class:`UsageError` (bad name).
     """
     from . import ca  # cryptography: only where keys and CSRs are made
 
-    validate_name(name)
+    validate_agent_name(name)
     parsed = JoinToken.parse(token)
-    host = host_only(master_host)
-    address = f"[{host}]:{parsed.join_port}" if ":" in host else f"{host}:{parsed.join_port}"
+    host, _ = split_host_port(master_address, default_port=DEFAULT_MASTER_PORT, what="master address")
+    address = join_host_port(host, parsed.join_port)
 
     der = await asyncio.to_thread(fetch_certificate_der, host, parsed.join_port, timeout_s)
     if ca.pin_of_der(der) != parsed.pin:
@@ -176,21 +177,12 @@ def load_agent_tls(data_dir: Path, name: str | None = None) -> TLSConfig | None:
     return tls
 
 
-def host_only(master_host: str) -> str:
-    """``host``, ``host:port``, ``[v6]:port``, ``[v6]`` or a bare IPv6 -> host."""
-    if master_host.startswith("["):
-        return master_host[1 : master_host.find("]")] if "]" in master_host else master_host[1:]
-    if master_host.count(":") == 1:
-        return master_host.split(":", 1)[0]
-    return master_host
-
-
 def fetch_certificate_der(host: str, port: int, timeout_s: float) -> bytes:
     """The certificate the TLS endpoint presents, unverified (the caller pins it).
 
     Blocking; run it in a thread.
     """
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = join_host_port(host, port)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # trust comes from the pin, checked next
