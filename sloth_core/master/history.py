@@ -7,6 +7,7 @@ a finished one only to storage. :class:`RunHistory` merges the two so that
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Protocol
 
 from sloth_core import errors
@@ -17,26 +18,13 @@ DEFAULT_RUNS_LIMIT = 50
 MAX_RUNS_LIMIT = 10_000
 
 
+# RunInfo is RunRecord on the wire, field for field.
+_RUN_FIELDS = [f.name for f in fields(RunRecord)]
+
+
 def run_info(rec: RunRecord) -> pb.RunInfo:
     """A run as the wire shows it."""
-    return pb.RunInfo(
-        run_id=rec.run_id,
-        job_id=rec.job_id,
-        agent=rec.agent,
-        command=rec.command,
-        requested_by=rec.requested_by,
-        status=rec.status,  # type: ignore[arg-type]
-        exit_code=rec.exit_code,
-        signal=rec.signal,
-        created_at=rec.created_at,
-        started_at=rec.started_at,
-        finished_at=rec.finished_at,
-        error=rec.error,
-        stdout_bytes=rec.stdout_bytes,
-        stderr_bytes=rec.stderr_bytes,
-        dropped_bytes=rec.dropped_bytes,
-        timeout_s=rec.timeout_s,
-    )
+    return pb.RunInfo(**{name: getattr(rec, name) for name in _RUN_FIELDS})
 
 
 class LiveRuns(Protocol):

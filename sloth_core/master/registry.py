@@ -12,6 +12,7 @@ import fnmatch
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import fields
 
 from sloth_core import errors
 from sloth_core.master.events import EventBus
@@ -23,6 +24,8 @@ from sloth_core.storage import AgentRecord, Storage
 log = logging.getLogger(__name__)
 
 MISSED_BEATS_OFFLINE = 3
+# What AgentInfo shows of an AgentRecord (not its instance id); plus `running`.
+_INFO_FIELDS = [f.name for f in fields(AgentRecord) if f.name != "instance_id"]
 
 
 class Registry:
@@ -56,18 +59,8 @@ class Registry:
 
     def info(self, name: str) -> pb.AgentInfo:
         rec = self._agents[name]
-        return pb.AgentInfo(
-            name=rec.name,
-            address=rec.address,
-            version=rec.version,
-            hostname=rec.hostname,
-            os=rec.os,
-            labels=rec.labels,
-            status=rec.status,  # type: ignore[arg-type]
-            registered_at=rec.registered_at,
-            last_seen=rec.last_seen,
-            running=self._running.get(name, 0),
-        )
+        shown = {field: getattr(rec, field) for field in _INFO_FIELDS}
+        return pb.AgentInfo(**shown, running=self._running.get(name, 0))
 
     def all_info(self) -> list[pb.AgentInfo]:
         return [self.info(name) for name in sorted(self._agents)]
