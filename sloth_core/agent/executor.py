@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass
 
 from sloth_core.proto import sloth_pb2 as pb
@@ -122,7 +122,7 @@ class Execution:
         self._killer: asyncio.Task[None] | None = None
         self.outcome: Outcome | None = None
 
-    async def events(self) -> AsyncIterator[pb.ExecuteEvent]:
+    async def events(self) -> AsyncGenerator[pb.ExecuteEvent, None]:
         loop = asyncio.get_running_loop()
         started = time.time()
         try:

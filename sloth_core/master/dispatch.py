@@ -16,7 +16,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,7 +244,7 @@ class Dispatcher:
         )
         return job
 
-    async def run(self, request: pb.RunRequest, requested_by: str) -> AsyncIterator[pb.RunEvent]:
+    async def run(self, request: pb.RunRequest, requested_by: str) -> AsyncGenerator[pb.RunEvent, None]:
         """Start a job and stream it to its caller: the job, then every run's events.
 
         Leaving early (the caller hung up: Ctrl-C, killed) cancels every run
@@ -431,7 +431,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------ replay
 
-    async def stream_run(self, run_id: str, follow: bool) -> AsyncIterator[pb.RunEvent]:
+    async def stream_run(self, run_id: str, follow: bool) -> AsyncGenerator[pb.RunEvent, None]:
         """The run's stored output, then (``follow``) its live events until it ends."""
         live = self._active.get(run_id) if follow else None
         follower: Follower | None = None

@@ -15,7 +15,7 @@ consoles cost the master 100 sends, not 80,000.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from sloth_core import errors
@@ -69,7 +69,7 @@ class Subscription:
     def _taken(self, event: pb.WatchEvent) -> None:
         self.queued_bytes -= _output_size(event)
 
-    async def batches(self) -> AsyncIterator[list[pb.WatchEvent]]:
+    async def batches(self) -> AsyncGenerator[list[pb.WatchEvent], None]:
         """Every later event, in batches; ends by raising :class:`~sloth_core.errors.TooSlowError`
         when this watcher fell too far behind. Leaving the loop unsubscribes."""
         loop = asyncio.get_running_loop()

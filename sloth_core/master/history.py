@@ -51,13 +51,13 @@ class RunHistory:
         return [live.get(r.run_id, r) for r in records]
 
     async def get_run(self, run_id: str) -> RunRecord:
-        for rec in self._live.live_records():
-            if rec.run_id == run_id:
-                return rec
-        rec = await self._storage.get_run(run_id)
-        if rec is None:
+        for live in self._live.live_records():
+            if live.run_id == run_id:
+                return live
+        stored = await self._storage.get_run(run_id)
+        if stored is None:
             raise errors.RunNotFoundError(f"no run with id {run_id!r}")
-        return rec
+        return stored
 
     async def cancel(self, run_or_job_id: str) -> list[str]:
         """Cancel a live run or every live run of a job; the ids cancelled.

@@ -8,6 +8,7 @@ reason (:func:`sloth_core.rpc_errors.abort`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
@@ -133,8 +134,10 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     @streaming
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         identity = await self._auth.require_admin(context)
-        async for event in self._dispatcher.run(request, _who(identity)):
-            yield event
+        # Closed at once when the caller hangs up, so its runs are cancelled now.
+        async with contextlib.aclosing(self._dispatcher.run(request, _who(identity))) as events:
+            async for event in events:
+                yield event
 
     @unary
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.CancelRunResponse:
@@ -157,8 +160,9 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     @streaming
     async def StreamRun(self, request: pb.StreamRunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         await self._auth.require_admin(context)
-        async for event in self._dispatcher.stream_run(request.run_id, request.follow):
-            yield event
+        async with contextlib.aclosing(self._dispatcher.stream_run(request.run_id, request.follow)) as events:
+            async for event in events:
+                yield event
 
     @streaming
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchBatch]:

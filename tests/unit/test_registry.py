@@ -78,7 +78,7 @@ def test_the_sweeper_marks_silent_agents_offline_and_says_so(
     fleet.sweep()
     status = {a.name: a.status for a in fleet.all_info()}
     assert status == {"db-1": pb.AGENT_ONLINE, "web-1": pb.AGENT_OFFLINE, "web-2": pb.AGENT_OFFLINE}
-    events = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+    events = [e for _ in range(sub.queue.qsize()) if (e := sub.queue.get_nowait()) is not None]
     went_offline = [e.agent.agent.name for e in events if e.HasField("agent") and e.agent.type == pb.AGENT_WENT_OFFLINE]
     assert went_offline == ["web-1", "web-2"]
     assert [list(e.heartbeats.names) for e in events if e.HasField("heartbeats")] == [["db-1"]]
