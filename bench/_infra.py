@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sloth_core import processes
-from sloth_core.processes import wait_for
+from sloth_core import harness
+from sloth_core.harness import wait_for
 
 # ---------------------------------------------------------------- figures
 
@@ -121,21 +121,21 @@ _raise_nofile()  # inherited by every child
 
 def spawn(argv: list[str], *, env: dict[str, str], log: Path | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
     """Start a process in its own session (so a terminal's Ctrl-C reaches only us) and record it."""
-    proc = processes.spawn(argv, env=env, log=log, **kwargs)
+    proc = harness.spawn(argv, env=env, log=log, **kwargs)
     _CHILDREN.append(proc)
     return proc
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM the process's session (it is its leader), then SIGKILL if it lingers."""
-    processes.stop(proc, timeout)
+    harness.stop(proc, timeout)
     with contextlib.suppress(ValueError):
         _CHILDREN.remove(proc)
 
 
 def stop_many(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
     """Stop several processes at once: signal all, then wait for each."""
-    processes.stop_many(procs, timeout)
+    harness.stop_many(procs, timeout)
     for proc in procs:
         with contextlib.suppress(ValueError):
             _CHILDREN.remove(proc)
@@ -216,7 +216,7 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        return processes.isolated_env(self.home, self.address)
+        return harness.isolated_env(self.home, self.address)
 
     @property
     def flags(self) -> list[str]:
@@ -239,7 +239,7 @@ class Cluster:
             env=self.env, log=self.log("master"),
         )
         self.master = proc
-        self.port = processes.wait_for_master(proc, self.master_dir, self.log("master"), timeout=30).port
+        self.port = harness.wait_for_master(proc, self.master_dir, self.log("master"), timeout=30).port
         self.address = f"127.0.0.1:{self.port}"
         return proc
 

@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sloth_core import processes
-from sloth_core.processes import wait_for
+from sloth_core import harness
+from sloth_core.harness import wait_for
 
 EXE = [sys.executable, "-m", "sloth_core.cli"]
 HEARTBEAT_S = 0.5
@@ -44,7 +44,7 @@ class Proc:
             self.popen.wait(timeout=15)
 
     def stop(self) -> None:
-        processes.stop(self.popen)
+        harness.stop(self.popen)
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Fleet:
 
     @property
     def env(self) -> dict[str, str]:
-        return processes.isolated_env(self.home, self.master_address)
+        return harness.isolated_env(self.home, self.master_address)
 
     @property
     def security_flags(self) -> list[str]:
@@ -66,7 +66,7 @@ class Fleet:
     def spawn(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> Proc:
         self._counter += 1
         log = self.home / f"{self._counter:02d}-{name}.log"
-        popen = processes.spawn([*EXE, *argv], env=env or self.env, log=log)
+        popen = harness.spawn([*EXE, *argv], env=env or self.env, log=log)
         proc = Proc(popen, log, name)
         self.procs.append(proc)
         return proc
@@ -83,7 +83,7 @@ class Fleet:
              "--heartbeat-interval", str(heartbeat), *self.security_flags, *extra],
             "master",
         )
-        endpoint = processes.wait_for_master(proc.popen, self.master_dir, proc.log, timeout=15)
+        endpoint = harness.wait_for_master(proc.popen, self.master_dir, proc.log, timeout=15)
         self.master_address = f"127.0.0.1:{endpoint.port}"
         self.master_port = endpoint.port
         return proc
@@ -96,7 +96,7 @@ class Fleet:
             env=env,
         )
         if wait:
-            processes.wait_for_log(proc.popen, proc.log, "registered with the master", 15, f"agent {name} to register")
+            harness.wait_for_log(proc.popen, proc.log, "registered with the master", 15, f"agent {name} to register")
         return proc
 
     def cli(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None,

@@ -37,7 +37,7 @@ def _free(port: int) -> bool:
 
 
 def _wait(what: str, check: Callable[[], object], procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
-    from sloth_core.processes import wait_for
+    from sloth_core.harness import wait_for
 
     def ready() -> object:
         if check():

@@ -1,7 +1,7 @@
-"""Local sloth-runner processes, for the tests, the benchmarks and the demo.
+"""The harness that starts local sloth-runner processes, for the tests, the benchmarks and the demo.
 
-The one harness that starts real `sloth-runner` processes and waits for them:
-each child runs in its own session (a terminal's Ctrl-C reaches only us, and
+It starts real `sloth-runner` processes and waits for them: each child runs
+in its own session (a terminal's Ctrl-C reaches only us, and
 :func:`stop` can take down everything it started), output goes to a log
 file, and every wait is on a condition with a deadline, never a fixed sleep.
 """
