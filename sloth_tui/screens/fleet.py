@@ -161,7 +161,10 @@ class FleetScreen(Screen[None]):
     def tick(self, now: float) -> None:
         if not self._built:
             return
-        self.table.tick(self.sloth.fleet, now)
+        if not self.sloth.connection.stale:
+            # While disconnected "Seen" stays as it was when the link broke: the
+            # master did not stop hearing from the agents, we stopped hearing from it.
+            self.table.tick(self.sloth.fleet, now)
         if self.sloth.connection.state == "disconnected":
             self._update_status()  # the retry countdown, the age of what is shown
         run = self.pane.run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -10,6 +11,7 @@ from textual.widgets import Static
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui.model import fmt
 from sloth_tui.model.runs import RunView, end_of
+from sloth_tui.widgets.flow import Flow
 from sloth_tui.widgets.output_log import OutputLog
 
 RUN_STYLE = {
@@ -44,24 +46,28 @@ def dropped_text(run: RunView) -> Text:
     )
 
 
-def run_header(run: RunView, now: float) -> Text:
-    """Two lines: agent, status, exit code, duration; then the command and run id."""
-    head = Text.assemble((run.agent, "bold"), "  ", run_badge(run))
+def run_header(run: RunView, now: float) -> Group:
+    """Agent, status, exit code, duration; then the command and run id; then the error.
+
+    Each part wraps as a whole on a narrow pane (a command longer than the
+    line is cut with an ellipsis), never in the middle of ``run 1a2b3c4d``.
+    """
+    badge = run_badge(run)
     took = run.duration(now)
     if took is not None:
-        head.append(f" · {fmt.duration(took)}", "dim")
+        badge.append(f" · {fmt.duration(took)}", "dim")
+    first = [Text(run.agent, "bold"), badge]
     if run.detached and run.active:
-        head.append("  ⚠ stream lost, reattaching…", "yellow")
-    head.append("\n")
-    head.append("$ ", "dim")
-    head.append(run.command, "bold")
-    head.append(f"  run {fmt.short_id(run.run_id)}", "dim")
-    if run.info.requested_by:
-        head.append(f" by {run.info.requested_by}", "dim")
+        first.append(Text("⚠ stream lost, reattaching…", "yellow"))
+    by = f" by {run.info.requested_by}" if run.info.requested_by else ""
+    second = [
+        Text.assemble(("$ ", "dim"), (run.command, "bold")),
+        Text(f"run {fmt.short_id(run.run_id)}{by}", "dim"),
+    ]
+    parts: list[Flow | Text] = [Flow(first), Flow(second)]
     if run.info.error:
-        head.append("\n")
-        head.append(run.info.error, "red")
-    return head
+        parts.append(Text(run.info.error, "red"))
+    return Group(*parts)
 
 
 class OutputPane(Vertical):

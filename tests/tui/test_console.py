@@ -135,7 +135,7 @@ async def test_a_failure_shows_its_exit_code_and_stderr_in_red(standin: StandinS
         row = err[-1] - log.scroll_offset.y
         styles = {seg.style.color for seg in log.render_line(row) if seg.style and seg.text.strip()}
         assert styles == {stderr_colour}
-        assert log.render_line(0)._segments[0].style != Style(color=stderr_colour)
+        assert next(iter(log.render_line(0))).style != Style(color=stderr_colour)
         # The rejected agent says why.
         await pilot.press("n")  # only one failure: stays on web-2
         assert screen.shown_agent == "web-2"

@@ -5,6 +5,7 @@ Each test is a user's story against the stand-in master, asserting what is on th
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from sloth_tui.screens.confirm import ConfirmScreen
 from sloth_tui.screens.history import HistoryScreen, HistoryTable
 from sloth_tui.widgets.output_log import OutputLog
 from tests.tui.standin_master import StandinServer
-from tests.tui.support import console, footer_text, screen_text, settle, shows, wait_for
+from tests.tui.support import CLOCK, console, footer_text, screen_text, settle, shows, wait_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -110,7 +111,8 @@ async def test_an_empty_table_says_whether_the_filter_the_link_or_the_fleet_is_e
 
 
 async def test_while_disconnected_statuses_are_stale_and_the_countdown_counts(standin: StandinServer) -> None:
-    app = console(standin.address, reconnect_delays=(3.0,))
+    start = time.monotonic()
+    app = console(standin.address, reconnect_delays=(3.0,), clock=lambda: CLOCK + time.monotonic() - start)
     async with app.run_test(size=WIDE) as pilot:
         await settle(pilot)
         table = app.fleet_screen.table
@@ -119,8 +121,10 @@ async def test_while_disconnected_statuses_are_stale_and_the_countdown_counts(st
         await shows(pilot, "retrying in 3s")
         assert table.row_text("web-1")[2] == "◌ online?"
         assert "● online" not in screen_text(app)
+        seen = table.row_text("web-1")[6]
         await shows(pilot, "retrying in 2s", timeout=3)
         await shows(pilot, "statuses as of 1s ago", timeout=3)
+        assert table.row_text("web-1")[6] == seen  # "Seen" does not grow while we hear nothing
 
 
 async def test_credentials_that_cannot_work_end_the_console_with_the_clis_message(tmp_path: Path) -> None:
