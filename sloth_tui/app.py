@@ -27,10 +27,11 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.text import Text
 from textual.app import App, SystemCommand
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.widget import Widget
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from sloth_core.proto import sloth_pb2 as pb
 
 ClientFactory = Callable[[], "MasterClient"]
+T = TypeVar("T")
 
 DEFAULT_CONFIRM_OVER = 5
 CONFIRM_ENV = "SLOTH_RUNNER_CONFIRM_OVER"
@@ -114,6 +116,21 @@ class SlothApp(App[int]):
         self.fleet_screen = FleetScreen()
         self._inbox_ready = asyncio.Event()
         self._asking_to_quit = False
+
+    def subscribe(self, signal: Signal[T], node: DOMNode, callback: Callable[[T], object]) -> None:
+        """Have ``callback`` called at once whenever ``signal`` is published, while ``node`` lives.
+
+        Textual's signals log a subscriber's exception and carry on; here it
+        is raised on the app like any handler's, so a bug cannot hide (in tests either).
+        """
+
+        def guarded(data: T) -> None:
+            try:
+                callback(data)
+            except Exception as exc:  # re-raised on the app's queue, where Textual reports it
+                self.call_next(_reraise, exc)
+
+        signal.subscribe(node, guarded, immediate=True)
 
     @property
     def fleet(self) -> FleetModel:
@@ -455,6 +472,10 @@ class SlothApp(App[int]):
         for command in super().get_system_commands(screen):
             if command.title != "Quit":
                 yield command
+
+
+def _reraise(exc: Exception) -> None:
+    raise exc
 
 
 def create_app(

@@ -97,6 +97,8 @@ class RunView:
         self.width = 0
         self.dropped_lines = 0
         """Lines pruned from the head to respect ``max_lines``."""
+        self.resets = 0
+        """How many times the output was forgotten to be delivered again (views recount then)."""
         self.detached = False
         """The stream carrying this run broke; its state may be stale."""
         self._open_kind: int | None = None
@@ -167,6 +169,7 @@ class RunView:
 
     def reset_output(self) -> None:
         """Forget the output (a replay is about to deliver all of it again)."""
+        self.resets += 1
         self.lines.clear()
         self.kinds.clear()
         self.width = 0

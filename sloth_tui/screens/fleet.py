@@ -65,10 +65,10 @@ class FleetScreen(Screen[None]):
 
     def on_mount(self) -> None:
         app = self.sloth
-        app.fleet_signal.subscribe(self, self.fleet_changed, immediate=True)
-        app.runs_signal.subscribe(self, self.runs_changed, immediate=True)
-        app.tick_signal.subscribe(self, self.tick, immediate=True)
-        app.connection_signal.subscribe(self, self.connection_changed, immediate=True)
+        app.subscribe(app.fleet_signal, self, self.fleet_changed)
+        app.subscribe(app.runs_signal, self, self.runs_changed)
+        app.subscribe(app.tick_signal, self, self.tick)
+        app.subscribe(app.connection_signal, self, self.connection_changed)
         self.query_one(JobSummary).show(None, None)
         self.query_one(FilterInput).display = False
         self.table.focus()

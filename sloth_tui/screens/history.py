@@ -57,9 +57,9 @@ class HistoryScreen(Screen[None]):
 
     def on_mount(self) -> None:
         app = self.sloth
-        app.runs_signal.subscribe(self, self.runs_changed, immediate=True)
-        app.tick_signal.subscribe(self, self.tick, immediate=True)
-        app.history_signal.subscribe(self, self.history_loaded, immediate=True)
+        app.subscribe(app.runs_signal, self, self.runs_changed)
+        app.subscribe(app.tick_signal, self, self.tick)
+        app.subscribe(app.history_signal, self, self.history_loaded)
         table = self.query_one(HistoryTable)
         # The command comes early: on a narrow terminal it is what tells runs apart.
         table.add_column("Started", key="started")

@@ -69,6 +69,7 @@ class OutputLog(ScrollView, can_focus=True):
         self._rows_width = 0
         self._rows_dropped = 0
         self._rows_run: RunView | None = None
+        self._rows_resets = 0
 
     class WrapChanged(Message):
         """Wrapping was switched on or off."""
@@ -166,6 +167,7 @@ class OutputLog(ScrollView, can_focus=True):
         dropped = run.dropped_lines - self._rows_dropped
         if (
             run is not self._rows_run
+            or run.resets != self._rows_resets
             or width != self._rows_width
             or dropped < 0
             or dropped > len(starts)
@@ -173,7 +175,7 @@ class OutputLog(ScrollView, can_focus=True):
         ):
             starts.clear()
             self._base = self._end = 0
-            self._rows_run, self._rows_width, dropped = run, width, 0
+            self._rows_run, self._rows_width, self._rows_resets, dropped = run, width, run.resets, 0
         if dropped:
             self._base = starts[dropped] if dropped < len(starts) else self._end
             del starts[:dropped]
@@ -295,6 +297,9 @@ class OutputLog(ScrollView, can_focus=True):
         if row < 0 or absolute >= self._end:
             return Strip.blank(width, self.rich_style)
         index = bisect_right(self._starts, absolute) - 1
+        if index >= len(run.lines):
+            # The buffer was reset (a replay starts over) and the rows are not recounted yet.
+            return Strip.blank(width, self.rich_style)
         line = run.lines[index]
         step = self._rows_width
         start = (absolute - self._starts[index]) * step

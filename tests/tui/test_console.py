@@ -389,3 +389,16 @@ async def test_pane_follows_until_scrolled_up(standin: StandinServer) -> None:
         assert not log.follow and log.scroll_offset.y == 0
         await pilot.press("end")
         assert log.follow and log.is_vertical_scroll_end
+
+
+async def test_a_bug_in_a_screen_update_is_reported_not_swallowed(standin: StandinServer, monkeypatch) -> None:
+    from sloth_tui.screens.fleet import FleetScreen
+
+    def broken(self, changes) -> None:
+        raise RuntimeError("a bug in a screen update")
+
+    monkeypatch.setattr(FleetScreen, "fleet_changed", broken)
+    app = console(standin.address)
+    with pytest.raises(RuntimeError, match="a bug in a screen update"):
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: not app.is_running)

@@ -301,3 +301,22 @@ async def test_long_lines_wrap_by_default_and_w_scrolls_them_instead(standin: St
         await pilot.press("w")
         await wait_for(pilot, lambda: log.wrap)
         await shows(pilot, "agent=curl/8.5")
+
+
+async def test_wrapped_rows_stay_exact_while_the_buffer_drops_its_head(standin: StandinServer) -> None:
+    app = console(standin.address, max_lines=300)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        app.fleet_screen.table.move_to("web-1")
+        await run(pilot, "lines 2000")  # long lines in several chunks, most of them dropped from the head
+        await wait_for(pilot, lambda: job_finished(app))
+        log = app.fleet_screen.query_one(OutputLog)
+        run_ = app.store.for_agent("web-1")
+        width = log.scrollable_content_region.width
+
+        def rows() -> int:
+            return sum(max(1, -(-len(line) // width)) for line in run_.lines)
+
+        assert run_.dropped_lines > 0
+        await wait_for(pilot, lambda: log.virtual_size.height == rows())
+        await shows(pilot, "002000 GET /api/v1/items/46 200")
