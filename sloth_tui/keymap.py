@@ -104,7 +104,7 @@ KEYMAP: tuple[KeySpec, ...] = (
          show=True),
     # Ctrl-C quits too, as in every terminal program, with the same question.
     # The inputs bind it as well (over their "copy"), so it works while typing.
-    _app("app.interrupt", "ctrl+c,ctrl+q", "interrupt", "Quit, also while typing", key_display="^c",
+    _app("app.interrupt", "ctrl+c,ctrl+q", "interrupt", "Quit, also while typing", key_display="^c ^q",
          palette=False),
     _app("app.help", "question_mark", "help", "Help", show=True),
     _app("app.palette", "ctrl+p", "command_palette", "Command palette (every action)", short="Palette",

@@ -12,6 +12,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
 from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.status_words import RUN_ACTIVE
 from sloth_tui import keymap
 from sloth_tui.messages import HistoryLoaded
 from sloth_tui.model import fmt
@@ -154,7 +155,7 @@ class HistoryScreen(Screen[None]):
         info = self.runs[run_id]
         run = self.sloth.store.runs.get(run_id)
         if run is None or force or (not run.lines and not run.active):
-            run = self.sloth.attach_run(info, follow=info.status in (pb.RUN_PENDING, pb.RUN_RUNNING))
+            run = self.sloth.attach_run(info, follow=info.status in RUN_ACTIVE)
         self._show(run)
 
     def _show(self, run: RunView) -> None:
