@@ -205,6 +205,7 @@ class Dispatcher:
         names = [n for n in target.names if n]
         if not names and not target.labels and not target.all:
             raise errors.UsageError("no target: name agents, use --label, or --all")
+        self._storage.check_accepting()  # HistoryUnsavedError: the store is failing and its queue is full
         chosen, rejected = self._registry.resolve(names, target.labels, target.all)
         if not chosen and not rejected:
             raise errors.AgentNotFoundError("no agent matches the target")

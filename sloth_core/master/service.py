@@ -88,6 +88,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._auth = auth
         self._on_delete = on_delete
         self._clock = clock
+        self._started_at = clock()
 
     # ------------------------------------------------------------ agents' calls
 
@@ -169,7 +170,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         identity = await self._auth.require_admin(context)
         job = self._dispatcher.start_job(request, _who(identity))
         try:
-            yield pb.RunEvent(job_id=job.job_id, job=pb.JobStarted(runs=[run_info(r) for r in job.runs]))
+            warning = self._storage.health().warning()
+            yield pb.RunEvent(job_id=job.job_id, job=pb.JobStarted(runs=[run_info(r) for r in job.runs], warning=warning))
             while job.pending:
                 event = await job.queue.get()
                 if event.WhichOneof("kind") is None:
@@ -224,6 +226,13 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         async for event in self._dispatcher.stream_run(request.run_id, request.follow):
             yield event
 
+    @unary
+    async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.MasterStatus:
+        await self._auth.require_admin(context)
+        from sloth_core import __version__
+
+        return pb.MasterStatus(version=__version__, started_at=self._started_at, store=self._storage.health().to_proto())
+
     @streaming
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchBatch]:
         await self._auth.require_admin(context)
@@ -236,6 +245,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                 agents=self._registry.all_info(),
                 active_runs=self._dispatcher.active_runs(),
                 server_time=self._clock(),
+                store=self._storage.health().to_proto(),
             )
             yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])
             loop = asyncio.get_running_loop()

@@ -23,18 +23,16 @@ class StoreHealth:
     refusing_runs: bool = False  # the queue is full of records that may not be dropped
 
     def warning(self) -> str:
-        """One line for operators; empty while all is well."""
-        if self.failing:
-            text = f"history is not being saved: {self.cause} ({self.queued} records queued"
-            if self.dropped:
-                text += f", {self.dropped} output records dropped"
-            text += ")"
-            if self.refusing_runs:
-                text += "; new runs are refused until the store recovers"
-            return text
+        """One line for operators while history is not being saved; empty otherwise."""
+        if not self.failing:
+            return ""
+        text = f"history is not being saved: {self.cause} ({self.queued} records queued"
         if self.dropped:
-            return f"{self.dropped} output records were dropped while history could not be saved"
-        return ""
+            text += f", {self.dropped} output records dropped"
+        text += ")"
+        if self.refusing_runs:
+            text += "; new runs are refused until the store recovers"
+        return text
 
     def to_proto(self) -> pb.StoreHealth:
         from sloth_core.proto import sloth_pb2 as pb
