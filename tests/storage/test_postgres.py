@@ -52,3 +52,30 @@ def test_the_store_is_chosen_by_url(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_redact_keeps_user_host_port_and_database() -> None:
     assert redact("postgresql://postgres@127.0.0.1/test") == "postgresql://postgres@127.0.0.1/test"
     assert redact("postgresql://a:b@[::1]:5432/x?password=y") == "postgresql://a@[::1]:5432/x"
+
+
+async def test_writes_outlive_the_server_dropping_every_connection() -> None:
+    import psycopg
+
+    from tests.storage.test_storage import run
+
+    with temp_database() as url:
+        store = PostgresStorage(url)
+        await store.open()
+        try:
+            store.save_runs([run("r-1")])
+            await store.flush()
+            name = url.rsplit("/", 1)[1]
+            with psycopg.connect(url.rsplit("/", 1)[0] + "/test", autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                )
+            store.save_runs([run("r-2", created=2.0)])
+            for _ in range(5):  # the first pass may meet a dead connection; it is retried
+                await store.flush()
+                if store.health().queued == 0:
+                    break
+            assert store.health().queued == 0 and not store.health().failing
+            assert [r.run_id for r in await store.list_runs()] == ["r-2", "r-1"]
+        finally:
+            await store.close()
