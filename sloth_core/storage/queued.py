@@ -246,6 +246,9 @@ class QueuedStorage:
                 log.exception("history write pass failed")
                 ok = False
             delay = RETRY_MIN_S if ok else min(delay * 2, RETRY_MAX_S)
+            if ok and self._queue.count():
+                # Records that came while the store was failing did not wake us.
+                self._wake.set()
 
     async def _write_pass(self) -> bool:
         async with self._pass_lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -161,3 +162,31 @@ async def test_a_full_queue_drops_the_oldest_output_first_then_refuses_new_runs(
     store.check_accepting()
     assert len(await store.list_runs()) == 10
     assert store.health().dropped == 21
+
+
+async def test_the_writer_retries_by_itself_and_lands_what_came_during_recovery(
+    open_store: StoreFactory, outage  # type: ignore[no-untyped-def]
+) -> None:
+    store = await open_store()
+    heal = outage(store)
+    store.save_runs([run("r-1")])
+    await store.flush()
+    assert store.health().failing
+    heal()
+    real = store._apply
+    arrived = False
+
+    async def arriving_meanwhile(batch):  # type: ignore[no-untyped-def]
+        nonlocal arrived
+        if not arrived:
+            arrived = True
+            store.save_runs([run("r-2", created=2.0)])  # while the recovering pass runs
+        await real(batch)
+
+    store._apply = arriving_meanwhile  # type: ignore[method-assign]
+    for _ in range(200):  # no flush(): the writer's own retry must do it
+        if not store.health().failing and store.health().queued == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert (store.health().failing, store.health().queued) == (False, 0)
+    assert [row[0] for row in await store._db_list_runs("", 0, "", 10)] == ["r-2", "r-1"]
