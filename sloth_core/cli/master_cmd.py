@@ -79,7 +79,9 @@ def status(args: argparse.Namespace) -> int:
     try:
         reply = with_client(args, lambda client: client.get_status())
     except SlothError as exc:
-        print(f"could not ask the master for its status: {exc}")
+        from sloth_core.cli.render import print_warning
+
+        print_warning(f"could not ask the master for its status: {exc}")
         return code
     store = reply.store
     print(store.warning or f"history is being saved to {store.store}")
