@@ -26,6 +26,8 @@ def serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port < 65536:
         raise UsageError(f"invalid port {args.port}: use 1-65535, or 0 for a free one")
+    if args.history_queue < 1:
+        raise UsageError("--history-queue must be at least 1")
     if args.heartbeat_interval <= 0:
         raise UsageError("--heartbeat-interval must be positive")
     if args.insecure:
@@ -43,6 +45,7 @@ def serve(args: argparse.Namespace) -> int:
         output_cap=args.output_cap,
         runs_per_agent=args.runs_per_agent,
         store=args.store or "",
+        history_queue=args.history_queue,
     )
     master = Master(config)
 

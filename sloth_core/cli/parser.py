@@ -50,6 +50,7 @@ def _master_parser(sub: Any) -> None:
     p.add_argument("--join-port", type=int, default=None, metavar="PORT", help="port where new agents join with a token (default: port + 1)")
     p.add_argument("--data-dir", metavar="DIR", help="state directory (default: the user data dir, or $SLOTH_RUNNER_HOME/master)")
     p.add_argument("--store", metavar="URL", help="where run history and the registry live: postgresql://USER@HOST/DB (default: $SLOTH_RUNNER_STORE, else SQLite in the data dir)")
+    p.add_argument("--history-queue", type=int, default=10_000, metavar="N", help="records of history kept for retry while the store fails (default 10000); past that the oldest output is dropped, and when only run records are left new runs are refused")
     p.add_argument("--daemon", action="store_true", help="run in the background; logs go to the log dir")
     p.add_argument("--insecure", action="store_true", help="plaintext, no authentication: for tests only")
     p.add_argument("--heartbeat-interval", type=float, default=5.0, metavar="S", help="seconds between agent heartbeats (default 5); offline after 3 missed")

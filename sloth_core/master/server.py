@@ -39,6 +39,7 @@ class MasterConfig:
     output_cap: int = DEFAULT_OUTPUT_CAP
     runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
     store: str = ""  # --store URL; empty: SQLite in data_dir
+    history_queue: int = 0  # records kept for retry while the store fails; 0: the default
 
 
 class Master:
@@ -48,7 +49,7 @@ class Master:
         self.config = config
         self.port = 0
         self.join_port = 0
-        self.storage = open_store(config.store, config.data_dir)
+        self.storage = open_store(config.store, config.data_dir, config.history_queue)
         self.bus = EventBus()
         self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
         self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)

@@ -91,21 +91,27 @@ class Storage(Protocol):
         """Raise :class:`~sloth_core.errors.HistoryUnsavedError` when new runs cannot be recorded."""
 
 
-def open_store(url: str | None, data_dir: Path) -> Storage:
-    """The store ``--store`` (or ``$SLOTH_RUNNER_STORE``) names; SQLite in ``data_dir`` by default."""
+def open_store(url: str | None, data_dir: Path, queue_limit: int | None = None) -> Storage:
+    """The store ``--store`` (or ``$SLOTH_RUNNER_STORE``) names; SQLite in ``data_dir`` by default.
+
+    ``queue_limit``: records kept for retry while the store fails (see :mod:`.pending`).
+    """
     from sloth_core.errors import UsageError
+    from sloth_core.storage.pending import DEFAULT_QUEUE_LIMIT
+
+    limit = queue_limit or DEFAULT_QUEUE_LIMIT
 
     url = url or os.environ.get(STORE_ENV, "")
     if not url:
         from sloth_core.storage.sqlite import SQLiteStorage
 
-        return SQLiteStorage(data_dir / "master.db")
+        return SQLiteStorage(data_dir / "master.db", limit)
     if url.startswith(("postgresql://", "postgres://")):
         from sloth_core.storage.postgres import PostgresStorage
 
-        return PostgresStorage(url)
+        return PostgresStorage(url, limit)
     if url.startswith("sqlite:///"):
         from sloth_core.storage.sqlite import SQLiteStorage
 
-        return SQLiteStorage(Path(url.removeprefix("sqlite://")))
+        return SQLiteStorage(Path(url.removeprefix("sqlite://")), limit)
     raise UsageError(f"unknown store {url.split('://')[0]!r}: use postgresql://USER@HOST/DB (or nothing, for SQLite)")

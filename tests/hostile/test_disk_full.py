@@ -155,3 +155,28 @@ def test_a_master_starting_on_a_full_disk_exits_with_one_clear_line(tmp_path: Pa
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: cannot open the history store: ")
     assert "database or disk is full" in lines[0] or "No space left" in lines[0]
+
+
+def test_new_runs_are_refused_when_only_run_records_fill_the_queue(disk_fleet: DiskFleet, small_disk: Path) -> None:
+    fleet = disk_fleet
+    fleet.start_master("--history-queue", "3")
+    token = fleet.admin("master", "token").stdout.decode().strip()
+    fleet.start_agent("a1", "--token", token)
+    filler = fill(small_disk)
+    wait_for(lambda: "history is not being saved" in status_text(fleet), timeout=20,
+             what="master status to say that history is not being saved")
+
+    accepted = [agent_run(fleet, f"echo {n}") for n in range(3)]
+    assert [r.returncode for r in accepted] == [0, 0, 0]
+    refused = agent_run(fleet, "echo one too many")
+    lines = [ln for ln in refused.stderr.decode().splitlines() if ln.strip()]
+    assert refused.returncode == 255, lines
+    assert len(lines) == 1 and lines[0].startswith("error: history is not being saved: "), lines
+    assert "database or disk is full" in lines[0] and "new runs are refused" in lines[0]
+    assert "new runs are refused" in status_text(fleet)
+
+    filler.unlink()
+    wait_for(lambda: "history is being saved to" in status_text(fleet), timeout=20,
+             what="the store to recover")
+    assert agent_run(fleet, "echo back").returncode == 0
+    assert len(run_ids(fleet)) == 4
