@@ -143,6 +143,11 @@ class PendingWrites:
             p, f = self._pending, self._inflight
             return self.bounded and len(p.runs) + len(f.runs) >= self.limit
 
+    def agent_rows(self) -> dict[str, Row | None]:
+        """Agent rows not in the store yet (None: deleted; newest wins)."""
+        with self._lock:
+            return {**self._inflight.agents, **self._pending.agents}
+
     def run_rows(self) -> dict[str, Row]:
         """Run rows not in the store yet (newest wins)."""
         with self._lock:

@@ -9,8 +9,10 @@ down) stay queued and are retried with backoff until it can. The first
 failure of an episode is logged with its cause, and so is the recovery; in
 between, :meth:`health` says what operators need to know.
 
-Reads see queued records too (they are overlaid on what the store returns),
-so ``runs list`` shows every run the master acknowledged, saved yet or not.
+A read first writes what is queued, so it sees every write made before it
+(prunes and deletes included). While the store is failing it does not wait
+for that: queued records are overlaid on what the store returns, so ``runs
+list`` still shows every run the master acknowledged, saved yet or not.
 A backend provides the ``_db_*`` methods, :meth:`_apply`, :meth:`_apply_one`
 and the classification of its errors.
 """
@@ -85,6 +87,7 @@ class QueuedStorage:
         self._refusal_logged = False
         self._listeners: list[Callable[[StoreHealth], None]] = []
         self._last_told: tuple[Any, ...] = ()
+        self._closed = False
 
     # ------------------------------------------------------------ backend hooks
 
@@ -140,6 +143,9 @@ class QueuedStorage:
         self._writer = asyncio.create_task(self._write_loop(), name="storage writer")
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._writer is not None:
             self._closing.set()
             self._wake.set()
@@ -340,6 +346,8 @@ class QueuedStorage:
 
     async def _read(self, what: str, coro: Any) -> Any:
         try:
+            if self._failing_since is None:
+                await self._write_pass()
             return await coro
         except StorageError:
             raise
@@ -348,7 +356,13 @@ class QueuedStorage:
 
     async def load_agents(self) -> list[AgentRecord]:
         rows = await self._read("agents", self._db_load_agents())
-        return [agent_from_row(row) for row in rows]
+        by_name = {row[0]: row for row in rows}
+        for name, row in self._queue.agent_rows().items():
+            if row is None:
+                by_name.pop(name, None)
+            else:
+                by_name[name] = row
+        return [agent_from_row(row) for row in by_name.values()]
 
     async def mark_unfinished(self, status: int, error: str, now: float) -> int:
         await self.flush()
@@ -358,9 +372,8 @@ class QueuedStorage:
             raise StorageError(f"cannot write to the history store: {self._cause_of(exc)}") from None
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        row = self._queue.run_rows().get(run_id)
-        if row is None:
-            row = await self._read("a run", self._db_get_run(run_id))
+        stored = await self._read("a run", self._db_get_run(run_id))
+        row = self._queue.run_rows().get(run_id) or stored
         return RunRecord(*row) if row else None
 
     async def list_runs(

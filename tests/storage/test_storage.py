@@ -190,3 +190,13 @@ async def test_the_writer_retries_by_itself_and_lands_what_came_during_recovery(
         await asyncio.sleep(0.05)
     assert (store.health().failing, store.health().queued) == (False, 0)
     assert [row[0] for row in await store._db_list_runs("", 0, "", 10)] == ["r-2", "r-1"]
+
+
+async def test_a_read_sees_every_write_made_before_it(open_store: StoreFactory) -> None:
+    store = await open_store()
+    store.save_agents([AgentRecord("gone", "127.0.0.1:1")])
+    store.delete_agent("gone")
+    store.save_runs([run(f"r-{i}", created=float(i)) for i in range(4)])
+    store.prune_runs("web-1", keep=1)
+    assert await store.load_agents() == []
+    assert [r.run_id for r in await store.list_runs()] == ["r-3"]
