@@ -25,7 +25,7 @@ import json
 import logging
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import Any
 
@@ -158,8 +158,12 @@ class QueuedStorage:
         await self._close_db()
 
     async def flush(self) -> None:
-        """One write pass now (it may fail: see :meth:`health`)."""
-        await self._write_pass()
+        """One write pass now (it may fail: see :meth:`health`).
+
+        Shielded: a caller that is cancelled (a client hanging up) does not
+        cut a pass short; it finishes on its own.
+        """
+        await asyncio.shield(self._write_pass())
 
     # ------------------------------------------------------------ health
 
@@ -267,10 +271,14 @@ class QueuedStorage:
                         await self._apply(batch)
                     except Exception as exc:
                         failed, cause = await self._isolate(batch, exc)
-            finally:
-                if cause is not None:
-                    self._begin_or_continue_episode(cause)
-                self._queue.done(failed)
+            except BaseException:
+                # Interrupted (cancelled, or a bug): nothing is confirmed, so all
+                # of it goes back; writing a record twice is harmless (upserts).
+                self._queue.done(batch)
+                raise
+            if cause is not None:
+                self._begin_or_continue_episode(cause)
+            self._queue.done(failed)
             if cause is None and self._failing_since is not None:
                 self._end_episode()
             elif cause is not None:
@@ -344,18 +352,18 @@ class QueuedStorage:
 
     # ------------------------------------------------------------ reads (queued records included)
 
-    async def _read(self, what: str, coro: Any) -> Any:
+    async def _read(self, what: str, query: Callable[[], Awaitable[Any]]) -> Any:
         try:
             if self._failing_since is None:
-                await self._write_pass()
-            return await coro
+                await self.flush()
+            return await query()
         except StorageError:
             raise
         except Exception as exc:
             raise StorageError(f"cannot read {what} from the history store: {self._cause_of(exc)}") from None
 
     async def load_agents(self) -> list[AgentRecord]:
-        rows = await self._read("agents", self._db_load_agents())
+        rows = await self._read("agents", lambda: self._db_load_agents())
         by_name = {row[0]: row for row in rows}
         for name, row in self._queue.agent_rows().items():
             if row is None:
@@ -372,14 +380,14 @@ class QueuedStorage:
             raise StorageError(f"cannot write to the history store: {self._cause_of(exc)}") from None
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        stored = await self._read("a run", self._db_get_run(run_id))
+        stored = await self._read("a run", lambda: self._db_get_run(run_id))
         row = self._queue.run_rows().get(run_id) or stored
         return RunRecord(*row) if row else None
 
     async def list_runs(
         self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 50
     ) -> list[RunRecord]:
-        stored = await self._read("runs", self._db_list_runs(agent, status, job_id, limit))
+        stored = await self._read("runs", lambda: self._db_list_runs(agent, status, job_id, limit))
         queued = self._queue.run_rows()
         by_id = {row[0]: row for row in stored}
         for run_id, row in queued.items():
@@ -395,7 +403,7 @@ class QueuedStorage:
         return records[:limit]
 
     async def read_output(self, run_id: str) -> list[StoredChunk]:
-        rows = await self._read("output", self._db_read_output(run_id))
+        rows = await self._read("output", lambda: self._db_read_output(run_id))
         chunks = {(seq, part): StoredChunk(seq, stream, bytes(data), part) for seq, part, stream, data in rows}
         for _, seq, part, stream, data in self._queue.output_rows(run_id):
             chunks[(seq, part)] = StoredChunk(seq, stream, data, part)

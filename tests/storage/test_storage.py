@@ -200,3 +200,26 @@ async def test_a_read_sees_every_write_made_before_it(open_store: StoreFactory) 
     store.prune_runs("web-1", keep=1)
     assert await store.load_agents() == []
     assert [r.run_id for r in await store.list_runs()] == ["r-3"]
+
+
+async def test_a_reader_that_hangs_up_mid_write_loses_nothing(open_store: StoreFactory) -> None:
+    store = await open_store()
+    real = store._apply
+    entered = asyncio.Event()
+
+    async def slow(batch):  # type: ignore[no-untyped-def]
+        entered.set()
+        await asyncio.sleep(0.2)
+        await real(batch)
+
+    store._apply = slow  # type: ignore[method-assign]
+    store._kick = lambda: None  # type: ignore[method-assign]  # the reader, not the writer task, makes the pass
+    store.save_runs([run("r-1")])
+    reader = asyncio.create_task(store.list_runs())  # writes what is queued first
+    await entered.wait()
+    reader.cancel()  # the client hung up
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    store._apply = real  # type: ignore[method-assign]
+    await store.flush()
+    assert [row[0] for row in await store._db_list_runs("", 0, "", 10)] == ["r-1"]
