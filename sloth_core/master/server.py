@@ -22,7 +22,7 @@ from sloth_core.master.service import MasterService
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
-from sloth_core.storage.sqlite import SQLiteStorage
+from sloth_core.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class MasterConfig:
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
     output_cap: int = DEFAULT_OUTPUT_CAP
     runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
+    store: str = ""  # --store URL; empty: SQLite in data_dir
+    history_queue: int = 0  # records kept for retry while the store fails; 0: the default
 
 
 class Master:
@@ -49,8 +51,9 @@ class Master:
         self.config = config
         self.port = 0
         self.join_port = 0
-        self.storage = SQLiteStorage(config.data_dir / "master.db")
+        self.storage = open_store(config.store, config.data_dir, config.history_queue)
         self.bus = EventBus()
+        self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
         self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)
         self.pki: Any = None
         self.dispatcher: Dispatcher | None = None
@@ -68,6 +71,7 @@ class Master:
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _warn_if_shared(cfg.data_dir)
         await self.storage.open()
         lost = await self.storage.mark_unfinished(
             pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
@@ -101,7 +105,7 @@ class Master:
         )
         service = MasterService(
             self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
-            answers=link.answers, clock=time.time,
+            answers=link.answers, clock=time.time, store_health=self.storage.health,
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
@@ -157,6 +161,16 @@ class Master:
         self.registry.sweep()  # flush last_seen
         await self.storage.close()
         remove_endpoint(self.config.data_dir)
+
+
+def _warn_if_shared(data_dir: Path) -> None:
+    """The data dir holds every command and its output (and the CA's keys): say so if others can read it."""
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "the data dir %s is open to other users (mode %04o), and it holds every command, its output "
+            "and the master's keys: run `chmod 700 %s`", data_dir, mode, data_dir,
+        )
 
 
 async def _add_health_and_reflection(server: Any, services: list[str]) -> None:
