@@ -73,7 +73,8 @@ class SlothApp(App[int]):
     App-wide state reaches the screens through signals they subscribe to
     (as in Posting): ``fleet_signal`` (agents changed; None: redraw every
     row), ``runs_signal`` (runs and their output), ``tick_signal`` (once a
-    second, the console's clock), ``connection_signal`` and ``history_signal``.
+    second, the console's clock), ``connection_signal``, ``history_signal``
+    (an agent's past runs) and ``health_signal`` (is the master saving history).
     """
 
     CSS_PATH = "app.tcss"
@@ -113,6 +114,7 @@ class SlothApp(App[int]):
         self.tick_signal: Signal[float] = Signal(self, "tick")
         self.connection_signal: Signal[Connection] = Signal(self, "connection")
         self.history_signal: Signal[HistoryLoaded] = Signal(self, "history")
+        self.health_signal: Signal[pb.StoreHealth] = Signal(self, "health")
         self.fleet_screen = FleetScreen()
         self._inbox_ready = asyncio.Event()
         self._asking_to_quit = False
@@ -271,6 +273,8 @@ class SlothApp(App[int]):
             self.fleet_signal.publish(changes.fleet)
         if changes.runs:
             self.runs_signal.publish(changes.runs)
+        if changes.health:
+            self.health_signal.publish(self.feed.history_health)
         for error in changes.failed_jobs:
             self.notify(error, title="The command did not start", severity="error", markup=False)
 

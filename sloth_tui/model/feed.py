@@ -48,6 +48,8 @@ class Changes:
     runs: RunsChanged = field(default_factory=RunsChanged)
     snapshot: bool = False
     """A Watch snapshot was applied (the whole fleet was replaced)."""
+    health: bool = False
+    """The master's word on its run history (``Feed.history_health``) changed."""
     failed_jobs: list[str] = field(default_factory=list)
     """Why commands started here never got going (one line each)."""
 
@@ -62,6 +64,8 @@ class Feed:
         self._current_replay: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._inbox: deque[tuple[str, object, object]] = deque()
+        self.history_health = pb.StoreHealth()
+        """Whether the master is saving run history; ``warning`` is set while it is not."""
 
     # ------------------------------------------------------------ streams
 
@@ -137,6 +141,7 @@ class Feed:
             merge(fleet.replace_all(Agent.from_pb(a) for a in snapshot.agents))
             merge(fleet.set_active_runs(snapshot.active_runs))
             changes.snapshot = True
+            self._set_health(snapshot.store, changes)
             return len(snapshot.agents)
         if kind == "agent":
             info = event.agent.agent
@@ -149,7 +154,15 @@ class Feed:
             self._apply_watched_run(event.run, changes)
         elif kind == "heartbeats":
             merge(fleet.heartbeats(event.heartbeats.names, event.heartbeats.at))
+        elif kind == "store":
+            self._set_health(event.store, changes)
         return 0
+
+    def _set_health(self, health: pb.StoreHealth, changes: Changes) -> None:
+        if health != self.history_health:
+            self.history_health = pb.StoreHealth()
+            self.history_health.CopyFrom(health)
+            changes.health = True
 
     def _apply_watched_run(self, event: pb.RunEvent, changes: Changes) -> None:
         kind = event.WhichOneof("kind")
@@ -183,6 +196,7 @@ class Feed:
                 lines[run.run_id] = lines.get(run.run_id, 0) + added
         elif kind == "job":
             job = store.start_job(event.job_id, stream.command, event.job.runs)
+            job.warning = event.job.warning
             stream.job_id = job.job_id
             changed.new_job = job.job_id
             changed.runs.update(job.run_ids)

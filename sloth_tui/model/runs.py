@@ -234,6 +234,8 @@ class Job:
     targets: list[str] = field(default_factory=list)
     started_here: bool = True
     stream_open: bool = True
+    warning: str = ""
+    """The master's word when it runs the job but may not keep its history."""
 
 
 @dataclass(frozen=True)

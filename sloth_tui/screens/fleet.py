@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
+from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui import keymap
 from sloth_tui.model import fmt
 from sloth_tui.model.connection import Connection
@@ -69,6 +70,7 @@ class FleetScreen(Screen[None]):
         app.subscribe(app.runs_signal, self, self.runs_changed)
         app.subscribe(app.tick_signal, self, self.tick)
         app.subscribe(app.connection_signal, self, self.connection_changed)
+        app.subscribe(app.health_signal, self, self.health_changed)
         self.query_one(JobSummary).show(None, None)
         self.query_one(FilterInput).display = False
         self.table.focus()
@@ -126,6 +128,10 @@ class FleetScreen(Screen[None]):
         self.table.set_stale(conn.stale, self.sloth.fleet, self.sloth.now())
         self._update_status()
         self._update_empty()
+
+    def health_changed(self, health: pb.StoreHealth) -> None:
+        if self._built:
+            self._update_status()
 
     def fleet_changed(self, changes: FleetChanges | None) -> None:
         """Redraw what ``changes`` touched (None: every row)."""
@@ -222,6 +228,7 @@ class FleetScreen(Screen[None]):
             shown=len(self.table.order),
             filter_text=fleet.filter.text,
             stale_for=mono - conn.lost_at if conn.stale and conn.lost_at is not None else None,
+            warning=self.sloth.feed.history_health.warning,
         )
         self.query_one(StatusBar).show(conn, mono, items)
 

@@ -18,6 +18,8 @@ def summary_items(job: Job, summary: Summary) -> tuple[list[Text], list[Text]]:
         Text.assemble(("$ ", "dim"), (job.command, "bold")),
         Text.assemble(("→ ", "dim"), fmt.plural(len(job.run_ids), "agent")),
     ]
+    if job.warning:
+        head.append(Text(f"⚠ {job.warning}", "bold yellow"))
     parts = [
         (summary.running, "running", "cyan", "●"),
         (summary.succeeded, "succeeded", "green", "✔"),

@@ -28,9 +28,9 @@ def connection_items(conn: Connection, now: float) -> list[Text]:
 
 def fleet_items(
     counts: dict[str, int], *, marked: int, hidden_marked: int, shown: int, filter_text: str,
-    stale_for: float | None = None,
+    stale_for: float | None = None, warning: str = "",
 ) -> list[Text]:
-    """``7 agents (5 online, 1 offline, 1 stopped)``, the filter, the marks; each an item."""
+    """``7 agents (5 online, 1 offline, 1 stopped)``, the master's warning, the filter, the marks; each an item."""
     total = sum(counts.values())
     head = Text(fmt.plural(total, "agent"))
     bits = [
@@ -42,6 +42,8 @@ def fleet_items(
     head.append_text(Text(", ").join(Text(f"{n} {w}", c if n else "dim") for n, w, c in bits))
     head.append(")")
     items = [head]
+    if warning:
+        items.append(Text(f"⚠ {warning}", "bold red"))
     if stale_for is not None:
         items.append(Text(f"statuses as of {fmt.ago(stale_for)} ago", "bold yellow"))
     if filter_text:

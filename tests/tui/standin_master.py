@@ -490,6 +490,12 @@ def _control(master: StandinMaster, line: str) -> None:
         for name in list(master.agents):
             info = master.agents.pop(name)
             master.emit(pb.WatchEvent(agent=pb.AgentEvent(type=pb.AGENT_DELETED, agent=info)))
+    elif verb == "store":  # store failing CAUSE... | store ok
+        failing = args[0] == "failing"
+        cause = " ".join(args[1:])
+        health = pb.StoreHealth(store="sqlite", failing=failing, cause=cause,
+                                warning=f"history is not being saved: {cause}" if failing else "")
+        master.emit(pb.WatchEvent(store=health))
     elif verb == "touch":
         names = sorted(master.agents)[: int(args[0])]
         master.touch(names, float(args[1]))

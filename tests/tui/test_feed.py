@@ -118,3 +118,16 @@ def test_a_burst_is_applied_in_slices_of_bounded_agent_updates() -> None:
         slices += 1
     assert slices == 3  # the snapshot (150), then 100 and 50 updates
     assert feed.fleet.counts()["offline"] == 150
+
+
+def test_the_masters_word_on_its_history_is_kept_and_reported_when_it_changes() -> None:
+    feed = Feed()
+    failing = pb.StoreHealth(store="sqlite", failing=True, warning="history is not being saved: disk full")
+    event = snapshot(agent("web-1"))
+    event.snapshot.store.CopyFrom(failing)
+    feed.push_watch([event])
+    assert feed.apply().health and feed.history_health.warning == "history is not being saved: disk full"
+    feed.push_watch([pb.WatchEvent(store=failing)])
+    assert not feed.apply().health  # nothing new
+    feed.push_watch([pb.WatchEvent(store=pb.StoreHealth(store="sqlite"))])
+    assert feed.apply().health and feed.history_health.warning == ""

@@ -232,3 +232,12 @@ def test_credentials_that_cannot_work_end_the_console_like_the_cli() -> None:
     # After a session worked, a closed handshake is likelier a restarting master: keep trying.
     assert not unusable_credentials(errors.TLSRefusedError("refused"), connected_once=True)
     assert not unusable_credentials(errors.MasterUnreachableError("down"), connected_once=False)
+
+
+def test_a_job_whose_history_may_be_lost_says_so_in_its_summary() -> None:
+    from sloth_tui.model.runs import Job, Summary
+    from sloth_tui.widgets.job_summary import summary_items
+
+    job = Job("j-1", "uptime", run_ids=["r-1"], warning="history is not being saved: disk full")
+    head, _ = summary_items(job, Summary(running=1))
+    assert "⚠ history is not being saved: disk full" in [item.plain for item in head]

@@ -320,3 +320,13 @@ async def test_wrapped_rows_stay_exact_while_the_buffer_drops_its_head(standin: 
         assert run_.dropped_lines > 0
         await wait_for(pilot, lambda: log.virtual_size.height == rows())
         await shows(pilot, "002000 GET /api/v1/items/46 200")
+
+
+async def test_the_status_bar_says_when_the_master_is_not_saving_history(standin: StandinServer) -> None:
+    app = console(standin.address)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        standin.command("store", "failing", "disk", "full")
+        await shows(pilot, "⚠ history is not being saved: disk full")
+        standin.command("store", "ok")
+        await wait_for(pilot, lambda: "not being saved" not in screen_text(app))
