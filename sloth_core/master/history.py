@@ -12,8 +12,6 @@ from collections import deque
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.storage import RunRecord, Storage, StoredChunk
 
-DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes kept per stream of one run
-
 
 def run_info(rec: RunRecord) -> pb.RunInfo:
     return pb.RunInfo(

@@ -19,6 +19,7 @@ from sloth_core import errors
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import run_info
+from sloth_core.master.id_prefix import resolve_id
 from sloth_core.master.registry import Registry
 from sloth_core.names import validate_agent_name
 from sloth_core.proto import sloth_pb2 as pb
@@ -190,19 +191,16 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         await self._auth.require_admin(context)
         if not request.id:
             raise errors.UsageError("give a run id or a job id to cancel")
-        cancelled = self._dispatcher.cancel(request.id)
-        if not cancelled:
-            rec = await self._storage.get_run(request.id)
-            if rec is None and not await self._storage.list_runs(job_id=request.id, limit=1):
-                raise errors.RunNotFoundError(f"no run or job with id {request.id!r}")
-        return pb.CancelRunResponse(cancelled=cancelled)
+        _, full_id = await resolve_id(self._storage, request.id, ("run", "job"))
+        return pb.CancelRunResponse(cancelled=self._dispatcher.cancel(full_id))
 
     @unary
     async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
         await self._auth.require_admin(context)
         limit = min(request.limit or DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT)
+        job_id = (await resolve_id(self._storage, request.job_id, ("job",)))[1] if request.job_id else ""
         records = await self._storage.list_runs(
-            agent=request.agent, status=request.status, job_id=request.job_id, limit=limit
+            agent=request.agent, status=request.status, job_id=job_id, limit=limit
         )
         live = {r.run_id: r for r in self._dispatcher.active_runs()}
         return pb.ListRunsResponse(runs=[live.get(r.run_id) or run_info(r) for r in records])
@@ -210,10 +208,11 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     @unary
     async def GetRun(self, request: pb.RunRef, context: grpc.aio.ServicerContext) -> pb.RunInfo:
         await self._auth.require_admin(context)
+        _, run_id = await resolve_id(self._storage, request.run_id)
         for info in self._dispatcher.active_runs():
-            if info.run_id == request.run_id:
+            if info.run_id == run_id:
                 return info
-        rec = await self._storage.get_run(request.run_id)
+        rec = await self._storage.get_run(run_id)
         if rec is None:
             raise errors.RunNotFoundError(f"no run with id {request.run_id!r}")
         return run_info(rec)
@@ -221,7 +220,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     @streaming
     async def StreamRun(self, request: pb.StreamRunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         await self._auth.require_admin(context)
-        async for event in self._dispatcher.stream_run(request.run_id, request.follow):
+        _, run_id = await resolve_id(self._storage, request.run_id)
+        async for event in self._dispatcher.stream_run(run_id, request.follow):
             yield event
 
     @streaming

@@ -245,6 +245,24 @@ class SQLiteStorage:
         rows = await self._call(lambda c: c.execute(sql, args).fetchall())
         return [RunRecord(*row) for row in rows]
 
+    async def resolve_run_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Run ids that start with ``prefix``, in order, at most ``limit``."""
+        return await self._ids_with_prefix("run_id", prefix, limit)
+
+    async def resolve_job_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Job ids that start with ``prefix``, in order, at most ``limit``."""
+        return await self._ids_with_prefix("job_id", prefix, limit)
+
+    async def _ids_with_prefix(self, column: str, prefix: str, limit: int) -> list[str]:
+        if not prefix:
+            return []
+        # A range on the column (indexed) rather than LIKE, whose wildcards
+        # and case folding would need escaping and defeat the index.
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        sql = f"SELECT DISTINCT {column} FROM runs WHERE {column} >= ? AND {column} < ? ORDER BY {column} LIMIT ?"
+        rows = await self._call(lambda c: c.execute(sql, (prefix, upper, limit)).fetchall())
+        return [row[0] for row in rows]
+
     async def read_output(self, run_id: str) -> list[StoredChunk]:
         rows = await self._call(
             lambda c: c.execute(
