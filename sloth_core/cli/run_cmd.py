@@ -157,20 +157,20 @@ class Printer:
         end = buf.rfind(b"\n")
         if end < 0:
             if len(buf) > HUGE_LINE:  # a huge line with no newline: emit it in pieces
-                self._lines(view, stream, bytes(buf))
+                self.write_lines(view, stream, bytes(buf))
                 buf.clear()
             return
-        self._lines(view, stream, bytes(buf[: end + 1]))
+        self.write_lines(view, stream, bytes(buf[: end + 1]))
         del buf[: end + 1]
 
     def finish(self, view: RunView) -> None:
         if self.multi and not self.json:
             for stream in (1, 2):
                 if view.partial[stream]:
-                    self._lines(view, stream, bytes(view.partial[stream]))
+                    self.write_lines(view, stream, bytes(view.partial[stream]))
                     view.partial[stream].clear()
 
-    def _lines(self, view: RunView, stream: int, data: bytes) -> None:
+    def write_lines(self, view: RunView, stream: int, data: bytes) -> None:
         out = self.term.err if stream == 2 else self.term.out
         head = (paint(f"{view.info.agent:<{self.width}} |", view.colour, out) + " ").encode()
         if not self.raw:  # invalid UTF-8 shows as U+FFFD; --raw keeps the bytes
@@ -267,6 +267,8 @@ async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str
     if printer.multi:
         if summary and not args.raw and not args.json:
             _table(term, ordered, state["job"])
+        elif not args.json:
+            _not_run_lines(term, printer, ordered)
         term.say(_summary_line(ordered))
     elif ordered:
         _report_single(term, ordered[0], command, box_wanted=summary and not args.raw and not args.json)
@@ -364,7 +366,7 @@ def _report_single(term: Terminal, view: RunView, command: str, *, box_wanted: b
 
     info = view.info
     if info.status == pb.RUN_REJECTED or not box_wanted:
-        if info.status not in (pb.RUN_SUCCEEDED, pb.RUN_FAILED, pb.RUN_CANCELLED, pb.RUN_TIMED_OUT):
+        if info.status not in (pb.RUN_SUCCEEDED, pb.RUN_FAILED):
             term.fresh_line()
             print_error(info.error or "the run did not finish")
         return
@@ -413,6 +415,15 @@ def _table(term: Terminal, views: list[RunView], job_id: str) -> None:
     if job_id:
         rows.append(paint(f"job {job_id}: `sloth-runner runs list --job {job_id}`", "90", err))
     term.say("\n".join(rows))
+
+
+def _not_run_lines(term: Terminal, printer: Printer, views: list[RunView]) -> None:
+    """Without the table, why a run could not run still reaches stderr, one prefixed line each."""
+    from sloth_core.proto import sloth_pb2 as pb
+
+    for view in views:
+        if view.info.status in (pb.RUN_REJECTED, pb.RUN_LOST):
+            printer.write_lines(view, 2, f"error: {view.info.error or _status(view.info)}".encode())
 
 
 def _summary_line(views: list[RunView]) -> str:

@@ -1,0 +1,52 @@
+"""Help that teaches: a line per command, Examples, every flag explained, no flag that does nothing."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from sloth_core.cli.main import main
+from sloth_core.cli.parser import build_parser
+from tests.cli.test_flags import _commands
+
+TYPED_DAILY = [
+    "master", "master status", "master stop", "master token", "master credentials", "agent start", "agent stop",
+    "agent list", "agent get", "agent delete", "agent run", "runs list", "runs show", "runs cancel", "tui", "demo",
+]
+
+
+def test_every_command_has_a_one_line_description_and_every_flag_a_help_line() -> None:
+    for path, parser in _commands(build_parser(), []):
+        assert parser.description and parser.description.strip(), path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    assert choice.help and "\n" not in choice.help, (path, choice.dest)
+            elif action.help != argparse.SUPPRESS:
+                assert action.help, (path, action.option_strings or action.dest)
+
+
+@pytest.mark.parametrize("command", TYPED_DAILY)
+def test_commands_people_type_have_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([*command.split(), "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out
+    assert f"sloth-runner {command.split()[0]}" in out.split("examples:")[1]
+
+
+def test_agent_run_help_explains_quoting_and_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["agent", "run", "--help"])
+    out = capsys.readouterr().out
+    assert "quoted as one argument" in out and "as words" in out and "`--`" in out
+    codes = out.split("exit codes:")[1]
+    for code in ("0 / remote", "1 ", "2 ", "124", "130", "255"):
+        assert f"\n  {code}" in codes, code
+
+
+def test_agent_stop_has_no_json_flag_that_would_do_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["agent", "stop", "web-1", "--json"])
+    assert exited.value.code == 2 and "--json" in capsys.readouterr().err
