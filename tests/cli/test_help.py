@@ -50,3 +50,33 @@ def test_agent_stop_has_no_json_flag_that_would_do_nothing(capsys: pytest.Captur
     with pytest.raises(SystemExit) as exited:
         main(["agent", "stop", "web-1", "--json"])
     assert exited.value.code == 2 and "--json" in capsys.readouterr().err
+
+
+def test_every_command_line_in_the_readme_parses() -> None:
+    import shlex
+    from pathlib import Path
+
+    from sloth_core.cli.main import _normalise_run
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = readme.split("```sh")[1:]
+    commands = []
+    for block in blocks:
+        for line in block.split("```")[0].splitlines():
+            if not line.startswith("sloth-runner "):
+                continue
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            words = []
+            for token in lexer:
+                if set(token) <= set(";|&<>()"):
+                    break  # the shell's part of the line: `| wc -l`, `; echo`, `> etc.tar`
+                words.append(token)
+            commands.append(words[1:])
+    assert len(commands) > 25
+    parser = build_parser()
+    for words in commands:
+        try:
+            parser.parse_args(_normalise_run(parser, words))
+        except SystemExit as exc:
+            raise AssertionError(f"README: sloth-runner {' '.join(words)}") from exc
