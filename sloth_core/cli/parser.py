@@ -68,7 +68,7 @@ def _add(
     )
 
 
-def _client_flags(p: argparse.ArgumentParser, *, json: bool = True) -> None:
+def _client_flags(p: argparse.ArgumentParser, *, json: bool = True, json_help: str = "print JSON instead of a table") -> None:
     g = p.add_argument_group("connection")
     g.add_argument(
         "--master", metavar="HOST:PORT",
@@ -88,7 +88,7 @@ def _client_flags(p: argparse.ArgumentParser, *, json: bool = True) -> None:
     # The old spelling; kept so scripts keep working.
     g.add_argument("--data-dir", dest="master_data_dir", metavar="DIR", help=argparse.SUPPRESS)
     if json:
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--json", action="store_true", help=json_help)
 
 
 def _data_dir_flag(p: argparse.ArgumentParser) -> None:
@@ -203,7 +203,7 @@ def _agent_parser(sub: Any) -> None:
 
     g = _add(asub, "get", "show one agent in detail", examples=["sloth-runner agent get web-1"])
     g.add_argument("name", metavar="NAME", help="agent name")
-    _client_flags(g)
+    _client_flags(g, json_help="print JSON instead of the details")
     g.set_defaults(handler=lazy("agent_cmd:get"))
 
     d = _add(asub, "delete", "remove an agent from the registry (and revoke its certificate)",
@@ -253,7 +253,7 @@ def _agent_parser(sub: Any) -> None:
     progress = r.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="a live status line on stderr for several targets (default: when stderr is a terminal)")
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="no live status line")
-    _client_flags(r)
+    _client_flags(r, json_help="one JSON object per run on stdout (output, status, exit code), instead of the live output")
     r.set_defaults(handler=lazy("run_cmd:run"))
 
 
@@ -281,7 +281,7 @@ def _runs_parser(sub: Any) -> None:
     sh.add_argument("run_id", metavar="ID", help="run id or prefix (a job id lists the job's runs)")
     sh.add_argument("-f", "--follow", action="store_true", help="keep streaming a live run")
     sh.add_argument("--raw", action="store_true", help="only the output, byte-exact")
-    _client_flags(sh)
+    _client_flags(sh, json_help="the run and its stored output as one JSON object")
     sh.set_defaults(handler=lazy("runs_cmd:show"))
     c = _add(rsub, "cancel", "cancel a run or a whole job", description=f"Cancel a run or a whole job. {ids}",
              examples=["sloth-runner runs cancel r-9f72ba01", "sloth-runner runs cancel j-348bbc1f"])
@@ -293,8 +293,10 @@ def _runs_parser(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sloth-runner",
-        description="Run shell commands on many machines: a master keeps a registry of agents "
-        "and dispatches commands to them over gRPC (mutual TLS by default).",
+        description=textwrap.fill(
+            "Run shell commands on many machines: a master keeps a registry of agents "
+            "and dispatches commands to them over gRPC (mutual TLS by default).", 88,
+        ),
         epilog=_examples(
             "sloth-runner master --daemon",
             "sloth-runner agent start --name web-1 --daemon",
