@@ -56,9 +56,10 @@ def _normalise_run(parser: argparse.ArgumentParser, words: list[str]) -> list[st
 
 def _usage_error(parser: argparse.ArgumentParser, words: list[str], message: str) -> int:
     """As argparse reports its own errors: the typed subcommand's usage, then one line."""
-    sub = subparser_for(parser, words)
-    sub.print_usage(sys.stderr)
-    print(f"{sub.prog}: error: {message}", file=sys.stderr)
+    subparser_for(parser, words).print_usage(sys.stderr)
+    from sloth_core.cli.render import print_error
+
+    print_error(message)
     return 2
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from sloth_core import __version__
 from sloth_core.cli import flags
@@ -41,6 +42,21 @@ def lazy(target: str) -> Callable[[argparse.Namespace], int]:
         return getattr(importlib.import_module(f"sloth_core.cli.{module}"), func)(args)
 
     return handler
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors look like every other error of ours.
+
+    The usage of the (sub)command that was typed, then one ``error:`` line,
+    exit code 2.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        from sloth_core.cli.render import print_error
+
+        print_error(message)
+        sys.exit(2)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -291,7 +307,7 @@ def _runs_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sloth-runner",
         description=textwrap.fill(
             "Run shell commands on many machines: a master keeps a registry of agents "

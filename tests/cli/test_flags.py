@@ -77,7 +77,8 @@ def test_a_bad_number_is_one_line_naming_the_flag(
     err = capsys.readouterr().err
     assert exited.value.code == 2
     errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and flag in errors[0].split(": ")[2] and repr(value) in errors[0], err
+    assert len(errors) == 1 and errors[0].startswith("error: argument "), err
+    assert flag in errors[0].split(": ")[1] and repr(value) in errors[0], err
     assert "Traceback" not in err
 
 
