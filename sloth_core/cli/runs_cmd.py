@@ -81,9 +81,23 @@ def _one_line(command: str) -> str:
 
 
 def show(args: argparse.Namespace) -> int:
-    if args.run_id.strip().lower().startswith("j-"):
-        return _show_job(args)
+    from sloth_core.errors import RunNotFoundError
 
+    typed = args.run_id.strip().lower()
+    if typed.startswith("j-"):
+        return _show_job(args)
+    try:
+        return _show_run(args)
+    except RunNotFoundError:
+        if typed.startswith("r-"):
+            raise
+        try:
+            return _show_job(args)  # digits without r-/j-: they may name a job
+        except RunNotFoundError:
+            raise RunNotFoundError(f"no run or job with id {args.run_id!r}") from None
+
+
+def _show_run(args: argparse.Namespace) -> int:
     async def body(client: Any) -> int:
         info = await client.get_run(args.run_id)
         run_id = info.run_id

@@ -68,8 +68,11 @@ def test_every_command_takes_the_ids_the_cli_prints(fleet: Fleet) -> None:
         assert shown.returncode == 0 and shown.stdout == b"out-a1\n", (typed, shown.stderr)
     by_job = fleet.cli("runs", "list", "--job", job_id[2:8], "--json")
     assert {r["run_id"] for r in json.loads(by_job.stdout)} == {rows["a1"]["run_id"], rows["a2"]["run_id"]}
-    job_shown = fleet.cli("runs", "show", job_id[:10])
-    assert job_shown.returncode == 0 and str(rows["a2"]["run_id"])[:10] in job_shown.stdout.decode()
+    for typed in (job_id[:10], job_id[2:10]):  # a job id lists the job's runs
+        job_shown = fleet.cli("runs", "show", typed)
+        assert job_shown.returncode == 0 and str(rows["a2"]["run_id"])[:10] in job_shown.stdout.decode()
+    nothing = fleet.cli("runs", "show", "abcdef0")
+    assert nothing.returncode == 255 and nothing.stderr == b"error: no run or job with id 'abcdef0'\n"
     cancelled = fleet.cli("runs", "cancel", job_id[:10])
     assert cancelled.returncode == 0 and b"nothing to cancel" in cancelled.stdout
 
