@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,15 +42,20 @@ class DemoFailed(SlothError):
 
 
 def _wait(what: str, check: Callable[[], object], procs: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    from sloth_core.harness import wait_for
+
+    def ready() -> object:
         if check():
-            return
+            return True
         for proc, log in procs:
             if proc.poll() is not None:
                 raise DemoFailed(f"the demo's {what} exited early: {_cause(log)}")
-        time.sleep(0.05)
-    raise DemoFailed(f"the demo's {what} did not come up within {READY_TIMEOUT_S:.0f} s")
+        return False
+
+    try:
+        wait_for(ready, READY_TIMEOUT_S, what, interval=0.05)
+    except TimeoutError:
+        raise DemoFailed(f"the demo's {what} did not come up within {READY_TIMEOUT_S:.0f} s") from None
 
 
 def _cause(log: Path) -> str:
