@@ -127,3 +127,16 @@ def test_a_live_progress_line_on_a_terminal_only(two: Fleet) -> None:
     assert b"\x1b[K" not in off and b"running" not in off
     forced = two.cli("agent", "run", "--all", "true", "--progress")
     assert b"\r\x1b[K[" in forced.stderr
+
+
+def test_agent_run_stays_light(two: Fleet) -> None:
+    """`agent run` loads neither the console (Textual, rich) nor cryptography."""
+    import sys
+
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "sloth_core.cli", "agent", "run", "a1", "echo hi"],
+                            env=two.env, capture_output=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == b"hi\n"
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "grpc" in imported
+    assert not imported & {"textual", "rich", "cryptography", "sloth_tui"}, imported & {"textual", "rich", "cryptography"}
