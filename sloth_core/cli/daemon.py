@@ -141,7 +141,9 @@ def launch(kind: str, argv: list[str], what: str) -> int:
         running = read_pid(pidf)
         raise SlothError(f"{what} is already running" + (f" (pid {running})" if running else "") + "; stop it first")
     args = _daemon_argv(argv, pidf, logf)
-    with open(outf, "wb") as out:
+    fd = os.open(outf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # start-up errors may quote a command line: owner only
+    with open(fd, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sloth_core.cli", *args],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 from pathlib import Path
 
@@ -19,11 +20,20 @@ MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 3
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Rotates by size; every file it creates is the owner's only (logs name every command run)."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # an older, wider file too
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def setup(level: str = "INFO", *, log_file: str | Path | None = None, max_bytes: int = MAX_BYTES) -> None:
     """Send log lines to ``log_file`` (rotating) or stderr; calling it again replaces, never adds."""
     handler: logging.Handler
     if log_file:
-        handler = logging.handlers.RotatingFileHandler(
+        handler = PrivateRotatingFileHandler(
             log_file, maxBytes=max_bytes, backupCount=BACKUPS, encoding="utf-8"
         )
     else:

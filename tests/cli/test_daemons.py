@@ -28,6 +28,7 @@ def test_log_files_rotate_by_size(tmp_path: Path) -> None:
     rotated = sorted(p.name for p in tmp_path.iterdir())
     assert rotated == ["master.log", "master.log.1", "master.log.2", "master.log.3"]
     assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {0o600}  # every command is in there
     assert log_file.read_text().count("line 499 ") == 1
 
 
