@@ -103,7 +103,7 @@ def list_agents(args: argparse.Namespace) -> int:
         print()
         return 0
     if not rows:
-        print("no agents registered yet (start one with `sloth-runner agent start --name NAME --master HOST:PORT`)")
+        print("no agents registered yet (start one with `sloth-runner agent start --name NAME`; add --master HOST:PORT on another machine)")
         return 0
     from sloth_core.cli.render import STATUS_COLOURS, ago, paint
 
