@@ -6,17 +6,16 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sloth_core import __version__, transport
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
 from sloth_core.master.agent_link import GrpcAgentLink
+from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
-from sloth_core.master.output import DEFAULT_OUTPUT_CAP
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
 from sloth_core.names import join_host_port
@@ -25,24 +24,6 @@ from sloth_core.proto import sloth_pb2_grpc
 from sloth_core.storage import open_store
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HEARTBEAT_S = 5.0
-DEFAULT_RUNS_PER_AGENT = 1000
-
-
-@dataclass
-class MasterConfig:
-    data_dir: Path
-    bind: str = "0.0.0.0"
-    port: int = 50053
-    join_port: int | None = None  # default: port + 1 (ephemeral when port is 0)
-    insecure: bool = False
-    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
-    output_cap: int = DEFAULT_OUTPUT_CAP
-    runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
-    store: str = ""  # --store URL; empty: SQLite in data_dir
-    history_queue: int = 0  # records kept for retry while the store fails; 0: the default
-
 
 class Master:
     """A running master; :meth:`start` binds, :meth:`stop` shuts down."""
@@ -147,6 +128,8 @@ class Master:
                 join_port=self.join_port,
                 insecure=self.config.insecure,
                 version=__version__,
+                started_at=time.time(),
+                log_file=self.config.log_file,
             ),
         )
 
