@@ -42,7 +42,7 @@ def dropped_text(run: RunView) -> Text:
         ("⋯ ", "bold"),
         (f"{run.dropped_lines:,} earlier lines not kept here", "bold"),
         f" (the pane keeps the last {run.max_lines:,}) · all of it: ",
-        (f"sloth-runner runs show {run.run_id}", "bold"),
+        (f"sloth-runner runs show {fmt.short_id(run.run_id)}", "bold"),
     )
 
 

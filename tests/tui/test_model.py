@@ -241,3 +241,10 @@ def test_a_job_whose_history_may_be_lost_says_so_in_its_summary() -> None:
     job = Job("j-1", "uptime", run_ids=["r-1"], warning="history is not being saved: disk full")
     head, _ = summary_items(job, Summary(running=1))
     assert "⚠ history is not being saved: disk full" in [item.plain for item in head]
+
+
+def test_ids_are_shown_as_the_cli_lists_them() -> None:
+    from sloth_tui.model.fmt import short_id
+
+    assert short_id("r-9f72ba01c3") == "r-9f72ba01"  # `runs show r-9f72ba01` finds it
+    assert short_id("j-348bbc7d10") == "j-348bbc7d"

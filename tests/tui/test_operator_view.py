@@ -15,6 +15,7 @@ from sloth_core import errors
 from sloth_core.client import MasterClient
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui.app import create_app
+from sloth_tui.model import fmt
 from sloth_tui.screens.confirm import ConfirmScreen
 from sloth_tui.screens.history import HistoryScreen, HistoryTable
 from sloth_tui.widgets.output_log import OutputLog
@@ -164,7 +165,7 @@ async def test_a_pane_that_dropped_lines_says_how_many_and_where_they_are(standi
         run_ = app.store.for_agent("web-1")
         assert run_.lines[-1] == "1000" and run_.dropped_lines > 0
         await shows(pilot, f"{run_.dropped_lines:,} earlier lines not kept here")
-        await shows(pilot, f"sloth-runner runs show {run_.run_id}")
+        await shows(pilot, f"sloth-runner runs show {fmt.short_id(run_.run_id)}")
 
 
 # ---------------------------------------------------------------- 11. targets you can see
