@@ -54,7 +54,9 @@ FLEET: tuple[tuple[str, str, dict[str, str], str], ...] = (
 
 
 def _id(prefix: str, n: int) -> str:
-    return hashlib.sha1(f"{prefix}{n}".encode()).hexdigest()[:16]
+    """Shaped like the master's ids: ``r-`` or ``j-`` and ten hex digits."""
+    kind = "r" if prefix == "run" else "j"
+    return f"{kind}-" + hashlib.sha1(f"{prefix}{n}".encode()).hexdigest()[:10]
 
 
 # ---------------------------------------------------------------- scripts
