@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sloth_core import errors
 from sloth_core.names import resolve_master_address
+from sloth_core.security.names import MASTER_SERVER_NAME
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 UNARY_TIMEOUT_S = 15.0
 CREDENTIALS_ENV = "SLOTH_RUNNER_CREDENTIALS"
-MASTER_SERVER_NAME = "master.sloth"
 
 
 def map_rpc_error(exc: grpc.aio.AioRpcError, address: str, *, secure: bool = True) -> errors.SlothError:
@@ -84,7 +84,7 @@ class MasterClient:
         master_data_dir: str | Path | None = None,
     ) -> MasterClient:
         """Resolve the address and credentials the way every CLI command does."""
-        address = resolve_master_address(master)
+        address = resolve_master_address(master, master_data_dir)
         tls = None if insecure else resolve_admin_tls(credentials, master_data_dir)
         return cls(address, tls)
 
@@ -146,6 +146,12 @@ class MasterClient:
         from sloth_core.proto import sloth_pb2 as pb
 
         await self._unary(self._stub.DeleteAgent, pb.AgentRef(name=name))
+
+    async def get_status(self) -> pb.MasterStatus:
+        """The master's version, start time and store health."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        return await self._unary(self._stub.GetStatus, pb.GetStatusRequest())
 
     # ------------------------------------------------------------ runs
 

@@ -18,10 +18,15 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _GLOB_CHARS = set("*?[")
 
 
-def validate_agent_name(name: str) -> str:
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` is acceptable for an agent (or an admin identity)."""
+    return bool(_NAME_RE.fullmatch(name))
+
+
+def validate_agent_name(name: str, what: str = "agent") -> str:
     """Return ``name`` or raise a :class:`UsageError` that states the rule."""
-    if not _NAME_RE.fullmatch(name):
-        raise UsageError(f"invalid agent name {name!r}: use {NAME_RULE}")
+    if not is_valid_name(name):
+        raise UsageError(f"invalid {what} name {name!r}: use {NAME_RULE}")
     return name
 
 
@@ -67,11 +72,19 @@ def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def resolve_master_address(flag: str | None) -> str:
-    """``--master``, else ``$SLOTH_RUNNER_MASTER``, else 127.0.0.1:50053; normalised."""
-    value = flag or os.environ.get(MASTER_ENV) or f"127.0.0.1:{DEFAULT_MASTER_PORT}"
+def resolve_master_address(flag: str | None, master_data_dir: str | os.PathLike[str] | None = None) -> str:
+    """``--master``, else ``$SLOTH_RUNNER_MASTER``, else the address the local master
+    recorded in its data dir (``master.json``), else 127.0.0.1:50053; normalised."""
+    value = flag or os.environ.get(MASTER_ENV) or _local_master(master_data_dir) or f"127.0.0.1:{DEFAULT_MASTER_PORT}"
     host, port = split_host_port(value, default_port=DEFAULT_MASTER_PORT, what="master address")
     return join_host_port(host, port)
+
+
+def _local_master(master_data_dir: str | os.PathLike[str] | None) -> str | None:
+    from sloth_core import paths
+    from sloth_core.endpoint import local_master_address
+
+    return local_master_address(paths.master_data_dir(master_data_dir))
 
 
 def parse_label(text: str) -> tuple[str, str]:
@@ -80,9 +93,3 @@ def parse_label(text: str) -> tuple[str, str]:
         raise UsageError(f"malformed label {text!r}: expected KEY=VALUE")
     return key, value
 
-
-def agent_server_name(name: str) -> str:
-    """The DNS name in agent ``name``'s certificate, checked when the master dials it."""
-    from sloth_core.security.names import agent_server_name as from_certificate
-
-    return from_certificate(name)

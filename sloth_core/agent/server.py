@@ -12,9 +12,10 @@ from typing import Any
 
 from sloth_core import errors, transport
 from sloth_core.agent import processes
-from sloth_core.agent.registration import Identity, Registrar, dialable_address
+from sloth_core.agent.registration import AgentProfile, Registrar, dialable_address
+from sloth_core.agent.runs import RunTable
 from sloth_core.agent.service import AgentService
-from sloth_core.names import DEFAULT_MASTER_PORT, TOKEN_ENV, join_host_port, split_host_port
+from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, TOKEN_ENV, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class AgentConfig:
     name: str
     master: str
     data_dir: Path
-    port: int = 50051
+    port: int = DEFAULT_AGENT_PORT
     bind_address: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     insecure: bool = False
@@ -61,9 +62,8 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
             "this agent has no certificate yet: pass --token TOKEN "
             "(print one with `sloth-runner master token` on the master's machine)"
         )
-    host, _ = split_host_port(config.master, default_port=DEFAULT_MASTER_PORT, what="master address")
-    log.info("joining the master at %s", host)
-    return await join.join_master(host, token, config.name, config.data_dir)
+    log.info("joining the master at %s", config.master)
+    return await join.join_master(config.master, token, config.name, config.data_dir)
 
 
 class Agent:
@@ -83,6 +83,7 @@ class Agent:
         self._tls: transport.TLSConfig | None = None
         self._server: Any = None
         self.service: AgentService | None = None
+        self.runs = RunTable(config.name)
         self.registrar: Registrar | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -98,7 +99,7 @@ class Agent:
         from sloth_core.security.identity import Authorizer
 
         # No revocation list here: the agent only ever admits its master.
-        self.service = AgentService(cfg.name, Authorizer(), on_shutdown=self.stopping.set)
+        self.service = AgentService(self.runs, Authorizer(), on_shutdown=self.stopping.set)
         bind_host = cfg.bind_address or "0.0.0.0"
         # The port is chosen (and checked free) now, but listened on only
         # once the master has accepted us.
@@ -107,16 +108,17 @@ class Agent:
         host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
         self.address = join_host_port(host, self.port)
 
-        service = self.service
+        runs = self.runs
         self.registrar = Registrar(
             cfg.master,
             tls,
-            Identity(cfg.name, self.address, secrets.token_hex(8), dict(cfg.labels)),
-            running=lambda: service.running,
+            AgentProfile(cfg.name, self.address, secrets.token_hex(8), dict(cfg.labels)),
+            running=lambda: runs.running,
         )
         # The first registration decides whether we may start at all: a name
         # held by another online agent, a refused certificate or a master in
         # another mode (TLS vs --insecure) are fatal.
+        said = ""  # what we already told the operator, so the retry loop does not repeat it
         try:
             await self.registrar.register_once()
         except errors.PermissionDeniedError as exc:
@@ -135,12 +137,13 @@ class Agent:
             await self.stop()
             raise
         except errors.SlothError as exc:
-            log.warning("%s; will keep trying (not accepting commands until registered)", self.registrar.explain(exc))
+            said = self.registrar.explain(exc)
+            log.warning("%s; will keep trying (not accepting commands until registered)", said)
         if self.registrar.registered.is_set():
             await self._serve()
         else:
             self._serve_task = asyncio.create_task(self._serve_once_registered(), name="serve")
-        self._loop_task = asyncio.create_task(self.registrar.run(), name="heartbeat")
+        self._loop_task = asyncio.create_task(self.registrar.run(already_said=said), name="heartbeat")
         self._loop_task.add_done_callback(self._registrar_ended)
 
     async def _serve(self) -> None:
@@ -189,8 +192,7 @@ class Agent:
             self._loop_task.cancel()
             if self.registrar is not None:
                 await self.registrar.leave()
-        if self.service is not None:
-            await self.service.cancel_all()
+        await self.runs.cancel_all()
         if self._holds_helper:
             self._holds_helper = False
             await processes.close_shared()

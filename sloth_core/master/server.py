@@ -6,39 +6,24 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sloth_core import __version__, transport
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
+from sloth_core.master.agent_link import GrpcAgentLink
+from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
-from sloth_core.master.history import DEFAULT_OUTPUT_CAP
+from sloth_core.master.history import RunHistory
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
-from sloth_core.storage.sqlite import SQLiteStorage
+from sloth_core.storage import open_store
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HEARTBEAT_S = 5.0
-DEFAULT_RUNS_PER_AGENT = 1000
-
-
-@dataclass
-class MasterConfig:
-    data_dir: Path
-    bind: str = "0.0.0.0"
-    port: int = 50053
-    join_port: int | None = None  # default: port + 1 (ephemeral when port is 0)
-    insecure: bool = False
-    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
-    output_cap: int = DEFAULT_OUTPUT_CAP
-    runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
-
 
 class Master:
     """A running master; :meth:`start` binds, :meth:`stop` shuts down."""
@@ -47,8 +32,9 @@ class Master:
         self.config = config
         self.port = 0
         self.join_port = 0
-        self.storage = SQLiteStorage(config.data_dir / "master.db")
+        self.storage = open_store(config.store, config.data_dir, config.history_queue)
         self.bus = EventBus()
+        self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
         self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)
         self.pki: Any = None
         self.dispatcher: Dispatcher | None = None
@@ -66,6 +52,7 @@ class Master:
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _warn_if_shared(cfg.data_dir)
         await self.storage.open()
         lost = await self.storage.mark_unfinished(
             pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
@@ -78,26 +65,28 @@ class Master:
 
         tls: transport.TLSConfig | None = None
         auth = Authorizer()  # plaintext callers pass: only with --insecure
-        on_delete = None
+        on_agent_deleted = None
         if not cfg.insecure:
             from sloth_core.security import MasterPKI
 
             self.pki = await asyncio.to_thread(MasterPKI.load_or_create, cfg.data_dir)
             tls = self.pki.master_tls
             auth = Authorizer(self.pki)
-            on_delete = self.pki.revoke_agent
+            on_agent_deleted = self.pki.revoke_agent
 
+        link = GrpcAgentLink(tls)
         self.dispatcher = Dispatcher(
             self.registry,
             self.storage,
             self.bus,
-            tls=tls,
+            link,
             output_cap=cfg.output_cap,
             runs_per_agent=cfg.runs_per_agent,
+            on_agent_deleted=on_agent_deleted,
         )
         service = MasterService(
-            self.registry, self.dispatcher, self.storage, self.bus, auth,
-            on_delete=on_delete, clock=time.time,
+            self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
+            answers=link.answers, clock=time.time, store_health=self.storage.health,
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
@@ -139,6 +128,8 @@ class Master:
                 join_port=self.join_port,
                 insecure=self.config.insecure,
                 version=__version__,
+                started_at=time.time(),
+                log_file=self.config.log_file,
             ),
         )
 
@@ -155,22 +146,24 @@ class Master:
         remove_endpoint(self.config.data_dir)
 
 
-async def _add_health_and_reflection(server: Any, services: list[str]) -> None:
-    """Health and reflection make `grpcurl` and load balancers work; optional extras."""
-    try:
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    except ImportError:
-        pass
-    else:
-        servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-        for name in ["", *services]:
-            await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    try:
-        from grpc_reflection.v1alpha import reflection
-    except ImportError:
-        return
-    from sloth_core.proto import sloth_pb2 as proto
+def _warn_if_shared(data_dir: Path) -> None:
+    """The data dir holds every command and its output (and the CA's keys): say so if others can read it."""
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "the data dir %s is open to other users (mode %04o), and it holds every command, its output "
+            "and the master's keys: run `chmod 700 %s`", data_dir, mode, data_dir,
+        )
 
-    names = [proto.DESCRIPTOR.services_by_name[s.split(".")[-1]].full_name for s in services]
+
+async def _add_health_and_reflection(server: Any, services: list[str]) -> None:
+    """Health and reflection make `grpcurl` and load balancers work (required dependencies)."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ["", *services]:
+        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    names = [pb.DESCRIPTOR.services_by_name[s.split(".")[-1]].full_name for s in services]
     reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
