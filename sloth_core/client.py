@@ -163,6 +163,10 @@ class MasterClient:
         """Start a job and stream its events: the job, then started/output/finished per run."""
         from sloth_core.proto import sloth_pb2 as pb
 
+        try:
+            command.encode("utf-8")
+        except UnicodeEncodeError:  # bytes from argv that are not UTF-8 (surrogate-escaped)
+            raise errors.InvalidArgumentError("the command is not valid UTF-8") from None
         request = pb.RunRequest(
             target=pb.Target(names=list(names), labels=dict(labels or {}), all=all_agents),
             command=command,

@@ -84,7 +84,9 @@ def create_server(*, options: list[tuple[str, Any]] | None = None) -> grpc.aio.S
     """A grpc.aio server with the project's options; add ports with :func:`bind`."""
     import grpc.aio
 
-    return grpc.aio.server(options=[*SERVER_OPTIONS, *(options or [])])
+    from sloth_core.undecodable import UndecodableRequests
+
+    return grpc.aio.server(options=[*SERVER_OPTIONS, *(options or [])], interceptors=[UndecodableRequests()])
 
 
 def bind(server: grpc.aio.Server, address: str, tls: TLSConfig | None) -> int:

@@ -12,6 +12,7 @@ import grpc
 import grpc.aio
 
 from sloth_core.agent.executor import KILL_GRACE_S, Execution
+from sloth_core.escape import shortened
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
 
@@ -41,7 +42,7 @@ class AgentService(sloth_pb2_grpc.AgentServicer):
         env = {"SLOTH_AGENT": self._name, "SLOTH_RUN_ID": request.run_id}
         execution = Execution(request.command, request.timeout_s, env)
         self.runs[request.run_id] = execution
-        log.info("run %s: %s", request.run_id, request.command)
+        log.info("run %s: %s", request.run_id, shortened(request.command))
         events = execution.events()
         try:
             async for event in events:

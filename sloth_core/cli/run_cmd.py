@@ -15,6 +15,7 @@ from typing import Any
 from sloth_core.cli.common import connect
 from sloth_core.cli.render import AGENT_COLOURS, STATUS_COLOURS, box, duration, paint, print_error
 from sloth_core.errors import UsageError
+from sloth_core.escape import shown
 from sloth_core.names import parse_label
 
 EXIT_TIMEOUT = 124  # as timeout(1)
@@ -227,7 +228,7 @@ def _single_exit(info: Any, args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if args.raw or args.json or info.status != pb.RUN_REJECTED:
         # The box (if any) went to stdout; the reason also goes to stderr, as one line.
-        print_error(info.error or "the run did not finish")
+        print_error(shown(info.error) or "the run did not finish")
     return EXIT_NOT_RUN
 
 
@@ -263,7 +264,7 @@ def _report(views: list[RunView], command: str, multi: bool) -> None:
 
     if not multi:
         if views and views[0].info.status == pb.RUN_REJECTED:
-            print_error(views[0].info.error)
+            print_error(shown(views[0].info.error))
             return
     if len(views) <= MAX_BOXES:
         for view in views:
@@ -279,13 +280,13 @@ def _box(view: RunView, command: str) -> None:
 
     info = view.info
     ok = info.status == pb.RUN_SUCCEEDED
-    rows = [("Command", command), ("Status", _status(info))]
+    rows = [("Command", shown(command)), ("Status", _status(info))]
     if info.exit_code >= 0:
         rows.append(("Exit code", str(info.exit_code)))
     if info.started_at:
         rows.append(("Duration", duration(_elapsed(info))))
     if info.error:
-        rows.append(("Error", info.error))
+        rows.append(("Error", shown(info.error)))
     rows.append(("Run", info.run_id))
     sys.stdout.flush()
     print(box(f"Command Execution Result on {info.agent}", rows, ok=ok))
@@ -301,7 +302,7 @@ def _table(views: list[RunView]) -> None:
         dur = duration(_elapsed(info)) if info.started_at else "-"
         print(
             f"{info.agent:<{width}}  {paint(f'{status:<10}', STATUS_COLOURS.get(status, '0'))} "
-            f"{code:>4}  {dur:<9} {info.error}"
+            f"{code:>4}  {dur:<9} {shown(info.error)}"
         )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sloth_core.cli.common import with_client
 from sloth_core.cli.render import STATUS_COLOURS, ago, duration, paint
+from sloth_core.escape import shown
 
 
 def _status(info: Any) -> str:
@@ -60,7 +61,7 @@ def list_runs(args: argparse.Namespace) -> int:
         print(
             f"{info.run_id:<12} {info.job_id:<12} {info.agent:<16} "
             f"{paint(f'{status:<10}', STATUS_COLOURS.get(status, '0'))} {code:>4}  "
-            f"{ago(info.created_at, now):<10} {info.requested_by:<14} {info.command}"
+            f"{ago(info.created_at, now):<10} {info.requested_by:<14} {shown(info.command)}"
         )
     return 0
 
@@ -107,7 +108,7 @@ def _header(info: Any) -> None:
     status = _status(info)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
     print(paint(f"run {info.run_id}", "1") + f" (job {info.job_id}) on {info.agent}, by {info.requested_by}, {when}")
-    print(f"$ {info.command}")
+    print(f"$ {shown(info.command)}")
     print(f"status: {paint(status, STATUS_COLOURS.get(status, '0'))}")
     print("─" * 40, flush=True)
 
@@ -122,7 +123,7 @@ def _footer(info: Any) -> None:
         parts.append(f"duration: {duration(info.finished_at - info.started_at)}")
     print(", ".join(parts))
     if info.error:
-        print(f"error: {info.error}")
+        print(f"error: {shown(info.error)}")
     if info.dropped_bytes:
         print(paint(f"output truncated in history: {info.dropped_bytes} bytes dropped (head and tail kept)", "33"))
 

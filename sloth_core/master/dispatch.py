@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sloth_core import errors, transport
+from sloth_core.escape import shortened
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import OutputRecorder, replay_events, run_info
 from sloth_core.master.registry import Registry
@@ -239,7 +240,7 @@ class Dispatcher:
             active.task = asyncio.create_task(self._relay(active, limit), name=f"relay {rec.run_id}")
         log.info(
             "job %s by %s: %d run(s), %d rejected: %s",
-            job.job_id, requested_by, len(chosen), len(rejected), command,
+            job.job_id, requested_by, len(chosen), len(rejected), shortened(command),
         )
         return job
 

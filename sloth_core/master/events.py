@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from sloth_core.bounds import listed_run
 from sloth_core.proto import sloth_pb2 as pb
 
 SUBSCRIBER_QUEUE = 50_000  # events
@@ -72,4 +73,8 @@ class EventBus:
         if self._subscribers:
             is_output = event.HasField("output")
             size = len(event.output.data) if is_output else 0
-            self._publish(pb.WatchEvent(run=event), is_output=is_output, size=size)
+            watch_event = pb.WatchEvent(run=event)  # a copy: the job's caller keeps the whole command
+            for kind in ("started", "finished"):
+                if watch_event.run.HasField(kind):
+                    listed_run(getattr(watch_event.run, kind))
+            self._publish(watch_event, is_output=is_output, size=size)

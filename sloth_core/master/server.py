@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import __version__, transport
+from sloth_core.bounds import DEFAULT_MAX_COMMAND_BYTES, Limits
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
@@ -38,6 +39,7 @@ class MasterConfig:
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
     output_cap: int = DEFAULT_OUTPUT_CAP
     runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
+    max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
 
 
 class Master:
@@ -98,6 +100,7 @@ class Master:
         service = MasterService(
             self.registry, self.dispatcher, self.storage, self.bus, auth,
             on_delete=on_delete, clock=time.time,
+            limits=Limits(max_command_bytes=cfg.max_command_bytes),
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
-from sloth_core import errors
+from sloth_core import bounds, errors
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import run_info
@@ -80,6 +80,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         *,
         on_delete: Callable[[str], None] | None = None,
         clock: Callable[[], float],
+        limits: bounds.Limits = bounds.DEFAULT_LIMITS,
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
@@ -88,6 +89,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._auth = auth
         self._on_delete = on_delete
         self._clock = clock
+        self._limits = limits
 
     # ------------------------------------------------------------ agents' calls
 
@@ -95,8 +97,10 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
         validate_agent_name(request.name)
         await self._auth.require_agent(context, request.name)
-        if not request.address:
-            raise errors.UsageError("an agent must report the address the master can dial")
+        bounds.check_agent_metadata(
+            address=request.address, hostname=request.hostname, os=request.os,
+            version=request.version, labels=request.labels, limits=self._limits,
+        )
         holder = self._registry.conflicting(request)
         # The holder may be a process that just stopped (restarted on another
         # port): only a holder that still answers keeps the name.
@@ -167,6 +171,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     @streaming
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         identity = await self._auth.require_admin(context)
+        bounds.check_command(request.command, self._limits)
         job = self._dispatcher.start_job(request, _who(identity))
         try:
             yield pb.RunEvent(job_id=job.job_id, job=pb.JobStarted(runs=[run_info(r) for r in job.runs]))
@@ -205,7 +210,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
             agent=request.agent, status=request.status, job_id=request.job_id, limit=limit
         )
         live = {r.run_id: r for r in self._dispatcher.active_runs()}
-        return pb.ListRunsResponse(runs=[live.get(r.run_id) or run_info(r) for r in records])
+        infos = (bounds.listed_run(live.get(r.run_id) or run_info(r)) for r in records)
+        return pb.ListRunsResponse(runs=bounds.page(infos, pb.RunInfo.ByteSize))
 
     @unary
     async def GetRun(self, request: pb.RunRef, context: grpc.aio.ServicerContext) -> pb.RunInfo:
@@ -234,7 +240,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         try:
             snapshot = pb.Snapshot(
                 agents=self._registry.all_info(),
-                active_runs=self._dispatcher.active_runs(),
+                active_runs=[bounds.listed_run(r) for r in self._dispatcher.active_runs()],
                 server_time=self._clock(),
             )
             yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
+from sloth_core.escape import shown
 from sloth_tui import keymap
 from sloth_tui.model import fmt
 from sloth_tui.model.fleet import FleetChanges
@@ -389,7 +390,7 @@ class FleetScreen(Screen[None]):
         self.sloth.confirm(
             "Cancel this run?",
             Text.assemble(
-                ("$ ", "dim"), (run.command, "bold"), "\n\n",
+                ("$ ", "dim"), (shown(run.command), "bold"), "\n\n",
                 ("on ", "dim"), (run.agent, "bold"), (f"  (run {fmt.short_id(run.run_id)})", "dim"),
             ),
             lambda: self.sloth.cancel(run.run_id, f"run {fmt.short_id(run.run_id)} on {run.agent}"),
@@ -409,7 +410,7 @@ class FleetScreen(Screen[None]):
         self.sloth.confirm(
             "Cancel the whole job?",
             Text.assemble(
-                ("$ ", "dim"), (job.command, "bold"), "\n\n",
+                ("$ ", "dim"), (shown(job.command), "bold"), "\n\n",
                 f"{fmt.plural(len(active), 'run')} still in flight: ",
                 fmt.name_list([r.agent for r in active], limit=8),
             ),
@@ -427,7 +428,7 @@ class FleetScreen(Screen[None]):
         if len(targets) > self.sloth.confirm_over:
             self.sloth.confirm(
                 f"Re-run on {fmt.plural(len(targets), 'agent')}?",
-                Text.assemble(("$ ", "dim"), (job.command, "bold"), "\n\non ", fmt.name_list(targets, 8)),
+                Text.assemble(("$ ", "dim"), (shown(job.command), "bold"), "\n\non ", fmt.name_list(targets, 8)),
                 lambda: self.sloth.start_job(job.command, targets),
                 yes="Run",
             )

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
+from sloth_core.escape import shown
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui import keymap
 from sloth_tui.messages import HistoryLoaded
@@ -116,8 +117,8 @@ class HistoryScreen(Screen[None]):
             Text(fmt.short_id(info.run_id)),
             status,
             Text(fmt.duration(run.duration(now))),
-            Text(info.requested_by or "—"),
-            Text(info.command),
+            Text(shown(info.requested_by) or "—"),
+            Text(shown(info.command)),
         )
 
     def _cursor_run(self) -> str | None:
@@ -194,7 +195,7 @@ class HistoryScreen(Screen[None]):
             return
         self.sloth.confirm(
             "Cancel this run?",
-            Text.assemble(("$ ", "dim"), (run.command, "bold"), "\n\non ", (run.agent, "bold")),
+            Text.assemble(("$ ", "dim"), (shown(run.command), "bold"), "\n\non ", (run.agent, "bold")),
             lambda: self.sloth.cancel(run.run_id, f"run {fmt.short_id(run.run_id)} on {run.agent}"),
             yes="Cancel run",
             danger=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from sloth_core.escape import shown
 from sloth_tui.model import fmt
 from sloth_tui.model.runs import Job, Summary
 
@@ -14,7 +15,7 @@ def summary_text(job: Job, summary: Summary) -> Text:
         ("job ", "dim"),
         (fmt.short_id(job.job_id), "bold"),
         ("  $ ", "dim"),
-        (job.command, "bold"),
+        (shown(job.command), "bold"),
         ("  → ", "dim"),
         fmt.plural(len(job.run_ids), "agent"),
         "\n",

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from sloth_core.escape import shown
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui.model import fmt
 from sloth_tui.model.runs import RunView
@@ -47,13 +48,13 @@ def run_header(run: RunView, now: float) -> Text:
         head.append("  ⚠ stream lost, reattaching…", "yellow")
     head.append("\n")
     head.append("$ ", "dim")
-    head.append(run.command, "bold")
+    head.append(shown(run.command), "bold")
     head.append(f"  run {fmt.short_id(run.run_id)}", "dim")
     if run.info.requested_by:
-        head.append(f" by {run.info.requested_by}", "dim")
+        head.append(f" by {shown(run.info.requested_by)}", "dim")
     if run.info.error:
         head.append("\n")
-        head.append(run.info.error, "red")
+        head.append(shown(run.info.error), "red")
     return head
 
 
