@@ -54,7 +54,7 @@ def test_agent_metadata_beyond_the_limits_is_refused_in_one_line(fleet: Fleet) -
     forged = "127.0.0.1:1\n2026-01-01 00:00:00 INFO    agent root registered from everywhere"
     assert register(address=forged)[0] == bad
     assert register(address="no-port")[0] == bad
-    for code, message in (register(address=forged), register(labels=huge)):
+    for _, message in (register(address=forged), register(labels=huge)):
         assert "\n" not in message and len(message) < 200
 
     # The listing and the log are untouched by all of it.
