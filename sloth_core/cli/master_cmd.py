@@ -115,8 +115,12 @@ def parse_duration(text: str) -> float:
 
 def token_create(args: argparse.Namespace) -> int:
     ttl = parse_duration(args.ttl) if args.ttl else None
+    if args.replace and not args.for_name:
+        raise UsageError("--replace needs --for NAME: the agent whose name the new machine takes over")
     pki, data_dir = _pki(args)
-    print(pki.create_token(once=args.once, ttl_s=ttl, join_port=_join_port(data_dir)))
+    print(pki.create_token(
+        once=args.once, ttl_s=ttl, join_port=_join_port(data_dir), for_name=args.for_name, replace=args.replace,
+    ))
     return 0
 
 

@@ -71,6 +71,8 @@ def _master_parser(sub: Any) -> None:
     c = tsub.add_parser("create", help="create an extra token, optionally single-use and expiring")
     c.add_argument("--once", action="store_true", help="valid for one join only")
     c.add_argument("--ttl", metavar="DURATION", help="expiry, e.g. 30m, 1h, 2d")
+    c.add_argument("--for", dest="for_name", metavar="NAME", help="valid only for the agent of this name")
+    c.add_argument("--replace", action="store_true", help="with --for: the joining machine takes the name over from the certificate that holds it (single-use)")
     c.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
     c.set_defaults(handler=lazy("master_cmd:token_create"))
     cr = msub.add_parser("credentials", help="export an admin credentials bundle for an operator elsewhere")

@@ -77,15 +77,25 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
         tokens = self._pki.tokens
         try:
             # Token first: a caller without the secret learns nothing else.
-            tokens.verify(request.token_id, request.proof, request.csr_pem, consume=False)
+            grant = tokens.verify(request.token_id, request.proof, request.csr_pem, consume=False)
         except CredentialsError as exc:
             log.warning("refused join of %r from %s: %s", name, context.peer(), exc.message)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
+        if grant.for_name is not None and grant.for_name != name:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"this join token is for agent {grant.for_name!r} only"
+            )
         if self._name_in_use is not None and self._name_in_use(name):
             await context.abort(
                 grpc.StatusCode.ALREADY_EXISTS,
                 f"agent name {name!r} is held by another online agent; choose another --name or stop that agent first",
             )
+        if not grant.replace and self._pki.agent_name_is_bound(name):
+            # A stopped or offline agent still owns its name: a token holder
+            # must not take its certificate and its commands. Only an
+            # operator's explicit act frees it.
+            log.warning("refused join of %r from %s: the name is bound to an existing certificate", name, context.peer())
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, name_bound_message(name))
         try:
             ca.public_key_from_csr(request.csr_pem, name)
         except CredentialsError as exc:
@@ -99,6 +109,14 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
         cert_pem = self._pki.issue_agent_certificate(name, request.csr_pem)
         log.info("agent %s joined from %s", name, context.peer())
         return sloth_pb2.JoinResponse(certificate_pem=cert_pem, ca_pem=self._pki.ca_pem)
+
+
+def name_bound_message(name: str) -> str:
+    return (
+        f"agent name {name!r} belongs to an existing agent's certificate; to give it to this machine, "
+        f"run `sloth-runner agent delete {name}` first, or join with a token from "
+        f"`sloth-runner master token create --for {name} --replace`"
+    )
 
 
 # ---------------------------------------------------------------- agent side

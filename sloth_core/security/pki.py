@@ -192,9 +192,17 @@ class MasterPKI:
         once: bool = False,
         ttl_s: float | None = None,
         join_port: int | None = None,
+        for_name: str | None = None,
+        replace: bool = False,
     ) -> str:
         """An extra join token; see :meth:`JoinTokens.create`."""
-        return self.tokens.create(once=once, ttl_s=ttl_s, join_port=join_port)
+        if for_name is not None:
+            validate_name(for_name)
+        return self.tokens.create(once=once, ttl_s=ttl_s, join_port=join_port, for_name=for_name, replace=replace)
+
+    def agent_name_is_bound(self, name: str) -> bool:
+        """Whether agent ``name`` holds a certificate that was not revoked."""
+        return self._ledger.holds_valid(f"agent/{name}")
 
     # ------------------------------------------------------------ issuing
 

@@ -49,6 +49,10 @@ class CertificateLedger:
             data["revoked"] = sorted({*data["revoked"], *serials})
         return [int(s, 16) for s in serials]
 
+    def holds_valid(self, identity: str) -> bool:
+        """Whether ``identity`` has a certificate that is not revoked."""
+        return bool(self._state.read()["issued"].get(identity))
+
     def is_revoked(self, serial: int) -> bool:
         """Constant-time-ish set lookup; re-reads the file only if it changed."""
         source = self._state.read()["revoked"]

@@ -50,7 +50,11 @@ async def test_join_then_restart_reuses_stored_certificates(master: RunningMaste
 async def test_rejoin_replaces_the_old_certificate(master: RunningMaster, tmp_path: Path) -> None:
     token = master.pki.token_string()
     old = await join_master("127.0.0.1", token, "web1", tmp_path / "a")
-    new = await join_master("127.0.0.1", token, "web1", tmp_path / "b")
+    # The name is bound to that certificate: taking it over needs a token made for it.
+    with pytest.raises(NameTakenError, match="belongs to an existing agent's certificate"):
+        await join_master("127.0.0.1", token, "web1", tmp_path / "b")
+    replacing = master.pki.create_token(for_name="web1", replace=True)
+    new = await join_master("127.0.0.1", replacing, "web1", tmp_path / "b")
     await heartbeat(master.target, new, "web1")
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await heartbeat(master.target, old, "web1")
