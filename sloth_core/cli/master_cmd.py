@@ -125,9 +125,51 @@ def token_create(args: argparse.Namespace) -> int:
 
 
 def credentials(args: argparse.Namespace) -> int:
+    if not args.out:
+        raise UsageError("give --out FILE to export a bundle (or: master credentials list | revoke NAME)")
     pki, _ = _pki(args)
     out = Path(args.out).expanduser()
-    pki.export_admin_bundle(out, args.name)
-    who = f"admin:{args.name}" if args.name else "admin:local"
-    print(f"admin credentials for {who} written to {out} (mode 0600); use them with --credentials {out}")
+    name = args.name or default_admin_name(out)
+    pki.export_admin_bundle(out, name)
+    print(f"admin credentials for admin:{name} written to {out} (mode 0600); use them with --credentials {out}")
+    return 0
+
+
+def default_admin_name(out: Path) -> str:
+    """A name for a bundle exported without --name: its file name, else the user's."""
+    import getpass
+
+    from sloth_core.security.names import is_valid_name
+
+    for candidate in (out.stem, getpass.getuser()):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", candidate).lstrip("._-")[:63].rstrip(".-")
+        if is_valid_name(name) and name != "local":
+            return name
+    raise UsageError("cannot derive an admin name from the file name or the user: pass --name NAME")
+
+
+def credentials_list(args: argparse.Namespace) -> int:
+    import time
+
+    from sloth_core.escape import shown
+
+    pki, _ = _pki(args)
+    when = lambda ts: time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"  # noqa: E731
+    rows = [
+        (f"admin:{a.name}", "active" if a.active else "revoked", when(a.created_at), when(a.revoked_at),
+         "(the master's own: local CLI and console)" if a.name == "local" else shown(a.exported_to))
+        for a in pki.admins()
+    ]
+    header = ("IDENTITY", "STATUS", "EXPORTED", "REVOKED", "FILE")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def credentials_revoke(args: argparse.Namespace) -> int:
+    pki, _ = _pki(args)
+    name = args.name.removeprefix("admin:")
+    serials = pki.revoke_admin(name)
+    print(f"revoked admin:{name} ({len(serials)} certificate(s)); a running master ends its open streams within seconds")
     return 0

@@ -75,11 +75,21 @@ def _master_parser(sub: Any) -> None:
     c.add_argument("--replace", action="store_true", help="with --for: the joining machine takes the name over from the certificate that holds it (single-use)")
     c.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
     c.set_defaults(handler=lazy("master_cmd:token_create"))
-    cr = msub.add_parser("credentials", help="export an admin credentials bundle for an operator elsewhere")
-    cr.add_argument("--out", required=True, metavar="FILE", help="where to write the bundle (mode 0600)")
-    cr.add_argument("--name", help="issue a separate admin identity admin:NAME (shown in run history; revocable alone)")
+    cr = msub.add_parser(
+        "credentials", help="export an admin bundle for an operator (a new identity admin:NAME); list or revoke them",
+    )
+    cr.add_argument("--out", metavar="FILE", help="where to write the bundle (mode 0600)")
+    cr.add_argument("--name", help="the operator's identity admin:NAME, shown in run history (default: from the file name, else your user)")
     cr.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
     cr.set_defaults(handler=lazy("master_cmd:credentials"))
+    crsub = cr.add_subparsers(dest="credentials_command", metavar="[COMMAND]")
+    cl = crsub.add_parser("list", help="every admin identity, active or revoked")
+    cl.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
+    cl.set_defaults(handler=lazy("master_cmd:credentials_list"))
+    cv = crsub.add_parser("revoke", help="revoke admin:NAME: its calls are refused and its open streams end")
+    cv.add_argument("name", metavar="NAME")
+    cv.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
+    cv.set_defaults(handler=lazy("master_cmd:credentials_revoke"))
 
 
 def _agent_parser(sub: Any) -> None:

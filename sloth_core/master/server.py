@@ -57,6 +57,7 @@ class Master:
         self._server: Any = None
         self._join_server: Any = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._revocations: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -126,6 +127,7 @@ class Master:
 
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
+        self._revocations = asyncio.create_task(auth.end_revoked_calls(), name="revocations")
         self._write_endpoint()
 
     def _name_in_use(self, name: str) -> bool:
@@ -148,6 +150,8 @@ class Master:
     async def stop(self, grace: float = 2.0) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._revocations is not None:
+            self._revocations.cancel()
         if self.dispatcher is not None:
             await self.dispatcher.close()
         for server in (self._join_server, self._server):

@@ -38,6 +38,7 @@ class Authorizer(Protocol):
 
     async def require_admin(self, context: grpc.aio.ServicerContext) -> Any: ...
     async def require_agent(self, context: grpc.aio.ServicerContext, name: str) -> Any: ...
+    def ended_by_revocation(self) -> errors.SlothError | None: ...
 
 
 def _who(identity: Any) -> str:
@@ -53,6 +54,9 @@ def unary(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
             return await method(self, request, context)
         except errors.SlothError as exc:
             await abort(context, exc)
+        except asyncio.CancelledError:
+            await _abort_if_revoked(self, context)
+            raise
 
     return wrapper
 
@@ -65,8 +69,21 @@ def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncI
                 yield item
         except errors.SlothError as exc:
             await abort(context, exc)
+        except asyncio.CancelledError:
+            await _abort_if_revoked(self, context)
+            raise
 
     return wrapper
+
+
+async def _abort_if_revoked(service: Any, context: grpc.aio.ServicerContext) -> None:
+    """A call cancelled because its caller's certificate was revoked ends saying so."""
+    exc = service._auth.ended_by_revocation()
+    if exc is not None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        await abort(context, exc)
 
 
 class MasterService(sloth_pb2_grpc.MasterServicer):

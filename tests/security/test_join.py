@@ -130,7 +130,7 @@ async def test_malformed_token_and_unreachable_join_port(tmp_path: Path) -> None
 async def test_exported_admin_bundle_works_from_another_dir(master: RunningMaster, tmp_path: Path) -> None:
     remote = tmp_path / "remote-operator"
     remote.mkdir()
-    master.pki.export_admin_bundle(remote / "creds.json")
+    master.pki.export_admin_bundle(remote / "creds.json", "remote")
     await list_agents(master.target, load_admin_bundle(remote / "creds.json"))
 
     # A named export is its own identity and can be revoked alone.
