@@ -18,6 +18,7 @@ from sloth_core.master.events import EventBus
 from sloth_core.master.history import DEFAULT_OUTPUT_CAP
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
+from sloth_core.master.watch_budget import DEFAULT_WATCH_BUDGET_BYTES, WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
@@ -40,6 +41,7 @@ class MasterConfig:
     output_cap: int = DEFAULT_OUTPUT_CAP
     runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
     max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
+    watch_budget_bytes: int = DEFAULT_WATCH_BUDGET_BYTES
 
 
 class Master:
@@ -50,7 +52,7 @@ class Master:
         self.port = 0
         self.join_port = 0
         self.storage = SQLiteStorage(config.data_dir / "master.db")
-        self.bus = EventBus()
+        self.bus = EventBus(WatchBudget(config.watch_budget_bytes))
         self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)
         self.pki: Any = None
         self.dispatcher: Dispatcher | None = None

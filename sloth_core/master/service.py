@@ -17,7 +17,7 @@ import grpc.aio
 
 from sloth_core import bounds, errors
 from sloth_core.master.dispatch import Dispatcher
-from sloth_core.master.events import EventBus
+from sloth_core.master.events import BATCH_OUTPUT_BYTES, EventBus
 from sloth_core.master.history import run_info
 from sloth_core.master.registry import Registry
 from sloth_core.names import validate_agent_name
@@ -263,6 +263,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
             yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])
             loop = asyncio.get_running_loop()
             last_send = 0.0
+            full = False
             while (event := await queue.get()) is not None:
                 sub.taken(event)
                 # At most one message per WATCH_MIN_INTERVAL_S: an event after
@@ -270,21 +271,24 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                 # job) events gather into a few large messages, and 20
                 # consoles cost the master 100 sends, not 80,000.
                 wait = last_send + WATCH_MIN_INTERVAL_S - loop.time()
-                if wait > 0:
+                if wait > 0 and not full:  # a full batch is efficient already: no need to gather
                     await asyncio.sleep(wait)
                 batch = [event]
-                while not queue.empty() and len(batch) < WATCH_BATCH_MAX:
+                # Bounded in bytes too: a batch a stalled reader never takes stays pinned.
+                while not queue.empty() and len(batch) < WATCH_BATCH_MAX and sub.sending_bytes < BATCH_OUTPUT_BYTES:
                     event = queue.get_nowait()
                     if event is None:
                         break
                     sub.taken(event)
                     batch.append(event)
+                full = sub.sending_bytes >= BATCH_OUTPUT_BYTES
                 yield pb.WatchBatch(events=batch)
+                self._bus.sent(sub)
                 last_send = loop.time()
                 if event is None:
                     break
             if sub.overflowed:
-                raise errors.TooSlowError("this watcher fell too far behind")
+                raise errors.TooSlowError(sub.why)
         except asyncio.CancelledError:
             raise
         finally:
