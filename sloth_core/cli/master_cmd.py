@@ -26,6 +26,8 @@ def serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port < 65536:
         raise UsageError(f"invalid port {args.port}: use 1-65535, or 0 for a free one")
+    if args.max_calls <= 0:
+        raise UsageError("--max-calls must be positive")
     if args.max_command_bytes <= 0:
         raise UsageError("--max-command-bytes must be positive")
     if args.heartbeat_interval <= 0:
@@ -45,6 +47,7 @@ def serve(args: argparse.Namespace) -> int:
         output_cap=args.output_cap,
         runs_per_agent=args.runs_per_agent,
         max_command_bytes=args.max_command_bytes,
+        max_calls=args.max_calls,
     )
     master = Master(config)
 

@@ -55,6 +55,7 @@ def _master_parser(sub: Any) -> None:
     p.add_argument("--output-cap", type=int, default=1024 * 1024, metavar="BYTES", help="output kept in history per run and stream; head and tail are kept (default 1 MiB)")
     p.add_argument("--runs-per-agent", type=int, default=1000, metavar="N", help="runs kept in history per agent (default 1000)")
     p.add_argument("--max-command-bytes", type=int, default=128 * 1024, metavar="BYTES", help="longest command the master accepts, in UTF-8 bytes (default 128 KiB)")
+    p.add_argument("--max-calls", type=int, default=20_000, metavar="N", help="operator calls in flight before the master answers 'busy' and clients back off (default 20000)")
     p.add_argument("--pid-file", help=argparse.SUPPRESS)
     p.set_defaults(handler=lazy("master_cmd:serve"))
     msub = p.add_subparsers(dest="master_command", metavar="[COMMAND]")

@@ -13,6 +13,7 @@ from typing import Any
 from sloth_core import __version__, transport
 from sloth_core.bounds import DEFAULT_MAX_COMMAND_BYTES, Limits
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
+from sloth_core.master.admission import DEFAULT_MAX_CALLS, Admission
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import DEFAULT_OUTPUT_CAP
@@ -42,6 +43,7 @@ class MasterConfig:
     runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
     max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
     watch_budget_bytes: int = DEFAULT_WATCH_BUDGET_BYTES
+    max_calls: int = DEFAULT_MAX_CALLS
 
 
 class Master:
@@ -104,6 +106,7 @@ class Master:
             self.registry, self.dispatcher, self.storage, self.bus, auth,
             on_delete=on_delete, clock=time.time,
             limits=Limits(max_command_bytes=cfg.max_command_bytes),
+            admission=Admission(cfg.max_calls),
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)

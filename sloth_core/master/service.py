@@ -7,6 +7,7 @@ turns :class:`~sloth_core.errors.SlothError` into a meaningful status code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,7 @@ import grpc
 import grpc.aio
 
 from sloth_core import bounds, errors
+from sloth_core.master.admission import Admission
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import BATCH_OUTPUT_BYTES, EventBus
 from sloth_core.master.history import run_info
@@ -47,11 +49,23 @@ def _who(identity: Any) -> str:
     return f"{kind}:{name}" if name else kind
 
 
+# Agents' calls are never shed as "busy": a refused heartbeat would turn a
+# healthy agent offline.
+AGENT_CALLS = frozenset({"Register", "Heartbeat", "Leave"})
+
+
+def _admitted(service: Any, method: Callable[..., Any]) -> contextlib.AbstractContextManager[None]:
+    if method.__name__ in AGENT_CALLS:
+        return contextlib.nullcontext()
+    return service._admission.call()
+
+
 def unary(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await method(self, request, context)
+            with _admitted(self, method):
+                return await method(self, request, context)
         except errors.SlothError as exc:
             await abort(context, exc)
         except asyncio.CancelledError:
@@ -65,8 +79,9 @@ def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncI
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            async for item in method(self, request, context):
-                yield item
+            with _admitted(self, method):
+                async for item in method(self, request, context):
+                    yield item
         except errors.SlothError as exc:
             await abort(context, exc)
         except asyncio.CancelledError:
@@ -98,6 +113,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         on_delete: Callable[[str], None] | None = None,
         clock: Callable[[], float],
         limits: bounds.Limits = bounds.DEFAULT_LIMITS,
+        admission: Admission | None = None,
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
@@ -107,6 +123,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._on_delete = on_delete
         self._clock = clock
         self._limits = limits
+        self._admission = admission or Admission()
 
     # ------------------------------------------------------------ agents' calls
 
