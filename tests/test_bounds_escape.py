@@ -70,3 +70,24 @@ def test_budget_and_admission() -> None:
     with admission.call(), pytest.raises(Exception, match="master busy"), admission.call():
         pass
     assert admission.active == 0
+
+
+@pytest.mark.asyncio
+async def test_one_budget_for_all_watchers_lets_go_of_the_one_furthest_behind() -> None:
+    from sloth_core import errors
+    from sloth_core.master.events import EventBus
+    from sloth_core.proto import sloth_pb2 as pb
+
+    bus = EventBus(WatchBudget(1000))
+    reader, stalled = bus.subscribe(include_output=True), bus.subscribe(include_output=True)
+    reader.min_interval_s = 0.0
+    batches = reader.batches()
+    for _ in range(12):  # 12 x 100 bytes to each: more than the 1,000 both may hold
+        bus.run(pb.RunEvent(run_id="r-1", output=pb.OutputChunk(data=b"x" * 100, seq=1)))
+        assert bus.budget.used <= 1000
+        await anext(batches)  # the reader keeps up
+    with pytest.raises(errors.TooSlowError, match="for all watchers together"):
+        await anext(stalled.batches())
+    assert not reader.overflowed
+    await batches.aclose()
+    assert bus.budget.used == 0

@@ -142,7 +142,7 @@ def default_admin_name(out: Path) -> str:
     """A name for a bundle exported without --name: its file name, else the user's."""
     import getpass
 
-    from sloth_core.security.names import is_valid_name
+    from sloth_core.names import is_valid_name
 
     for candidate in (out.stem, getpass.getuser()):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", candidate).lstrip("._-")[:63].rstrip(".-")

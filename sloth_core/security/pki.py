@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sloth_core.errors import CredentialsError, NameTakenError, NotFoundError, UsageError
+from sloth_core.names import validate_agent_name
 from sloth_core.paths import ensure_private_dir
 from sloth_core.transport import TLSConfig
 
@@ -43,7 +44,7 @@ from .layout import (
     MASTER_KEY,
     pki_dir,
 )
-from .names import MASTER_SERVER_NAME, CertKind, agent_server_name, validate_name
+from .names import MASTER_SERVER_NAME, CertKind, agent_server_name
 from .revocation import AdminIdentity, CertificateLedger
 from .tokens import JoinTokens
 
@@ -197,7 +198,7 @@ class MasterPKI:
     ) -> str:
         """An extra join token; see :meth:`JoinTokens.create`."""
         if for_name is not None:
-            validate_name(for_name)
+            validate_agent_name(for_name)
         return self.tokens.create(once=once, ttl_s=ttl_s, join_port=join_port, for_name=for_name, replace=replace)
 
     def agent_name_is_bound(self, name: str) -> bool:
@@ -214,7 +215,7 @@ class MasterPKI:
         same agent are revoked (a re-join replaces the key). Raises
         :class:`CredentialsError` for a bad CSR, :class:`UsageError` for a bad name.
         """
-        validate_name(name)
+        validate_agent_name(name)
         public_key = ca.public_key_from_csr(csr_pem, name)
         cert = self._issue(public_key, "agent", name, dns_name=agent_server_name(name))
         superseded = self._ledger.record(f"agent/{name}", cert.serial_number, supersede=True)
@@ -234,7 +235,7 @@ class MasterPKI:
         The master's own ``admin:local`` never leaves its data dir, and a name
         in use is refused rather than silently revoking its holder.
         """
-        validate_name(name, "admin")
+        validate_agent_name(name, "admin")
         if name == LOCAL_ADMIN:
             raise UsageError(
                 f"admin:{LOCAL_ADMIN} is the master's own identity (the local CLI and console); "
