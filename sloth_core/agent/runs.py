@@ -40,6 +40,8 @@ class RunTable:
         """
         if not command.strip():
             raise errors.UsageError("empty command")
+        if "\x00" in command:  # the master refuses these; bash could not run one anyway
+            raise errors.InvalidArgumentError("the command holds a NUL byte, which bash cannot run")
         if run_id in self._runs:
             raise errors.RunExistsError(f"run {run_id} is already running")
         # Commands can tell where and as what they run (like $SSH_CONNECTION).
