@@ -189,6 +189,12 @@ class MasterClient:
 
         await self._unary(self._stub.DeleteAgent, pb.AgentRef(name=name))
 
+    async def get_status(self) -> pb.MasterStatus:
+        """The master's version, start time and store health."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        return await self._unary(self._stub.GetStatus, pb.GetStatusRequest())
+
     # ------------------------------------------------------------ runs
 
     def run(

@@ -90,7 +90,10 @@ def launch(kind: str, argv: list[str], what: str) -> int:
     with contextlib.suppress(FileNotFoundError):
         pidf.unlink()
     args = [a for a in argv if a != "--daemon"] + ["--pid-file", str(pidf)]
-    with open(logf, "ab") as log:
+    # The log holds every command the master ran: owner only, even if an older version made it wider.
+    fd = os.open(logf, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    with open(fd, "ab") as log:
         offset = log.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "sloth_core.cli", *args],

@@ -30,6 +30,9 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError("--max-calls must be positive")
     if args.max_command_bytes <= 0:
         raise UsageError("--max-command-bytes must be positive")
+
+    if args.history_queue < 1:
+        raise UsageError("--history-queue must be at least 1")
     if args.heartbeat_interval <= 0:
         raise UsageError("--heartbeat-interval must be positive")
     if args.insecure:
@@ -48,6 +51,9 @@ def serve(args: argparse.Namespace) -> int:
         runs_per_agent=args.runs_per_agent,
         max_command_bytes=args.max_command_bytes,
         max_calls=args.max_calls,
+
+        store=args.store or "",
+        history_queue=args.history_queue,
     )
     master = Master(config)
 
@@ -65,6 +71,9 @@ def serve(args: argparse.Namespace) -> int:
         daemon.serve_until_signalled(master.start, master.stop, started, _pid_path(args))
     except PortInUseError as exc:
         raise SlothError(f"{exc} (is another master running? choose another port with -p)") from None
+    except OSError as exc:  # a full or read-only disk while creating its files
+        where = f": {exc.filename}" if exc.filename else ""
+        raise SlothError(f"the master could not start: {exc.strerror or exc}{where}") from None
     return 0
 
 
@@ -73,7 +82,23 @@ def _pid_path(args: argparse.Namespace) -> Path:
 
 
 def status(args: argparse.Namespace) -> int:
-    return daemon.status(KIND, WHAT)
+    code = daemon.status(KIND, WHAT)
+    if code != 0 and not args.master:
+        return code
+    from sloth_core.cli.common import with_client
+
+    try:
+        reply = with_client(args, lambda client: client.get_status())
+    except SlothError as exc:
+        from sloth_core.cli.render import print_warning
+
+        print_warning(f"could not ask the master for its status: {exc}")
+        return code
+    store = reply.store
+    print(store.warning or f"history is being saved to {store.store}")
+    if store.dropped and not store.failing:
+        print(f"{store.dropped} output records were dropped while history could not be saved")
+    return 0
 
 
 def stop(args: argparse.Namespace) -> int:

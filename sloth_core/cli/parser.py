@@ -49,6 +49,8 @@ def _master_parser(sub: Any) -> None:
     p.add_argument("--bind", default="0.0.0.0", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--join-port", type=int, default=None, metavar="PORT", help="port where new agents join with a token (default: port + 1)")
     p.add_argument("--data-dir", metavar="DIR", help="state directory (default: the user data dir, or $SLOTH_RUNNER_HOME/master)")
+    p.add_argument("--store", metavar="URL", help="where run history and the registry live: postgresql://USER@HOST/DB (default: $SLOTH_RUNNER_STORE, else SQLite in the data dir)")
+    p.add_argument("--history-queue", type=int, default=10_000, metavar="N", help="records of history kept for retry while the store fails (default 10000); past that the oldest output is dropped, and when only run records are left new runs are refused")
     p.add_argument("--daemon", action="store_true", help="run in the background; logs go to the log dir")
     p.add_argument("--insecure", action="store_true", help="plaintext, no authentication: for tests only")
     p.add_argument("--heartbeat-interval", type=float, default=5.0, metavar="S", help="seconds between agent heartbeats (default 5); offline after 3 missed")
@@ -59,8 +61,10 @@ def _master_parser(sub: Any) -> None:
     p.add_argument("--pid-file", help=argparse.SUPPRESS)
     p.set_defaults(handler=lazy("master_cmd:serve"))
     msub = p.add_subparsers(dest="master_command", metavar="[COMMAND]")
-    for name, help_text in (("status", "is the local daemonized master running?"), ("stop", "stop the local daemonized master")):
+    for name, help_text in (("status", "is the local master running, and is its history being saved?"), ("stop", "stop the local daemonized master")):
         s = msub.add_parser(name, help=help_text)
+        if name == "status":
+            _client_flags(s, json=False)
         s.set_defaults(handler=lazy(f"master_cmd:{name}"))
     t = msub.add_parser("token", help="print the join token agents use with --token (or rotate/create one)")
     t.add_argument("--data-dir", metavar="DIR", help="the master's data dir")

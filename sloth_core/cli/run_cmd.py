@@ -164,6 +164,10 @@ async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str
             kind = event.WhichOneof("kind")
             if kind == "job":
                 state["job"] = event.job_id
+                if event.job.warning:
+                    from sloth_core.cli.render import print_warning
+
+                    print_warning(event.job.warning)
                 runs = list(event.job.runs)
                 printer = Printer(args, multi=len(runs) > 1 or _is_fanout(names, labels, args.all))
                 printer.width = max((len(r.agent) for r in runs), default=0)

@@ -25,7 +25,7 @@ from sloth_core.master.watch_budget import DEFAULT_WATCH_BUDGET_BYTES, WatchBudg
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
-from sloth_core.storage.sqlite import SQLiteStorage
+from sloth_core.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class MasterConfig:
     max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
     watch_budget_bytes: int = DEFAULT_WATCH_BUDGET_BYTES
     max_calls: int = DEFAULT_MAX_CALLS
+    store: str = ""  # --store URL; empty: SQLite in data_dir
+    history_queue: int = 0  # records kept for retry while the store fails; 0: the default
 
 
 class Master:
@@ -55,8 +57,9 @@ class Master:
         self.config = config
         self.port = 0
         self.join_port = 0
-        self.storage = SQLiteStorage(config.data_dir / "master.db")
+        self.storage = open_store(config.store, config.data_dir, config.history_queue)
         self.bus = EventBus(WatchBudget(config.watch_budget_bytes))
+        self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
         self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)
         self.pki: Any = None
         self.dispatcher: Dispatcher | None = None
@@ -75,6 +78,7 @@ class Master:
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _warn_if_shared(cfg.data_dir)
         await self.storage.open()
         lost = await self.storage.mark_unfinished(
             pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
@@ -108,7 +112,7 @@ class Master:
         )
         service = MasterService(
             self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
-            answers=link.answers, clock=time.time,
+            answers=link.answers, clock=time.time, store_health=self.storage.health,
             limits=Limits(max_command_bytes=cfg.max_command_bytes),
             admission=Admission(cfg.max_calls),
         )
@@ -169,6 +173,16 @@ class Master:
         self.registry.sweep()  # flush last_seen
         await self.storage.close()
         remove_endpoint(self.config.data_dir)
+
+
+def _warn_if_shared(data_dir: Path) -> None:
+    """The data dir holds every command and its output (and the CA's keys): say so if others can read it."""
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "the data dir %s is open to other users (mode %04o), and it holds every command, its output "
+            "and the master's keys: run `chmod 700 %s`", data_dir, mode, data_dir,
+        )
 
 
 async def _add_health_and_reflection(server: Any, services: list[str]) -> None:

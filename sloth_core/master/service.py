@@ -27,7 +27,7 @@ from sloth_core.names import validate_agent_name
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
 from sloth_core.rpc_errors import abort
-from sloth_core.storage import AgentRecord
+from sloth_core.storage import AgentRecord, StoreHealth
 
 
 class Authorizer(Protocol):
@@ -109,6 +109,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         clock: Callable[[], float],
         limits: bounds.Limits = bounds.DEFAULT_LIMITS,
         admission: Admission | None = None,
+
+        store_health: Callable[[], StoreHealth],
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
@@ -119,6 +121,9 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._clock = clock
         self._limits = limits
         self._admission = admission or Admission()
+
+        self._started_at = clock()
+        self._store_health = store_health
 
     # ------------------------------------------------------------ agents' calls
 
@@ -204,6 +209,13 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
             async for event in events:
                 yield event
 
+    @unary
+    async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.MasterStatus:
+        await self._auth.require_admin(context)
+        from sloth_core import __version__
+
+        return pb.MasterStatus(version=__version__, started_at=self._started_at, store=self._store_health().to_proto())
+
     @streaming
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchBatch]:
         await self._auth.require_admin(context)
@@ -215,6 +227,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                 agents=self._registry.all_info(),
                 active_runs=[bounds.listed_run(r) for r in self._dispatcher.active_runs()],
                 server_time=self._clock(),
+                store=self._store_health().to_proto(),
             )
             yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])
             async for batch in sub.batches():

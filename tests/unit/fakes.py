@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 from sloth_core import errors
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.storage import AgentRecord, RunRecord, StoredChunk
+from sloth_core.storage import AgentRecord, RunRecord, StoredChunk, StoreHealth
 
 
 class FakeClock:
@@ -77,6 +77,13 @@ class MemoryStorage:
 
     async def read_output(self, run_id: str) -> list[StoredChunk]:
         return [replace(c) for c in self.output.get(run_id, [])]
+
+    def health(self) -> StoreHealth:
+        return StoreHealth(store="memory")
+
+    def on_health_change(self, listener: Callable[[StoreHealth], None]) -> None: ...
+
+    def check_accepting(self) -> None: ...
 
 
 @dataclass
