@@ -115,7 +115,7 @@ class MasterClient:
         master_data_dir: str | Path | None = None,
     ) -> MasterClient:
         """Resolve the address and credentials the way every CLI command does."""
-        address = resolve_master_address(master)
+        address = resolve_master_address(master, master_data_dir)
         tls = None if insecure else resolve_admin_tls(credentials, master_data_dir)
         return cls(address, tls)
 

@@ -91,10 +91,11 @@ class Registrar:
             log.info("registered with the master at %s as %s (%s)", self._master, self._profile.name, self._profile.address)
         self.registered.set()
 
-    async def run(self) -> None:
+    async def run(self, already_said: str = "") -> None:
+        """Heartbeat until cancelled; ``already_said`` is a complaint the caller already logged."""
         backoff = BACKOFF_START_S
         need_register = not self.registered.is_set()
-        complained = ""
+        complained = already_said
         if not need_register:
             await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
         while True:

@@ -14,7 +14,7 @@ from sloth_core import errors, transport
 from sloth_core.agent.registration import AgentProfile, Registrar, dialable_address
 from sloth_core.agent.runs import RunTable
 from sloth_core.agent.service import AgentService
-from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, split_host_port
+from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class AgentConfig:
     name: str
     master: str
     data_dir: Path
-    port: int = 50051
+    port: int = DEFAULT_AGENT_PORT
     bind_address: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     insecure: bool = False
@@ -109,6 +109,7 @@ class Agent:
         )
         # The first registration decides whether we may start at all: a name
         # held by another online agent or a refused certificate are fatal.
+        said = ""  # what we already told the operator, so the retry loop does not repeat it
         try:
             await self.registrar.register_once()
         except errors.PermissionDeniedError as exc:
@@ -123,8 +124,9 @@ class Agent:
             await self.stop()
             raise
         except errors.SlothError as exc:
-            log.warning("%s; will keep trying", self.registrar.explain(exc))
-        self._loop_task = asyncio.create_task(self.registrar.run(), name="heartbeat")
+            said = self.registrar.explain(exc)
+            log.warning("%s; will keep trying", said)
+        self._loop_task = asyncio.create_task(self.registrar.run(already_said=said), name="heartbeat")
 
     async def stop(self, grace: float = 1.0) -> None:
         if self._loop_task is not None:

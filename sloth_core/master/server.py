@@ -6,49 +6,27 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sloth_core import __version__, transport
-from sloth_core.bounds import DEFAULT_MAX_COMMAND_BYTES, Limits
+from sloth_core.bounds import Limits
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
-from sloth_core.master.admission import DEFAULT_MAX_CALLS, Admission
+from sloth_core.master.admission import Admission
 from sloth_core.master.agent_link import GrpcAgentLink
+from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
-from sloth_core.master.output import DEFAULT_OUTPUT_CAP
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
-from sloth_core.master.watch_budget import DEFAULT_WATCH_BUDGET_BYTES, WatchBudget
+from sloth_core.master.watch_budget import WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
 from sloth_core.storage import open_store
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HEARTBEAT_S = 5.0
-DEFAULT_RUNS_PER_AGENT = 1000
-
-
-@dataclass
-class MasterConfig:
-    data_dir: Path
-    bind: str = "0.0.0.0"
-    port: int = 50053
-    join_port: int | None = None  # default: port + 1 (ephemeral when port is 0)
-    insecure: bool = False
-    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
-    output_cap: int = DEFAULT_OUTPUT_CAP
-    runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
-    max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
-    watch_budget_bytes: int = DEFAULT_WATCH_BUDGET_BYTES
-    max_calls: int = DEFAULT_MAX_CALLS
-    store: str = ""  # --store URL; empty: SQLite in data_dir
-    history_queue: int = 0  # records kept for retry while the store fails; 0: the default
-
 
 class Master:
     """A running master; :meth:`start` binds, :meth:`stop` shuts down."""
@@ -157,6 +135,8 @@ class Master:
                 join_port=self.join_port,
                 insecure=self.config.insecure,
                 version=__version__,
+                started_at=time.time(),
+                log_file=self.config.log_file,
             ),
         )
 

@@ -205,7 +205,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     @streaming
     async def StreamRun(self, request: pb.StreamRunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         await self._auth.require_admin(context)
-        async with contextlib.aclosing(self._dispatcher.stream_run(request.run_id, request.follow)) as events:
+        run_id = await self._history.resolve_run_id(request.run_id)
+        async with contextlib.aclosing(self._dispatcher.stream_run(run_id, request.follow)) as events:
             async for event in events:
                 yield event
 

@@ -238,6 +238,14 @@ class PostgresStorage(QueuedStorage):
             f"SELECT {', '.join(RUN_COLUMNS)} FROM runs {clause} ORDER BY created_at DESC, run_id COLLATE \"C\" LIMIT %s", args
         )
 
+    async def _db_ids_with_prefix(self, column: str, prefix: str, limit: int) -> list[str]:
+        # starts_with() matches literally: no LIKE wildcards to escape.
+        rows = await self._fetch(
+            f"SELECT DISTINCT {column} FROM runs WHERE starts_with({column}, %s) ORDER BY {column} LIMIT %s",
+            (prefix, limit),
+        )
+        return [row[0] for row in rows]
+
     async def _db_read_output(self, run_id: str) -> list[tuple[int, int, int, bytes]]:
         return await self._fetch(  # type: ignore[return-value]
             "SELECT seq, part, stream, data FROM run_output WHERE run_id = %s ORDER BY seq, part", (run_id,)

@@ -128,6 +128,9 @@ class QueuedStorage:
     async def _db_list_runs(self, agent: str, status: int, job_id: str, limit: int) -> list[Row]:
         raise NotImplementedError
 
+    async def _db_ids_with_prefix(self, column: str, prefix: str, limit: int) -> list[str]:
+        raise NotImplementedError
+
     async def _db_read_output(self, run_id: str) -> list[tuple[int, int, int, bytes]]:
         raise NotImplementedError  # (seq, part, stream, data)
 
@@ -401,6 +404,21 @@ class QueuedStorage:
         records = [RunRecord(*row) for row in by_id.values()]
         records.sort(key=lambda r: (-r.created_at, r.run_id))
         return records[:limit]
+
+    async def resolve_run_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Run ids that start with ``prefix``, in order, at most ``limit``."""
+        return await self._ids_with_prefix("run_id", 0, prefix, limit)
+
+    async def resolve_job_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Job ids that start with ``prefix``, in order, at most ``limit``."""
+        return await self._ids_with_prefix("job_id", 1, prefix, limit)
+
+    async def _ids_with_prefix(self, column: str, index: int, prefix: str, limit: int) -> list[str]:
+        if not prefix:
+            return []
+        stored = await self._read("run ids", lambda: self._db_ids_with_prefix(column, prefix, limit))
+        queued = {row[index] for row in self._queue.run_rows().values() if str(row[index]).startswith(prefix)}
+        return sorted({*stored, *queued})[:limit]
 
     async def read_output(self, run_id: str) -> list[StoredChunk]:
         rows = await self._read("output", lambda: self._db_read_output(run_id))

@@ -243,6 +243,14 @@ class SQLiteStorage(QueuedStorage):
         args.append(limit)
         return await self._call(lambda c: c.execute(sql, args).fetchall())
 
+    async def _db_ids_with_prefix(self, column: str, prefix: str, limit: int) -> list[str]:
+        # A range on the column (indexed) rather than LIKE, whose wildcards
+        # and case folding would need escaping and defeat the index.
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        sql = f"SELECT DISTINCT {column} FROM runs WHERE {column} >= ? AND {column} < ? ORDER BY {column} LIMIT ?"
+        rows = await self._call(lambda c: c.execute(sql, (prefix, upper, limit)).fetchall())
+        return [row[0] for row in rows]
+
     async def _db_read_output(self, run_id: str) -> list[tuple[int, int, int, bytes]]:
         return await self._call(
             lambda c: c.execute(

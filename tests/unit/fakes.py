@@ -75,6 +75,12 @@ class MemoryStorage:
         ]
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
+    async def resolve_run_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        return sorted(r for r in self.runs if r.startswith(prefix))[:limit] if prefix else []
+
+    async def resolve_job_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        return sorted({r.job_id for r in self.runs.values() if r.job_id.startswith(prefix)})[:limit] if prefix else []
+
     async def read_output(self, run_id: str) -> list[StoredChunk]:
         return [replace(c) for c in self.output.get(run_id, [])]
 
