@@ -186,7 +186,7 @@ def _master_parser(sub: Any) -> None:
     cl.set_defaults(handler=lazy("master_cmd:credentials_list"))
     cv = _add(crsub, "revoke", "revoke admin:NAME: its calls are refused and its open streams end within seconds",
               examples=["sloth-runner master credentials revoke alice"])
-    cv.add_argument("name", metavar="NAME")
+    cv.add_argument("name", metavar="NAME", help="the identity to revoke: NAME or admin:NAME")
     _data_dir_flag(cv)
     cv.set_defaults(handler=lazy("master_cmd:credentials_revoke"))
 

@@ -54,6 +54,8 @@ def one_error(result: subprocess.CompletedProcess[bytes], code: int) -> str:
     assert result.returncode == code, (result.returncode, result.stdout[:2000], err)
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+    if code == 2:  # a usage error also shows the command's usage lines first
+        lines = [line for line in lines if not line.startswith(("usage:", " "))]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     return lines[0]
 
