@@ -11,6 +11,7 @@ switching panes costs nothing and no line is stored twice.
 from __future__ import annotations
 
 import codecs
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -34,6 +35,25 @@ FAILED = RUN_FAILED
 clean_text = clean_output
 
 
+def end_of(info: pb.RunInfo) -> str:
+    """How a finished run ended, said the same way everywhere: ``exit 3``, ``signal 15 (SIGTERM)``.
+
+    An agent reports a run killed by a signal with the shell's exit code too
+    (143 for SIGTERM); the signal is what happened, so it is what is shown.
+    """
+    if info.status in RUN_ACTIVE or info.status in (pb.RUN_REJECTED, pb.RUN_STATUS_UNSPECIFIED):
+        return ""
+    if info.signal:
+        try:
+            name = signal.Signals(info.signal).name
+        except ValueError:
+            return f"signal {info.signal}"
+        return f"signal {info.signal} ({name})"
+    if info.exit_code >= 0:
+        return f"exit {info.exit_code}"
+    return ""
+
+
 def text_width(line: str) -> int:
     return len(line) if line.isascii() else cell_len(line)
 
@@ -54,6 +74,8 @@ class RunView:
         self.width = 0
         self.dropped_lines = 0
         """Lines pruned from the head to respect ``max_lines``."""
+        self.resets = 0
+        """How many times the output was forgotten to be delivered again (views recount then)."""
         self.detached = False
         """The stream carrying this run broke; its state may be stale."""
         self._open_kind: int | None = None
@@ -124,6 +146,7 @@ class RunView:
 
     def reset_output(self) -> None:
         """Forget the output (a replay is about to deliver all of it again)."""
+        self.resets += 1
         self.lines.clear()
         self.kinds.clear()
         self.width = 0
@@ -188,6 +211,8 @@ class Job:
     targets: list[str] = field(default_factory=list)
     started_here: bool = True
     stream_open: bool = True
+    warning: str = ""
+    """The master's word when it runs the job but may not keep its history."""
 
 
 @dataclass(frozen=True)
@@ -197,10 +222,6 @@ class Summary:
     failed: int = 0
     rejected: int = 0
     cancelled: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.running + self.succeeded + self.failed + self.rejected + self.cancelled
 
 
 class RunStore:
