@@ -58,7 +58,7 @@ def list_runs(args: argparse.Namespace) -> int:
 
 
 def _print_table(runs: list[Any]) -> None:
-    from sloth_core.cli.ids import short_ids
+    from sloth_core.ids import short_ids
 
     now = time.time()
     short = short_ids([r.run_id for r in runs] + [r.job_id for r in runs])
@@ -184,7 +184,7 @@ def _footer(info: Any, ended_open: bool) -> None:
 def cancel(args: argparse.Namespace) -> int:
     cancelled = with_client(args, lambda c: c.cancel(args.id))
     if cancelled:
-        from sloth_core.cli.ids import short_ids
+        from sloth_core.ids import short_ids
 
         short = short_ids(cancelled)
         print(f"cancelling {len(cancelled)} run(s): {', '.join(short[c] for c in cancelled)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sloth_core.cli.ids import short_ids
+from sloth_core.ids import short_ids
 
 
 def ago(seconds: float) -> str:
