@@ -11,6 +11,7 @@ from typing import Any
 
 from sloth_core.cli.common import with_client
 from sloth_core.cli.render import STATUS_COLOURS, ago, duration, paint
+from sloth_core.escape import shown
 
 
 def _status(info: Any) -> str:
@@ -77,7 +78,7 @@ def _print_table(runs: list[Any]) -> None:
 
 def _one_line(command: str) -> str:
     lines = command.strip().splitlines() or [""]
-    return lines[0] + (" …" if len(lines) > 1 else "")
+    return shown(lines[0]) + (" …" if len(lines) > 1 else "")
 
 
 def show(args: argparse.Namespace) -> int:
@@ -175,7 +176,7 @@ def _footer(info: Any, ended_open: bool) -> None:
         parts.append(f"duration: {duration(info.finished_at - info.started_at)}")
     print(", ".join(parts), file=err)
     if info.error:
-        print(f"error: {info.error}", file=err)
+        print(f"error: {shown(info.error)}", file=err)
     if info.dropped_bytes:
         print(paint(f"output truncated in history: {info.dropped_bytes} bytes dropped (head and tail kept)", "33", err), file=err)
 

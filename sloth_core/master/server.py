@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import __version__, transport
+from sloth_core.bounds import Limits
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
+from sloth_core.master.admission import Admission
 from sloth_core.master.agent_link import GrpcAgentLink
 from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
@@ -18,6 +20,7 @@ from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
+from sloth_core.master.watch_budget import WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
@@ -33,7 +36,7 @@ class Master:
         self.port = 0
         self.join_port = 0
         self.storage = open_store(config.store, config.data_dir, config.history_queue)
-        self.bus = EventBus()
+        self.bus = EventBus(WatchBudget(config.watch_budget_bytes))
         self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
         self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)
         self.pki: Any = None
@@ -41,6 +44,7 @@ class Master:
         self._server: Any = None
         self._join_server: Any = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._revocations: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -87,6 +91,8 @@ class Master:
         service = MasterService(
             self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
             answers=link.answers, clock=time.time, store_health=self.storage.health,
+            limits=Limits(max_command_bytes=cfg.max_command_bytes),
+            admission=Admission(cfg.max_calls),
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
@@ -112,6 +118,7 @@ class Master:
 
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
+        self._revocations = asyncio.create_task(auth.end_revoked_calls(), name="revocations")
         self._write_endpoint()
 
     def _name_in_use(self, name: str) -> bool:
@@ -136,6 +143,8 @@ class Master:
     async def stop(self, grace: float = 2.0) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._revocations is not None:
+            self._revocations.cancel()
         if self.dispatcher is not None:
             await self.dispatcher.close()
         for server in (self._join_server, self._server):

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sloth_core.escape import shown
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.status_words import agent_word
 from sloth_tui.model.connection import CONNECTING, DISCONNECTED, Connection
@@ -32,11 +33,12 @@ class Agent:
     def from_pb(cls, info: pb.AgentInfo) -> Agent:
         return cls(
             name=info.name,
-            address=info.address,
-            version=info.version,
-            hostname=info.hostname,
-            os=info.os,
-            labels=dict(info.labels),
+            # What an agent reports is shown escaped, never obeyed by the terminal.
+            address=shown(info.address),
+            version=shown(info.version),
+            hostname=shown(info.hostname),
+            os=shown(info.os),
+            labels={shown(k): shown(v) for k, v in info.labels.items()},
             status=agent_word(info.status),
             registered_at=info.registered_at,
             last_seen=info.last_seen,

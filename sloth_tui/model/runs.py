@@ -11,13 +11,13 @@ switching panes costs nothing and no line is stored twice.
 from __future__ import annotations
 
 import codecs
-import re
 import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from rich.cells import cell_len
 
+from sloth_core.escape import clean_output
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_word
 
@@ -31,31 +31,8 @@ DEFAULT_MAX_RUNS = 2_000
 ACTIVE = RUN_ACTIVE
 FAILED = RUN_FAILED
 
-# ANSI CSI / OSC / two-character escapes, then any other C0 or C1 control
-# (C1 matters: a terminal may read U+009B as CSI).
-_ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
-)
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_NEEDS_CLEANING = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
-
-
-def clean_text(text: str) -> str:
-    """Text safe to paint: no escape sequences or controls, tabs expanded, CRLF as LF.
-
-    A lone carriage return (a progress bar redrawing its line) keeps what
-    was written after it, as a terminal would show.
-    """
-    if not _NEEDS_CLEANING.search(text):
-        return text
-    text = text.replace("\r\n", "\n")
-    if "\r" in text:
-        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
-    if "\x1b" in text:
-        text = _ESCAPES.sub("", text)
-    if "\t" in text:
-        text = text.expandtabs(8)
-    return _CONTROLS.sub("\ufffd", text)
+# One escaping home (sloth_core.escape); the console strips sequences from output.
+clean_text = clean_output
 
 
 def end_of(info: pb.RunInfo) -> str:

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
+from sloth_core import escape
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui import keymap
 from sloth_tui.model import fmt
@@ -459,7 +460,7 @@ class FleetScreen(Screen[None]):
         self.sloth.confirm(
             "Cancel this run?",
             Text.assemble(
-                ("$ ", "dim"), (run.command, "bold"), "\n\n",
+                ("$ ", "dim"), (escape.shown(run.command), "bold"), "\n\n",
                 ("on ", "dim"), (run.agent, "bold"), (f"  (run {fmt.short_id(run.run_id)})", "dim"),
             ),
             lambda: self.sloth.cancel(run.run_id, f"run {fmt.short_id(run.run_id)} on {run.agent}"),
@@ -479,7 +480,7 @@ class FleetScreen(Screen[None]):
         self.sloth.confirm(
             "Cancel the whole job?",
             Text.assemble(
-                ("$ ", "dim"), (job.command, "bold"), "\n\n",
+                ("$ ", "dim"), (escape.shown(job.command), "bold"), "\n\n",
                 f"{fmt.plural(len(active), 'run')} still in flight: ",
                 fmt.name_list([r.agent for r in active], limit=8),
             ),
@@ -498,7 +499,7 @@ class FleetScreen(Screen[None]):
             # Re-running is one key away from anywhere: more than one agent is worth a question.
             self.sloth.confirm(
                 f"Re-run on {fmt.plural(len(targets), 'agent')}?",
-                Text.assemble(("$ ", "dim"), (job.command, "bold"), "\n\non ", fmt.name_list(targets, 8)),
+                Text.assemble(("$ ", "dim"), (escape.shown(job.command), "bold"), "\n\non ", fmt.name_list(targets, 8)),
                 lambda: self.sloth.start_job(job.command, targets),
                 yes="Run",
             )

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
+from sloth_core import escape
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.status_words import RUN_ACTIVE
 from sloth_tui import keymap
@@ -119,9 +120,9 @@ class HistoryScreen(Screen[None]):
             Text(fmt.short_time(info.started_at or info.created_at)),
             run_badge(run, bold=False),
             Text(fmt.duration(run.duration(now))),
-            Text(info.command),
+            Text(escape.shown(info.command)),
             Text(fmt.short_id(info.run_id)),
-            Text(info.requested_by or "—"),
+            Text(escape.shown(info.requested_by) or "—"),
         )
 
     def _cursor_run(self) -> str | None:
@@ -198,7 +199,7 @@ class HistoryScreen(Screen[None]):
             return
         self.sloth.confirm(
             "Cancel this run?",
-            Text.assemble(("$ ", "dim"), (run.command, "bold"), "\n\non ", (run.agent, "bold")),
+            Text.assemble(("$ ", "dim"), (escape.shown(run.command), "bold"), "\n\non ", (run.agent, "bold")),
             lambda: self.sloth.cancel(run.run_id, f"run {fmt.short_id(run.run_id)} on {run.agent}"),
             yes="Cancel run",
             danger=True,

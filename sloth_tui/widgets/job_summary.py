@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from sloth_core import escape
 from sloth_tui.model import fmt
 from sloth_tui.model.runs import Job, Summary
 from sloth_tui.widgets.flow import Flow
@@ -15,7 +16,7 @@ def summary_items(job: Job, summary: Summary) -> tuple[list[Text], list[Text]]:
     """The job, its command and its size; then one item per outcome. Wrapped between items only."""
     head = [
         Text.assemble(("job ", "dim"), (fmt.short_id(job.job_id), "bold")),
-        Text.assemble(("$ ", "dim"), (job.command, "bold")),
+        Text.assemble(("$ ", "dim"), (escape.shown(job.command), "bold")),
         Text.assemble(("→ ", "dim"), fmt.plural(len(job.run_ids), "agent")),
     ]
     if job.warning:

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from sloth_core import escape
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui.model import fmt
 from sloth_tui.model.runs import RunView, end_of
@@ -59,14 +60,14 @@ def run_header(run: RunView, now: float) -> Group:
     first = [Text(run.agent, "bold"), badge]
     if run.detached and run.active:
         first.append(Text("⚠ stream lost, reattaching…", "yellow"))
-    by = f" by {run.info.requested_by}" if run.info.requested_by else ""
+    by = f" by {escape.shown(run.info.requested_by)}" if run.info.requested_by else ""
     second = [
-        Text.assemble(("$ ", "dim"), (run.command, "bold")),
+        Text.assemble(("$ ", "dim"), (escape.shown(run.command), "bold")),
         Text(f"run {fmt.short_id(run.run_id)}{by}", "dim"),
     ]
     parts: list[Flow | Text] = [Flow(first), Flow(second)]
     if run.info.error:
-        parts.append(Text(run.info.error, "red"))
+        parts.append(Text(escape.shown(run.info.error), "red"))
     return Group(*parts)
 
 
