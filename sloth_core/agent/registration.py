@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import platform
 import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import grpc.aio
 
 from sloth_core import __version__, errors
+from sloth_core.agent.facts import FAST_INTERVAL_S, FactsReporter, read_facts
 from sloth_core.client import map_rpc_error
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
@@ -39,6 +42,9 @@ class AgentProfile:
     address: str
     instance_id: str
     labels: dict[str, str] = field(default_factory=dict)
+    facts: bool = True  # report facts about the machine (load, memory, disk...)
+    facts_interval_s: float = FAST_INTERVAL_S  # tests shorten it
+    facts_proc: str = "/proc"  # tests point it at a /proc of their own
 
 
 def dialable_address(master_host: str) -> str:
@@ -71,10 +77,16 @@ class Registrar:
         self._stub = sloth_pb2_grpc.MasterStub(self._channel)
         self.interval_s = 5.0
         self.registered = asyncio.Event()
+        self.facts = FactsReporter(
+            enabled=profile.facts,
+            interval_s=profile.facts_interval_s,
+            read=functools.partial(read_facts, proc=Path(profile.facts_proc)),
+        )
 
-    def _register_request(self) -> pb.RegisterRequest:
+    def _register_request(self, facts: pb.Facts | None = None) -> pb.RegisterRequest:
         profile = self._profile
         return pb.RegisterRequest(
+            facts=facts,
             name=profile.name,
             address=profile.address,
             version=__version__,
@@ -87,7 +99,9 @@ class Registrar:
     async def register_once(self) -> None:
         """Register, raising a user-facing error for anything that will not heal by waiting."""
         try:
-            reply = await self._stub.Register(self._register_request(), timeout=CALL_TIMEOUT_S)
+            reply = await self._stub.Register(
+                self._register_request(await self.facts.hello()), timeout=CALL_TIMEOUT_S
+            )
         except grpc.aio.AioRpcError as exc:
             raise map_rpc_error(exc, self._master, secure=not self._insecure) from None
         self.interval_s = reply.heartbeat_interval_s or self.interval_s
@@ -114,9 +128,11 @@ class Registrar:
                             name=self._profile.name,
                             instance_id=self._profile.instance_id,
                             running=self._running(),
+                            facts=await self.facts.for_beat(),
                         ),
                         timeout=CALL_TIMEOUT_S,
                     )
+                    self.facts.delivered()
                 backoff = BACKOFF_START_S
                 refusals = 0
                 if complained:

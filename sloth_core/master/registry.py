@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import fields
 
-from sloth_core import errors
+from sloth_core import errors, facts_view
 from sloth_core.master.events import EventBus
 from sloth_core.names import close_names, is_glob
 from sloth_core.proto import sloth_pb2 as pb
@@ -45,6 +45,10 @@ class Registry:
         self._running: dict[str, int] = {}
         # last_seen changes every beat; it is flushed in batches, not per beat.
         self._dirty: set[str] = set()
+        # Facts live in memory only: they are stale by the time a restarted
+        # master reads them, and agents send them all when they register again.
+        self._facts: dict[str, pb.Facts] = {}
+        self._facts_changed: set[str] = set()  # sent to watchers with the next heartbeat batch
 
     async def load(self) -> None:
         """Recover the registry. Agents are online again when they next beat."""
@@ -60,7 +64,7 @@ class Registry:
     def info(self, name: str) -> pb.AgentInfo:
         rec = self._agents[name]
         shown = {field: getattr(rec, field) for field in _INFO_FIELDS}
-        return pb.AgentInfo(**shown, running=self._running.get(name, 0))
+        return pb.AgentInfo(**shown, running=self._running.get(name, 0), facts=self._facts.get(name))
 
     def all_info(self) -> list[pb.AgentInfo]:
         return [self.info(name) for name in sorted(self._agents)]
@@ -129,6 +133,9 @@ class Registry:
             instance_id=req.instance_id,
         )
         self._agents[req.name] = record
+        self._facts[req.name] = pb.Facts()
+        facts_view.merge(self._facts[req.name], req.facts)
+        self._facts_changed.discard(req.name)  # the registration event carries them
         self._dirty.discard(req.name)
         self._storage.save_agent(record)
         log.info("agent %s registered from %s", req.name, req.address)
@@ -139,6 +146,8 @@ class Registry:
         if rec is None or rec.instance_id != req.instance_id:
             raise errors.AgentNotFoundError(f"agent {req.name!r} is not registered")
         rec.last_seen = self._clock()
+        if req.HasField("facts") and facts_view.merge(self._facts.setdefault(req.name, pb.Facts()), req.facts):
+            self._facts_changed.add(req.name)
         if rec.status != pb.AGENT_ONLINE:
             rec.status = pb.AGENT_ONLINE
             self._storage.save_agent(rec)
@@ -165,6 +174,8 @@ class Registry:
     def delete(self, name: str) -> None:
         info = self.info(self.require(name).name)
         del self._agents[name]
+        self._facts.pop(name, None)
+        self._facts_changed.discard(name)
         self._running.pop(name, None)
         self._dirty.discard(name)
         self._storage.delete_agent(name)
@@ -239,11 +250,13 @@ class Registry:
                 self._storage.save_agent(rec)
                 log.warning("agent %s is offline (no heartbeat for %.0f s)", rec.name, now - rec.last_seen)
                 self._bus.agent(pb.AGENT_WENT_OFFLINE, self.info(rec.name))
-        if self._dirty:
+        if self._dirty or self._facts_changed:
             beaten = sorted(n for n in self._dirty if n in self._agents)
             self._storage.save_agents([self._agents[n] for n in beaten])
-            self._bus.heartbeats(beaten, now)
+            facts = [pb.AgentFacts(name=n, facts=self._facts[n]) for n in sorted(self._facts_changed) if n in self._facts]
+            self._bus.heartbeats(beaten, now, facts)
             self._dirty.clear()
+            self._facts_changed.clear()
 
     async def run_sweeper(self) -> None:
         period = max(0.05, min(1.0, self.heartbeat_interval_s / 2))

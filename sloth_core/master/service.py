@@ -135,12 +135,14 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
             address=request.address, hostname=request.hostname, os=request.os,
             version=request.version, labels=request.labels, limits=self._limits,
         )
+        bounds.check_facts(request.facts, self._limits)
         await self._registry.admit(request, self._answers)
         return pb.RegisterResponse(heartbeat_interval_s=self._registry.heartbeat_interval_s)
 
     @unary
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
         await self._auth.require_agent(context, request.name)
+        bounds.check_facts(request.facts, self._limits)
         self._registry.heartbeat(request)
         return pb.HeartbeatResponse(heartbeat_interval_s=self._registry.heartbeat_interval_s)
 
@@ -178,6 +180,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         identity = await self._auth.require_admin(context)
         bounds.check_command(request.command, self._limits)
+        bounds.check_run_environment(request.env, request.cwd, self._limits)
         # Closed at once when the caller hangs up, so its runs are cancelled now.
         async with contextlib.aclosing(self._dispatcher.run(request, _who(identity))) as events:
             async for event in events:
