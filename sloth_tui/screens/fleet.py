@@ -57,7 +57,7 @@ class FleetScreen(Screen[None]):
         yield StatusBar(id="status")
         with Horizontal(id="main"):
             with Vertical(id="fleet-side"):
-                yield FilterInput(placeholder="filter: words, status:offline, label:role=web", id="filter")
+                yield FilterInput(placeholder="filter: words, status:offline, label:role=web, load>2, mem>80", id="filter")
                 yield AgentTable(id="agents")
             with Vertical(id="output-side"):
                 yield JobSummary(id="summary")
@@ -415,6 +415,16 @@ class FleetScreen(Screen[None]):
         if run is None or (elsewhere is not None and not run.active and elsewhere.run_id != run.run_id):
             self.sloth.open_latest(agent)
         self.pane.log_view.focus()
+
+    def action_describe_agent(self) -> None:
+        from sloth_tui.screens.agent_details import AgentDetailsScreen
+
+        name = self.table.cursor_agent
+        agent = self.sloth.fleet.agents.get(name) if name else None
+        if agent is None:
+            self.notify("Move to an agent first.", title="Describe", markup=False)
+            return
+        self.app.push_screen(AgentDetailsScreen(agent, self.sloth.fleet.running(agent.name), self.sloth.now()))
 
     def action_history(self) -> None:
         from sloth_tui.screens.history import HistoryScreen
