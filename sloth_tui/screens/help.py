@@ -37,6 +37,14 @@ def help_table(first: list[str]) -> Table:
             style="dim",
         ),
     )
+    table.add_row(
+        "",
+        Text(
+            "Prompt: --env KEY=VALUE and --cwd DIR before the command set its environment and "
+            "directory, as in `agent run` (--cwd /srv/app --env RELEASE=42 ./deploy.sh).",
+            style="dim",
+        ),
+    )
     return table
 
 
