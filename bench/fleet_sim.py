@@ -58,6 +58,7 @@ def _config(name: str, args: argparse.Namespace) -> Any:
         port=0,
         bind_address="127.0.0.1",
         labels={"sim": "yes", "group": str(int(name.rsplit("-", 1)[1]) % 10)},
+        facts=not getattr(args, "no_facts", False),
         insecure=args.insecure,
         master_data_dir=home / "master",  # same user, same machine: the local token is found
     )
@@ -114,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=START_CONCURRENCY)
     p.add_argument("--join-only", action="store_true", help="join (get certificates) and exit")
     p.add_argument("--insecure", action="store_true")
+    p.add_argument("--no-facts", action="store_true", help="agents report no facts (bench.facts_cost compares)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     return asyncio.run(_host(args))
@@ -125,8 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 class SimFleet:
     """Starts and stops host processes for agents ``sim-0000`` .. ``sim-{count-1}``."""
 
-    def __init__(self, cluster: Any, count: int, per_process: int = 250) -> None:
+    def __init__(self, cluster: Any, count: int, per_process: int = 250, extra: tuple[str, ...] = ()) -> None:
         self.cluster = cluster
+        self.extra = extra  # more host-process flags (--no-facts)
         self.count = count
         self.per_process = per_process
         self.hosts: list[subprocess.Popen[bytes]] = []
@@ -169,7 +172,7 @@ class SimFleet:
 
     def start(self) -> None:
         """Spawn the host processes (they start their agents concurrently); returns at once."""
-        self.hosts = [self._spawn(first, count) for first, count in self._slices()]
+        self.hosts = [self._spawn(first, count, *self.extra) for first, count in self._slices()]
 
     def wait_started(self, timeout: float) -> None:
         """Wait for every host to report its agents started (not yet that the master saw them)."""
