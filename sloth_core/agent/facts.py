@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 FAST_INTERVAL_S = 15.0
+# Every so often a beat carries every fact again: a master restarted from disk
+# holds none until then (the agent does not register again), and nothing drifts.
+FULL_EVERY_S = 600.0
 
 # A change smaller than this is noise, not news: load is rounded to 2
 # decimals, memory and disk to whole per-mille of their total.
@@ -186,13 +189,14 @@ class FactsReporter:
         self._clock = clock
         self._told: Facts | None = None  # what the master holds
         self._read_at = float("-inf")
+        self._full_at = float("-inf")
         self._offered: Facts | None = None
 
     async def hello(self) -> Any:
         if not self.enabled:
             return None
         facts = await asyncio.to_thread(self._read)  # getaddrinfo may wait on a resolver
-        self._read_at = self._clock()
+        self._read_at = self._full_at = self._clock()
         self._told = self._offered = facts
         return as_proto(changed(None, facts))
 
@@ -200,8 +204,12 @@ class FactsReporter:
         if not self.enabled or self._told is None or self._clock() - self._read_at < self.interval_s:
             return None
         facts = await asyncio.to_thread(self._read)
-        self._read_at = self._clock()
-        diff = changed(self._told, facts)
+        self._read_at = now = self._clock()
+        if now - self._full_at >= FULL_EVERY_S:
+            self._full_at = now
+            diff = changed(None, facts)
+        else:
+            diff = changed(self._told, facts)
         if not diff:
             return None
         self._offered = replace(self._told, **diff)  # type: ignore[arg-type]

@@ -46,6 +46,9 @@ def test_a_beat_sends_only_what_changed_at_most_every_interval_and_resends_what_
         reporter.delivered()
         now[0] = 45.0
         assert await reporter.for_beat() is None  # nothing new since the master heard
+        now[0] = 600.0
+        full = await reporter.for_beat()  # every 10 minutes, all of them (a restarted master has none)
+        assert full is not None and full.kernel == "6.8" and full.cpus == 4
 
     asyncio.run(story())
 
