@@ -94,14 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-process", type=int, default=250)
     p.add_argument("--windows", type=int, default=5)
     p.add_argument("--window-s", type=float, default=15.0)
+    p.add_argument("--on-first", action="store_true", help="measure facts on first (order bias on a busy machine)")
     args = p.parse_args(argv)
     with Cluster("facts") as cluster:
         cluster.start_master()
         progress(f"facts: {args.agents} simulated agents join")
         SimFleet(cluster, args.agents, args.per_process).join()
         cluster.stop_master()
-        off = _mode(cluster, args.agents, args.per_process, False, args.windows, args.window_s)
-        on = _mode(cluster, args.agents, args.per_process, True, args.windows, args.window_s)
+        modes = {}
+        for facts in (True, False) if args.on_first else (False, True):
+            modes[facts] = _mode(cluster, args.agents, args.per_process, facts, args.windows, args.window_s)
+        off, on = modes[False], modes[True]
     added_cpu = statistics.mean(on["cpu_pct"]) - statistics.mean(off["cpu_pct"])
     added_rss = max(on["rss_mb"]) - max(off["rss_mb"])
     print(json.dumps({

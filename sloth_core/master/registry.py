@@ -45,8 +45,9 @@ class Registry:
         self._running: dict[str, int] = {}
         # last_seen changes every beat; it is flushed in batches, not per beat.
         self._dirty: set[str] = set()
-        # Facts live in memory only: they are stale by the time a restarted
-        # master reads them, and agents send them all when they register again.
+        # Facts live in memory only: they would be stale by the time a
+        # restarted master read them; agents send them all when they register
+        # and every 10 minutes (agent/facts.py FULL_EVERY_S).
         self._facts: dict[str, pb.Facts] = {}
         self._facts_changed: set[str] = set()  # sent to watchers with the next heartbeat batch
 
