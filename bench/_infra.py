@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import platform
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sloth_core import harness
+from sloth_core.harness import wait_for
 
 # ---------------------------------------------------------------- figures
 
@@ -120,53 +121,24 @@ _raise_nofile()  # inherited by every child
 
 def spawn(argv: list[str], *, env: dict[str, str], log: Path | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
     """Start a process in its own session (so a terminal's Ctrl-C reaches only us) and record it."""
-    out: Any = subprocess.DEVNULL
-    handle = None
-    if log is not None:
-        handle = open(log, "ab")  # the child keeps its own copy of the descriptor
-        out = handle
-    kwargs.setdefault("stdout", out)
-    kwargs.setdefault("stderr", out)
-    kwargs.setdefault("stdin", subprocess.DEVNULL)
-    try:
-        proc = subprocess.Popen(argv, env=env, start_new_session=True, **kwargs)
-    finally:
-        if handle is not None:
-            handle.close()
+    proc = harness.spawn(argv, env=env, log=log, **kwargs)
     _CHILDREN.append(proc)
     return proc
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM the process's session (it is its leader), then SIGKILL if it lingers."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    else:
-        # The leader is gone; make sure nothing it started in its session lingers.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    harness.stop(proc, timeout)
     with contextlib.suppress(ValueError):
         _CHILDREN.remove(proc)
 
 
 def stop_many(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
     """Stop several processes at once: signal all, then wait for each."""
+    harness.stop_many(procs, timeout)
     for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        stop(proc, timeout=0.1)
+        with contextlib.suppress(ValueError):
+            _CHILDREN.remove(proc)
 
 
 def reap_all() -> None:
@@ -219,17 +191,6 @@ def _entry_point() -> str:
         return ""
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 @dataclass
 class Timed:
     elapsed_s: float
@@ -255,11 +216,7 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTH_RUNNER_")}
-        env.update({"SLOTH_RUNNER_HOME": str(self.home), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
-        if self.address:
-            env["SLOTH_RUNNER_MASTER"] = self.address
-        return env
+        return harness.isolated_env(self.home, self.address)
 
     @property
     def flags(self) -> list[str]:
@@ -275,24 +232,14 @@ class Cluster:
     # ------------------------------------------------------------ processes
 
     def start_master(self, *extra: str, heartbeat_s: float = 5.0) -> subprocess.Popen[bytes]:
-        endpoint = self.master_dir / "master.json"
-        with contextlib.suppress(FileNotFoundError):
-            endpoint.unlink()
+        (self.master_dir / "master.json").unlink(missing_ok=True)
         proc = spawn(
             [*cli_argv(), "master", "--bind", "127.0.0.1", "-p", "0",
              "--heartbeat-interval", str(heartbeat_s), *self.flags, *extra],
             env=self.env, log=self.log("master"),
         )
         self.master = proc
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the master exited: {self.log('master').read_text()[-2000:]}")
-            return endpoint.exists()
-
-        wait_for(up, 30, "the master to listen")
-        info = json.loads(endpoint.read_text())
-        self.port = int(info["port"])
+        self.port = harness.wait_for_master(proc, self.master_dir, self.log("master"), timeout=30).port
         self.address = f"127.0.0.1:{self.port}"
         return proc
 

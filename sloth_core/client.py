@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sloth_core import errors
 from sloth_core.names import resolve_master_address
+from sloth_core.security.names import MASTER_SERVER_NAME
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 UNARY_TIMEOUT_S = 15.0
 CREDENTIALS_ENV = "SLOTH_RUNNER_CREDENTIALS"
-MASTER_SERVER_NAME = "master.sloth"
 
 
 def map_rpc_error(exc: grpc.aio.AioRpcError, address: str, *, secure: bool = True) -> errors.SlothError:

@@ -2,7 +2,8 @@
 
 Each class carries a message a person can act on, the exit code the CLI uses
 for it, the gRPC status it travels as, and a short machine-readable
-``reason``. A servicer sends the reason in trailing metadata
+``reason``: its class line is its row of the table
+(``class X(Base, status=..., reason=..., exit_code=...)``). A servicer sends the reason in trailing metadata
 (:data:`REASON_METADATA_KEY`); a client rebuilds the same class from it with
 :func:`error_for`. Nothing anywhere decides on the text of a message: code
 branches on the class (or its ``reason``) only.
@@ -20,6 +21,8 @@ Hierarchy::
     │   ├── AgentNotFoundError
     │   └── RunNotFoundError        a run or a job
     ├── AgentOfflineError           the agent exists but cannot take the call
+    │   └── AgentUnreachableError   it did not answer the master's call
+    ├── RunExistsError              an agent is already running a run with this id
     ├── NameTakenError              the name is bound to another identity
     ├── PermissionDeniedError       the caller's identity may not do this
     │   └── CertificateRevokedError
@@ -53,6 +56,17 @@ class SlothError(Exception):
     #: Machine-readable name sent in trailing metadata; unique per class.
     reason: str = "error"
 
+    def __init_subclass__(cls, *, status: str = "", reason: str = "", exit_code: int | None = None) -> None:
+        # A class's row of the table: `class X(Base, status=..., reason=..., exit_code=...)`;
+        # what it leaves out it inherits from its base.
+        super().__init_subclass__()
+        if status:
+            cls.status = status
+        if reason:
+            cls.reason = reason
+        if exit_code is not None:
+            cls.exit_code = exit_code
+
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -63,155 +77,96 @@ class SlothError(Exception):
         return self.message
 
 
-class UsageError(SlothError):
+class UsageError(SlothError, status="INVALID_ARGUMENT", reason="usage", exit_code=2):
     """The user's input is malformed (bad name, bad address, empty command)."""
 
-    exit_code = 2
-    status = "INVALID_ARGUMENT"
-    reason = "usage"
 
-
-class InvalidArgumentError(SlothError):
+class InvalidArgumentError(SlothError, status="INVALID_ARGUMENT", reason="invalid_argument", exit_code=255):
     """The master refused what a request carried (too long, not UTF-8, NUL)."""
 
-    exit_code = 255
-    status = "INVALID_ARGUMENT"
-    reason = "invalid_argument"
 
-
-class AmbiguousIdError(InvalidArgumentError):
+class AmbiguousIdError(InvalidArgumentError, reason="ambiguous_id"):
     """An id prefix matches several runs or jobs; the message lists them."""
 
-    reason = "ambiguous_id"
 
-
-class NotFoundError(SlothError):
+class NotFoundError(SlothError, status="NOT_FOUND", reason="not_found", exit_code=255):
     """Something named by the caller does not exist."""
 
-    exit_code = 255
-    status = "NOT_FOUND"
-    reason = "not_found"
 
-
-class AgentNotFoundError(NotFoundError):
+class AgentNotFoundError(NotFoundError, reason="agent_not_found"):
     """No agent has this name (or no agent matches the target)."""
 
-    reason = "agent_not_found"
 
-
-class RunNotFoundError(NotFoundError):
+class RunNotFoundError(NotFoundError, reason="run_not_found"):
     """No run or job has this id."""
 
-    reason = "run_not_found"
 
-
-class AgentOfflineError(SlothError):
+class AgentOfflineError(SlothError, status="FAILED_PRECONDITION", reason="agent_offline", exit_code=255):
     """The agent is known but offline, stopped, or not answering."""
 
-    exit_code = 255
-    status = "FAILED_PRECONDITION"
-    reason = "agent_offline"
+
+class AgentUnreachableError(AgentOfflineError, reason="agent_unreachable"):
+    """The master could not reach the agent (down, or the network between them)."""
 
 
-class NameTakenError(SlothError):
+class RunExistsError(SlothError, status="ALREADY_EXISTS", reason="run_exists", exit_code=255):
+    """An agent was asked to start a run id it is already running."""
+
+
+class NameTakenError(SlothError, status="ALREADY_EXISTS", reason="name_taken", exit_code=1):
     """The agent name is bound to another identity."""
 
-    exit_code = 1
-    status = "ALREADY_EXISTS"
-    reason = "name_taken"
 
-
-class PermissionDeniedError(SlothError):
+class PermissionDeniedError(SlothError, status="PERMISSION_DENIED", reason="permission_denied", exit_code=1):
     """The caller's identity is not allowed to make this call."""
 
-    exit_code = 1
-    status = "PERMISSION_DENIED"
-    reason = "permission_denied"
 
-
-class CertificateRevokedError(PermissionDeniedError):
+class CertificateRevokedError(PermissionDeniedError, reason="certificate_revoked"):
     """The caller's certificate was revoked (for example by ``agent delete``)."""
 
-    reason = "certificate_revoked"
 
-
-class CredentialsError(SlothError):
+class CredentialsError(SlothError, status="UNAUTHENTICATED", reason="credentials", exit_code=1):
     """Missing, unreadable or refused credentials; bad join tokens."""
 
-    exit_code = 1
-    status = "UNAUTHENTICATED"
-    reason = "credentials"
 
-
-class TLSRefusedError(CredentialsError):
+class TLSRefusedError(CredentialsError, status="UNAVAILABLE", reason="tls_refused"):
     """The peer ended the TLS handshake: our certificate (or plaintext) was refused.
 
     No server can label this case (the call never reaches a handler), so it is
     recognised on the client side only, in :mod:`sloth_core.rpc_errors`.
     """
 
-    status = "UNAVAILABLE"
-    reason = "tls_refused"
 
-
-class MasterUnreachableError(SlothError):
+class MasterUnreachableError(SlothError, status="UNAVAILABLE", reason="unavailable", exit_code=255):
     """The master (or a peer) did not answer: down, unreachable, or too slow."""
 
-    exit_code = 255
-    status = "UNAVAILABLE"
-    reason = "unavailable"
 
-
-class ResourceExhaustedError(SlothError):
+class ResourceExhaustedError(SlothError, status="RESOURCE_EXHAUSTED", reason="resource_exhausted", exit_code=1):
     """A bound was reached; the message says which."""
 
-    exit_code = 1
-    status = "RESOURCE_EXHAUSTED"
-    reason = "resource_exhausted"
 
-
-class TooSlowError(ResourceExhaustedError):
+class TooSlowError(ResourceExhaustedError, reason="too_slow"):
     """A reader fell so far behind a live stream that the master let it go."""
 
-    reason = "too_slow"
 
-
-class MasterBusyError(ResourceExhaustedError):
+class MasterBusyError(ResourceExhaustedError, reason="master_busy", exit_code=255):
     """The master is shedding load; the call may be retried after a backoff."""
 
-    exit_code = 255
-    reason = "master_busy"
 
-
-class HistoryUnsavedError(ResourceExhaustedError):
+class HistoryUnsavedError(ResourceExhaustedError, reason="history_unsaved", exit_code=255):
     """The store is failing and its retry queue is full: new runs are refused."""
 
-    exit_code = 255
-    reason = "history_unsaved"
 
-
-class CallCancelledError(SlothError):
+class CallCancelledError(SlothError, status="CANCELLED", reason="cancelled", exit_code=130):
     """The call was cancelled by someone (Ctrl-C, ``runs cancel``)."""
 
-    exit_code = 130
-    status = "CANCELLED"
-    reason = "cancelled"
 
-
-class PortInUseError(SlothError):
+class PortInUseError(SlothError, status="UNAVAILABLE", reason="port_in_use", exit_code=1):
     """A server could not bind its address (in use, or not ours)."""
 
-    exit_code = 1
-    status = "UNAVAILABLE"
-    reason = "port_in_use"
 
-
-class StorageError(SlothError):
+class StorageError(SlothError, status="UNAVAILABLE", reason="storage", exit_code=1):
     """The store cannot be opened or written (disk full, permissions, server down)."""
-
-    exit_code = 1
-    status = "UNAVAILABLE"
-    reason = "storage"
 
 
 def _all_classes() -> list[type[SlothError]]:

@@ -17,10 +17,15 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _GLOB_CHARS = set("*?[")
 
 
-def validate_agent_name(name: str) -> str:
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` is acceptable for an agent (or an admin identity)."""
+    return bool(_NAME_RE.fullmatch(name))
+
+
+def validate_agent_name(name: str, what: str = "agent") -> str:
     """Return ``name`` or raise a :class:`UsageError` that states the rule."""
-    if not _NAME_RE.fullmatch(name):
-        raise UsageError(f"invalid agent name {name!r}: use {NAME_RULE}")
+    if not is_valid_name(name):
+        raise UsageError(f"invalid {what} name {name!r}: use {NAME_RULE}")
     return name
 
 
@@ -79,9 +84,3 @@ def parse_label(text: str) -> tuple[str, str]:
         raise UsageError(f"malformed label {text!r}: expected KEY=VALUE")
     return key, value
 
-
-def agent_server_name(name: str) -> str:
-    """The DNS name in agent ``name``'s certificate, checked when the master dials it."""
-    from sloth_core.security.names import agent_server_name as from_certificate
-
-    return from_certificate(name)

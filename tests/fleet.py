@@ -9,28 +9,17 @@ sleeps.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sloth_core import harness
+from sloth_core.harness import wait_for
+
 EXE = [sys.executable, "-m", "sloth_core.cli"]
 HEARTBEAT_S = 0.5
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -55,13 +44,7 @@ class Proc:
             self.popen.wait(timeout=15)
 
     def stop(self) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=5)
+        harness.stop(self.popen)
 
 
 @dataclass
@@ -74,11 +57,7 @@ class Fleet:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTH_RUNNER_")}
-        env.update({"SLOTH_RUNNER_HOME": str(self.home), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
-        if self.master_address:
-            env["SLOTH_RUNNER_MASTER"] = self.master_address
-        return env
+        return harness.isolated_env(self.home, self.master_address)
 
     @property
     def security_flags(self) -> list[str]:
@@ -87,11 +66,7 @@ class Fleet:
     def spawn(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> Proc:
         self._counter += 1
         log = self.home / f"{self._counter:02d}-{name}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(
-                [*EXE, *argv], env=env or self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True,
-            )
+        popen = harness.spawn([*EXE, *argv], env=env or self.env, log=log)
         proc = Proc(popen, log, name)
         self.procs.append(proc)
         return proc
@@ -101,25 +76,16 @@ class Fleet:
         return self.home / "master"
 
     def start_master(self, *extra: str, heartbeat: float = HEARTBEAT_S, port: int = 0) -> Proc:
-        endpoint = self.master_dir / "master.json"
-        if endpoint.exists():
-            endpoint.unlink()
+        (self.master_dir / "master.json").unlink(missing_ok=True)
         proc = self.spawn(
             # --join-port 0: a restart on a fixed port must not collide on port + 1.
             ["master", "--bind", "127.0.0.1", "-p", str(port), "--join-port", "0",
              "--heartbeat-interval", str(heartbeat), *self.security_flags, *extra],
             "master",
         )
-
-        def up() -> bool:
-            if not proc.alive():
-                raise AssertionError(f"master exited: {proc.text()}")
-            return endpoint.exists()
-
-        wait_for(up, what="the master to listen")
-        info = json.loads(endpoint.read_text())
-        self.master_address = f"127.0.0.1:{info['port']}"
-        self.master_port = info["port"]
+        endpoint = harness.wait_for_master(proc.popen, self.master_dir, proc.log, timeout=15)
+        self.master_address = f"127.0.0.1:{endpoint.port}"
+        self.master_port = endpoint.port
         return proc
 
     def start_agent(self, name: str, *extra: str, wait: bool = True, env: dict[str, str] | None = None) -> Proc:
@@ -130,12 +96,7 @@ class Fleet:
             env=env,
         )
         if wait:
-            def registered() -> bool:
-                if not proc.alive():
-                    raise AssertionError(f"agent {name} exited: {proc.text()}")
-                return "registered with the master" in proc.text()
-
-            wait_for(registered, what=f"agent {name} to register")
+            harness.wait_for_log(proc.popen, proc.log, "registered with the master", 15, f"agent {name} to register")
         return proc
 
     def cli(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None,

@@ -2,6 +2,7 @@
 
 Benchmarks never run inside the test suite for their numbers; this only keeps
 the scripts from rotting. It asserts that figures were produced, not targets.
+It takes about a minute, so it runs only with ``pytest --bench`` (CI passes it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(120)]
 
 
 def test_quick_bench_produces_figures(tmp_path: Path) -> None:

@@ -26,11 +26,10 @@ import grpc.aio
 import pytest
 
 from sloth_core.client import MASTER_SERVER_NAME
-from sloth_core.names import agent_server_name
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc as rpc
 from sloth_core.security import layout
-from sloth_core.security.names import JOIN_SERVER_NAME
+from sloth_core.security.names import JOIN_SERVER_NAME, agent_server_name
 from sloth_core.transport import TLSConfig, open_channel
 from tests.fleet import EXE, Fleet, Proc, wait_for
 
@@ -472,7 +471,7 @@ def test_revoked_agent_rejoins_with_a_new_token(fleet: Fleet) -> None:
     assert fleet.cli("agent", "delete", "a1", "--yes").returncode == 0
     wait_for(lambda: not agent.alive(), what="the deleted agent to be shut down")
     rotated = fleet.cli("master", "token", "rotate").stdout.decode().strip()
-    fleet.start_agent("a1", "--token", rotated)  # today it exits: "the certificate of agent:a1 was revoked"
+    fleet.start_agent("a1", "--token", rotated)  # its old certificate is revoked: it joins again with the token
     assert fleet.cli("agent", "run", "a1", "true").returncode == 0
 
 

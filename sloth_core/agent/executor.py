@@ -14,8 +14,8 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator
+from dataclasses import asdict, dataclass
 
 from sloth_core.proto import sloth_pb2 as pb
 
@@ -122,7 +122,7 @@ class Execution:
         self._killer: asyncio.Task[None] | None = None
         self.outcome: Outcome | None = None
 
-    async def events(self) -> AsyncIterator[pb.ExecuteEvent]:
+    async def events(self) -> AsyncGenerator[pb.ExecuteEvent, None]:
         loop = asyncio.get_running_loop()
         started = time.time()
         try:
@@ -237,13 +237,4 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def _exit_event(outcome: Outcome) -> pb.ExecuteEvent:
-    return pb.ExecuteEvent(
-        exit=pb.ExecExit(
-            status=outcome.status,  # type: ignore[arg-type]
-            exit_code=outcome.exit_code,
-            signal=outcome.signal,
-            started_at=outcome.started_at,
-            finished_at=outcome.finished_at,
-            error=outcome.error,
-        )
-    )
+    return pb.ExecuteEvent(exit=pb.ExecExit(**asdict(outcome)))

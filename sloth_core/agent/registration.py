@@ -14,9 +14,10 @@ import grpc
 import grpc.aio
 
 from sloth_core import __version__, errors
-from sloth_core.client import MASTER_SERVER_NAME, map_rpc_error
+from sloth_core.client import map_rpc_error
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
+from sloth_core.security.names import MASTER_SERVER_NAME
 from sloth_core.transport import TLSConfig, open_channel
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,9 @@ CALL_TIMEOUT_S = 5.0
 
 
 @dataclass
-class Identity:
+class AgentProfile:
+    """What this agent tells the master about itself when it registers."""
+
     name: str
     address: str
     instance_id: str
@@ -53,12 +56,12 @@ class Registrar:
         self,
         master: str,
         tls: TLSConfig | None,
-        identity: Identity,
+        profile: AgentProfile,
         running: Callable[[], int],
     ) -> None:
         self._master = master
         self._insecure = tls is None
-        self._identity = identity
+        self._profile = profile
         self._running = running
         self._channel = open_channel(master, tls, server_name=MASTER_SERVER_NAME)
         self._stub = sloth_pb2_grpc.MasterStub(self._channel)
@@ -66,15 +69,15 @@ class Registrar:
         self.registered = asyncio.Event()
 
     def _register_request(self) -> pb.RegisterRequest:
-        ident = self._identity
+        profile = self._profile
         return pb.RegisterRequest(
-            name=ident.name,
-            address=ident.address,
+            name=profile.name,
+            address=profile.address,
             version=__version__,
             hostname=socket.gethostname(),
             os=f"{platform.system()} {platform.release()}",
-            labels=ident.labels,
-            instance_id=ident.instance_id,
+            labels=profile.labels,
+            instance_id=profile.instance_id,
         )
 
     async def register_once(self) -> None:
@@ -85,7 +88,7 @@ class Registrar:
             raise map_rpc_error(exc, self._master) from None
         self.interval_s = reply.heartbeat_interval_s or self.interval_s
         if not self.registered.is_set():
-            log.info("registered with the master at %s as %s (%s)", self._master, self._identity.name, self._identity.address)
+            log.info("registered with the master at %s as %s (%s)", self._master, self._profile.name, self._profile.address)
         self.registered.set()
 
     async def run(self) -> None:
@@ -102,8 +105,8 @@ class Registrar:
                 else:
                     await self._stub.Heartbeat(
                         pb.HeartbeatRequest(
-                            name=self._identity.name,
-                            instance_id=self._identity.instance_id,
+                            name=self._profile.name,
+                            instance_id=self._profile.instance_id,
                             running=self._running(),
                         ),
                         timeout=CALL_TIMEOUT_S,
@@ -114,11 +117,12 @@ class Registrar:
                     complained = ""
                 await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                error = map_rpc_error(exc, self._master)
+                if isinstance(error, errors.NotFoundError):
                     # The master lost or deleted us: register again at once.
                     need_register = True
                     continue
-                complained = self._complain(map_rpc_error(exc, self._master), complained)
+                complained = self._complain(error, complained)
                 await asyncio.sleep(backoff)
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
             except errors.SlothError as exc:
@@ -151,9 +155,9 @@ class Registrar:
         """Tell the master we are stopping on purpose (best effort)."""
         if not self.registered.is_set():
             return
-        ident = self._identity
+        profile = self._profile
         try:
-            await self._stub.Leave(pb.LeaveRequest(name=ident.name, instance_id=ident.instance_id), timeout=timeout_s)
+            await self._stub.Leave(pb.LeaveRequest(name=profile.name, instance_id=profile.instance_id), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             log.info("could not tell the master we are leaving: %s", exc.details() or exc.code().name)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import errors, transport
-from sloth_core.agent.registration import Identity, Registrar, dialable_address
+from sloth_core.agent.registration import AgentProfile, Registrar, dialable_address
+from sloth_core.agent.runs import RunTable
 from sloth_core.agent.service import AgentService
 from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
@@ -61,9 +62,8 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
             "this agent has no certificate yet: pass --token TOKEN "
             "(print one with `sloth-runner master token` on the master's machine)"
         )
-    host, _ = split_host_port(config.master, default_port=DEFAULT_MASTER_PORT, what="master address")
-    log.info("joining the master at %s", host)
-    return await join.join_master(host, token, config.name, config.data_dir)
+    log.info("joining the master at %s", config.master)
+    return await join.join_master(config.master, token, config.name, config.data_dir)
 
 
 class Agent:
@@ -74,6 +74,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self._server: Any = None
         self.service: AgentService | None = None
+        self.runs = RunTable(config.name)
         self.registrar: Registrar | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -84,7 +85,7 @@ class Agent:
         from sloth_core.security.identity import Authorizer
 
         # No revocation list here: the agent only ever admits its master.
-        self.service = AgentService(cfg.name, Authorizer(), on_shutdown=self.stopping.set)
+        self.service = AgentService(self.runs, Authorizer(), on_shutdown=self.stopping.set)
         self._server = transport.create_server()
         sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
         bind_host = cfg.bind_address or "0.0.0.0"
@@ -99,12 +100,12 @@ class Agent:
         else:
             log.info("listening on %s", self.address)
 
-        service = self.service
+        runs = self.runs
         self.registrar = Registrar(
             cfg.master,
             tls,
-            Identity(cfg.name, self.address, secrets.token_hex(8), dict(cfg.labels)),
-            running=lambda: service.running,
+            AgentProfile(cfg.name, self.address, secrets.token_hex(8), dict(cfg.labels)),
+            running=lambda: runs.running,
         )
         # The first registration decides whether we may start at all: a name
         # held by another online agent or a refused certificate are fatal.
@@ -130,8 +131,7 @@ class Agent:
             self._loop_task.cancel()
             if self.registrar is not None:
                 await self.registrar.leave()
-        if self.service is not None:
-            await self.service.cancel_all()
+        await self.runs.cancel_all()
         if self._server is not None:
             await self._server.stop(grace)
         if self.registrar is not None:

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,15 +37,19 @@ def _free(port: int) -> bool:
 
 
 def _wait(what: str, check: Callable[[], object], procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    from sloth_core.harness import wait_for
+
+    def ready() -> object:
         if check():
-            return
-        for proc in procs:
-            if proc.poll() is not None:
-                raise SlothError(f"the demo's {what} exited early; see the logs in {logs}")
-        time.sleep(0.05)
-    raise SlothError(f"the demo's {what} did not come up within {READY_TIMEOUT_S:.0f} s; logs in {logs}")
+            return True
+        if any(proc.poll() is not None for proc in procs):
+            raise SlothError(f"the demo's {what} exited early; see the logs in {logs}")
+        return False
+
+    try:
+        wait_for(ready, READY_TIMEOUT_S, what, interval=0.05)
+    except TimeoutError:
+        raise SlothError(f"the demo's {what} did not come up within {READY_TIMEOUT_S:.0f} s; logs in {logs}") from None
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Dispatch: turning a Run request into runs on agents and relaying them back.
 
 One request is a *job*; each target agent gets a *run*. Every run is relayed
-by its own task (master → agent ``Execute`` stream), so a slow or dead agent
+by its own task (master → agent ``Execute`` stream, through the
+:class:`~sloth_core.master.agent_link.AgentLink`), so a slow or dead agent
 never holds up the others. The caller's stream is fed through a bounded queue:
 a slow reader slows the relays, which slows the agents' pipes, so memory
 stays bounded however much a command prints.
@@ -15,21 +16,19 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
-from sloth_core import errors, transport
+from sloth_core import errors
+from sloth_core.master.agent_link import AgentLink, ExecuteCall
 from sloth_core.master.events import EventBus
-from sloth_core.master.history import OutputRecorder, replay_events, run_info
+from sloth_core.master.history import run_info
+from sloth_core.master.output import OutputRecorder, replay_events
 from sloth_core.master.registry import Registry
-from sloth_core.names import agent_server_name
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.proto import sloth_pb2_grpc
+from sloth_core.status_words import agent_word
 from sloth_core.storage import RunRecord, Storage
-
-if TYPE_CHECKING:
-    import grpc.aio
 
 log = logging.getLogger(__name__)
 
@@ -125,54 +124,28 @@ class Dispatcher:
         registry: Registry,
         storage: Storage,
         bus: EventBus,
+        link: AgentLink,
         *,
-        tls: transport.TLSConfig | None,
         output_cap: int,
         runs_per_agent: int,
+        on_agent_deleted: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._registry = registry
         self._storage = storage
         self._bus = bus
-        self._tls = tls
+        self._link = link
         self._output_cap = output_cap
         self._runs_per_agent = runs_per_agent
+        self._on_agent_deleted = on_agent_deleted
         self._clock = clock
         self._active: dict[str, ActiveRun] = {}
-        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._since_prune: dict[str, int] = {}
         self._closing = False
 
-    # ------------------------------------------------------------ channels
-
-    def agent_stub(self, name: str, address: str) -> sloth_pb2_grpc.AgentStub:
-        key = (name, address)
-        channel = self._channels.get(key)
-        if channel is None:
-            for old in [k for k in self._channels if k[0] == name]:
-                self._spawn(self._channels.pop(old).close())
-            channel = transport.open_channel(address, self._tls, server_name=agent_server_name(name))
-            self._channels[key] = channel
-        return sloth_pb2_grpc.AgentStub(channel)
-
-    async def agent_answers(self, name: str, address: str, timeout_s: float = 1.0) -> bool:
-        """Does agent ``name`` still answer at ``address``? (With TLS, the handshake proves it is that agent.)"""
-        channel = transport.open_channel(address, self._tls, server_name=agent_server_name(name))
-        try:
-            await asyncio.wait_for(channel.channel_ready(), timeout_s)
-        except TimeoutError:
-            return False
-        finally:
-            await channel.close(grace=None)
-        return True
-
-    def forget_agent(self, name: str) -> None:
-        for key in [k for k in self._channels if k[0] == name]:
-            self._spawn(self._channels.pop(key).close())
-
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -184,14 +157,42 @@ class Dispatcher:
         tasks = [r.task for r in self._active.values() if r.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
-        for channel in self._channels.values():
-            await channel.close(grace=None)
-        self._channels.clear()
+        await self._link.close()
 
     # ------------------------------------------------------------ views
 
+    def live_records(self) -> list[RunRecord]:
+        """The records of the runs in flight (they change as the runs go on)."""
+        return [r.record for r in self._active.values()]
+
     def active_runs(self) -> list[pb.RunInfo]:
         return [run_info(r.record) for r in self._active.values()]
+
+    # ------------------------------------------------------------ agents
+
+    async def stop_agent(self, name: str) -> None:
+        """Ask an online agent to shut down; it shows as stopped at once."""
+        rec = self._registry.require(name)
+        if rec.status != pb.AGENT_ONLINE:
+            raise errors.AgentOfflineError(
+                f"agent {rec.name!r} is {agent_word(rec.status)}; only an online agent can be stopped"
+            )
+        await self._link.shutdown(rec)
+        self._registry.mark_stopped(rec.name)
+
+    async def delete_agent(self, name: str) -> None:
+        """Forget an agent (and revoke it); a live one is asked to stop as well."""
+        rec = self._registry.require(name)
+        if rec.status == pb.AGENT_ONLINE:
+            # A live agent would just register again: stop it as well.
+            try:
+                await self._link.shutdown(rec)
+            except errors.AgentOfflineError as exc:
+                log.warning("deleting %s: %s", rec.name, exc)
+        self._registry.delete(rec.name)
+        self._link.forget(rec.name)
+        if self._on_agent_deleted is not None:
+            self._on_agent_deleted(rec.name)
 
     # ------------------------------------------------------------ jobs
 
@@ -243,6 +244,29 @@ class Dispatcher:
         )
         return job
 
+    async def run(self, request: pb.RunRequest, requested_by: str) -> AsyncGenerator[pb.RunEvent, None]:
+        """Start a job and stream it to its caller: the job, then every run's events.
+
+        Leaving early (the caller hung up: Ctrl-C, killed) cancels every run
+        still going: nothing it started may keep running.
+        """
+        job = self.start_job(request, requested_by)
+        try:
+            yield pb.RunEvent(job_id=job.job_id, job=pb.JobStarted(runs=[run_info(r) for r in job.runs]))
+            while job.pending:
+                event = await job.queue.get()
+                if event.WhichOneof("kind") is None:
+                    continue  # the wake-up after the last run
+                yield event
+            while not job.queue.empty():
+                event = job.queue.get_nowait()
+                if event.WhichOneof("kind") is not None:
+                    yield event
+        finally:
+            if job.pending:
+                job.detach()
+                self.cancel_job(job)
+
     async def _emit(self, run: ActiveRun, event: pb.RunEvent) -> None:
         is_output = event.HasField("output")
         self._bus.run(event)
@@ -256,7 +280,7 @@ class Dispatcher:
     async def _relay(self, run: ActiveRun, limit: asyncio.Semaphore | None) -> None:
         rec = run.record
         status, exit_code, signal, error = pb.RUN_LOST, -1, 0, ""
-        call: grpc.aio.UnaryStreamCall | None = None  # type: ignore[type-arg]
+        call: ExecuteCall | None = None
         try:
             async with limit if limit is not None else contextlib.nullcontext():
                 agent = self._registry.get(rec.agent)
@@ -266,9 +290,8 @@ class Dispatcher:
                 if run.cancel_requested:
                     status, error = pb.RUN_CANCELLED, "cancelled before it started"
                     return
-                stub = self.agent_stub(agent.name, agent.address)
-                call = stub.Execute(
-                    pb.ExecuteRequest(run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s)
+                call = self._link.execute(
+                    agent, pb.ExecuteRequest(run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s)
                 )
                 deadline = rec.timeout_s + TIMEOUT_SLACK_S if rec.timeout_s else None
                 async with asyncio.timeout(deadline) as limit_cm:
@@ -280,37 +303,29 @@ class Dispatcher:
                 status, error = pb.RUN_LOST, "the master shut down mid-run"
             else:
                 status, error = pb.RUN_CANCELLED, "cancelled"
+        except errors.CallCancelledError:
+            status, error = pb.RUN_CANCELLED, "cancelled"
+        except errors.AgentUnreachableError as exc:
+            status, error = pb.RUN_LOST, str(exc)
+            if rec.started_at:
+                agent = self._registry.get(rec.agent)
+                where = agent.address if agent else "?"
+                error = f"lost contact with agent {rec.agent!r} at {where} mid-run"
+        except errors.SlothError as exc:
+            status, error = pb.RUN_LOST, str(exc)
         except Exception as exc:  # a relay must always record an outcome
-            import grpc
-
-            if isinstance(exc, grpc.aio.AioRpcError):
-                status, error = self._rpc_failure(rec, exc)
-            else:
-                log.exception("relay of %s failed", rec.run_id)
-                status, error = pb.RUN_LOST, f"internal error: {exc}"
+            log.exception("relay of %s failed", rec.run_id)
+            status, error = pb.RUN_LOST, f"internal error: {exc}"
         finally:
             run.finishing = True
             if call is not None and not call.done():
                 call.cancel()
             await self._finish(run, status, exit_code, signal, error)
 
-    def _rpc_failure(self, rec: RunRecord, exc: grpc.aio.AioRpcError) -> tuple[int, str]:
-        import grpc
-
-        agent = self._registry.get(rec.agent)
-        where = agent.address if agent else "?"
-        if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            if rec.started_at:
-                return pb.RUN_LOST, f"lost contact with agent {rec.agent!r} at {where} mid-run"
-            return pb.RUN_LOST, f"could not reach agent {rec.agent!r} at {where}: {exc.details()}"
-        if exc.code() == grpc.StatusCode.CANCELLED:
-            return pb.RUN_CANCELLED, "cancelled"
-        return pb.RUN_LOST, f"agent {rec.agent!r} failed the run: {exc.code().name}: {exc.details()}"
-
     async def _pump(
         self,
         run: ActiveRun,
-        call: grpc.aio.UnaryStreamCall,  # type: ignore[type-arg]
+        call: ExecuteCall,
         limit: asyncio.Timeout,
     ) -> tuple[int, int, int, str]:
         rec = run.record
@@ -406,9 +421,7 @@ class Dispatcher:
         agent = self._registry.get(rec.agent)
         if agent is not None:
             try:
-                await self.agent_stub(agent.name, agent.address).Cancel(
-                    pb.CancelRequest(run_id=rec.run_id), timeout=2.0
-                )
+                await self._link.cancel_run(agent, rec.run_id)
             except Exception as exc:  # the fallback below still ends the run
                 log.info("cancel of %s on %s: %s", rec.run_id, rec.agent, exc)
         if run.task is not None and not run.task.done():
@@ -418,7 +431,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------ replay
 
-    async def stream_run(self, run_id: str, follow: bool) -> AsyncIterator[pb.RunEvent]:
+    async def stream_run(self, run_id: str, follow: bool) -> AsyncGenerator[pb.RunEvent, None]:
         """The run's stored output, then (``follow``) its live events until it ends."""
         live = self._active.get(run_id) if follow else None
         follower: Follower | None = None

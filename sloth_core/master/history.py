@@ -1,105 +1,78 @@
-"""Run history: the bounded record of each run's output.
+"""Run history: one place to look a run up, whether it is live or stored.
 
-Live streaming is never truncated; what is *kept* is bounded per stream: the
-first half of the cap (the head) and the last half (the tail), with the size
-of the gap between them recorded so a replay can say what is missing.
+A run in flight is known to the dispatcher (its record changes as it runs);
+a finished one only to storage. :class:`RunHistory` merges the two so that
+``ListRuns``, ``GetRun`` and ``CancelRun`` never disagree about a run.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from dataclasses import fields
+from typing import Protocol
 
+from sloth_core import errors
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.storage import RunRecord, Storage, StoredChunk
+from sloth_core.storage import RunRecord, Storage
 
-DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes kept per stream of one run
+DEFAULT_RUNS_LIMIT = 50
+MAX_RUNS_LIMIT = 10_000
+
+
+# RunInfo is RunRecord on the wire, field for field.
+_RUN_FIELDS = [f.name for f in fields(RunRecord)]
 
 
 def run_info(rec: RunRecord) -> pb.RunInfo:
-    return pb.RunInfo(
-        run_id=rec.run_id,
-        job_id=rec.job_id,
-        agent=rec.agent,
-        command=rec.command,
-        requested_by=rec.requested_by,
-        status=rec.status,  # type: ignore[arg-type]
-        exit_code=rec.exit_code,
-        signal=rec.signal,
-        created_at=rec.created_at,
-        started_at=rec.started_at,
-        finished_at=rec.finished_at,
-        error=rec.error,
-        stdout_bytes=rec.stdout_bytes,
-        stderr_bytes=rec.stderr_bytes,
-        dropped_bytes=rec.dropped_bytes,
-        timeout_s=rec.timeout_s,
-    )
+    """A run as the wire shows it."""
+    return pb.RunInfo(**{name: getattr(rec, name) for name in _RUN_FIELDS})
 
 
-class OutputRecorder:
-    """Keeps a run's head and tail per stream and hands the head to storage."""
+class LiveRuns(Protocol):
+    """The runs in flight (the dispatcher)."""
 
-    def __init__(self, record: RunRecord, storage: Storage, cap_per_stream: int) -> None:
-        self._record = record
+    def live_records(self) -> list[RunRecord]: ...
+    def cancel(self, run_or_job_id: str) -> list[str]: ...
+
+
+class RunHistory:
+    """Looks runs up live first, then in storage."""
+
+    def __init__(self, live: LiveRuns, storage: Storage) -> None:
+        self._live = live
         self._storage = storage
-        self._half = max(1, cap_per_stream // 2)
-        self._head_used = {pb.STDOUT: 0, pb.STDERR: 0}
-        self._tails: dict[int, deque[StoredChunk]] = {pb.STDOUT: deque(), pb.STDERR: deque()}
-        self._tail_used = {pb.STDOUT: 0, pb.STDERR: 0}
 
-    def add(self, chunk: pb.OutputChunk) -> None:
-        rec = self._record
-        stream = chunk.stream if chunk.stream in self._head_used else pb.STDOUT
-        data = chunk.data
-        if stream == pb.STDERR:
-            rec.stderr_bytes += len(data)
-        else:
-            rec.stdout_bytes += len(data)
-        room = self._half - self._head_used[stream]
-        if room > 0:
-            head, data = data[:room], data[room:]
-            self._head_used[stream] += len(head)
-            self._storage.append_output(rec.run_id, [StoredChunk(chunk.seq, stream, head, 0)])
-        if not data:
-            return
-        tail = self._tails[stream]
-        tail.append(StoredChunk(chunk.seq, stream, data, 1))
-        self._tail_used[stream] += len(data)
-        excess = self._tail_used[stream] - self._half
-        while excess > 0:
-            oldest = tail[0]
-            cut = min(excess, len(oldest.data))
-            if cut == len(oldest.data):
-                tail.popleft()
-            else:
-                oldest.data = oldest.data[cut:]
-            self._tail_used[stream] -= cut
-            rec.dropped_bytes += cut
-            excess -= cut
+    async def list_runs(
+        self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 0
+    ) -> list[RunRecord]:
+        """Stored runs, newest first, each replaced by its live record while it runs."""
+        limit = min(limit or DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT)
+        records = await self._storage.list_runs(agent=agent, status=status, job_id=job_id, limit=limit)
+        live = {r.run_id: r for r in self._live.live_records()}
+        return [live.get(r.run_id, r) for r in records]
 
-    def tail_snapshot(self) -> list[StoredChunk]:
-        return sorted((c for t in self._tails.values() for c in t), key=lambda c: c.seq)
+    async def get_run(self, run_id: str) -> RunRecord:
+        for live in self._live.live_records():
+            if live.run_id == run_id:
+                return live
+        stored = await self._storage.get_run(run_id)
+        if stored is None:
+            raise errors.RunNotFoundError(f"no run with id {run_id!r}")
+        return stored
 
-    def flush_tail(self) -> None:
-        """Store the tail; called once the run is over."""
-        chunks = self.tail_snapshot()
-        if chunks:
-            self._storage.append_output(self._record.run_id, chunks)
-        for tail in self._tails.values():
-            tail.clear()
+    async def cancel(self, run_or_job_id: str) -> list[str]:
+        """Cancel a live run or every live run of a job; the ids cancelled.
 
+        An id that names only finished runs cancels nothing; one that names
+        nothing at all is an error.
+        """
+        if not run_or_job_id:
+            raise errors.UsageError("give a run id or a job id to cancel")
+        cancelled = self._live.cancel(run_or_job_id)
+        if not cancelled and not await self._known(run_or_job_id):
+            raise errors.RunNotFoundError(f"no run or job with id {run_or_job_id!r}")
+        return cancelled
 
-def replay_events(rec: RunRecord, chunks: list[StoredChunk]) -> list[pb.RunEvent]:
-    """Stored output as RunEvents, with a ``dropped`` marker where the tail begins."""
-    ids = {"job_id": rec.job_id, "run_id": rec.run_id, "agent": rec.agent}
-    events: list[pb.RunEvent] = []
-    marker_due = rec.dropped_bytes > 0
-    for chunk in sorted(chunks, key=lambda c: (c.seq, c.part)):
-        if marker_due and chunk.part == 1:
-            events.append(pb.RunEvent(**ids, dropped=rec.dropped_bytes))
-            marker_due = False
-        output = pb.OutputChunk(stream=chunk.stream, data=chunk.data, seq=chunk.seq)  # type: ignore[arg-type]
-        events.append(pb.RunEvent(**ids, output=output))
-    if marker_due:
-        events.append(pb.RunEvent(**ids, dropped=rec.dropped_bytes))
-    return events
+    async def _known(self, run_or_job_id: str) -> bool:
+        if await self._storage.get_run(run_or_job_id) is not None:
+            return True
+        return bool(await self._storage.list_runs(job_id=run_or_job_id, limit=1))

@@ -11,17 +11,21 @@ import asyncio
 import fnmatch
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import fields
 
 from sloth_core import errors
 from sloth_core.master.events import EventBus
 from sloth_core.names import close_names, is_glob
 from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.status_words import agent_word
 from sloth_core.storage import AgentRecord, Storage
 
 log = logging.getLogger(__name__)
 
 MISSED_BEATS_OFFLINE = 3
+# What AgentInfo shows of an AgentRecord (not its instance id); plus `running`.
+_INFO_FIELDS = [f.name for f in fields(AgentRecord) if f.name != "instance_id"]
 
 
 class Registry:
@@ -55,18 +59,8 @@ class Registry:
 
     def info(self, name: str) -> pb.AgentInfo:
         rec = self._agents[name]
-        return pb.AgentInfo(
-            name=rec.name,
-            address=rec.address,
-            version=rec.version,
-            hostname=rec.hostname,
-            os=rec.os,
-            labels=rec.labels,
-            status=rec.status,  # type: ignore[arg-type]
-            registered_at=rec.registered_at,
-            last_seen=rec.last_seen,
-            running=self._running.get(name, 0),
-        )
+        shown = {field: getattr(rec, field) for field in _INFO_FIELDS}
+        return pb.AgentInfo(**shown, running=self._running.get(name, 0))
 
     def all_info(self) -> list[pb.AgentInfo]:
         return [self.info(name) for name in sorted(self._agents)]
@@ -88,7 +82,11 @@ class Registry:
     # ------------------------------------------------------------ agents' calls
 
     def conflicting(self, req: pb.RegisterRequest) -> AgentRecord | None:
-        """The online agent that already holds ``req.name`` from elsewhere, if any."""
+        """The online agent that already holds ``req.name`` from elsewhere, if any.
+
+        Same address means the old process is gone (ports are not shared); a
+        different one may be a second agent claiming the name.
+        """
         existing = self._agents.get(req.name)
         if (
             existing is not None
@@ -99,20 +97,23 @@ class Registry:
             return existing
         return None
 
+    async def admit(self, req: pb.RegisterRequest, answers: Callable[[AgentRecord], Awaitable[bool]]) -> None:
+        """Register ``req``; a holder of its name elsewhere keeps it only while ``answers(holder)``.
+
+        The holder may be a process that just stopped (restarted on another
+        port): only a holder that still answers keeps the name.
+        """
+        holder = self.conflicting(req)
+        take_over = holder is not None and not await answers(holder)
+        self.register(req, take_over=take_over)
+
     def register(self, req: pb.RegisterRequest, *, take_over: bool = False) -> None:
         now = self._clock()
         existing = self._agents.get(req.name)
-        if (
-            not take_over
-            and existing is not None
-            and existing.status == pb.AGENT_ONLINE
-            and existing.instance_id != req.instance_id
-            and existing.address != req.address
-        ):
-            # Same address means the old process is gone (ports are not
-            # shared); a different one is a second agent claiming the name.
+        holder = None if take_over else self.conflicting(req)
+        if holder is not None:
             raise errors.NameTakenError(
-                f"agent name {req.name!r} is held by an online agent at {existing.address}"
+                f"agent name {req.name!r} is held by an online agent at {holder.address}"
             )
         event = pb.AGENT_REGISTERED if existing is None else pb.AGENT_WENT_ONLINE
         record = AgentRecord(
@@ -169,7 +170,14 @@ class Registry:
         self._storage.delete_agent(name)
         self._bus.agent(pb.AGENT_DELETED, info)
 
-    def run_started(self, name: str, delta: int = 1) -> None:
+    def run_started(self, name: str) -> None:
+        """One more run in flight on ``name`` (shown as ``running``)."""
+        self._count_runs(name, +1)
+
+    def run_finished(self, name: str) -> None:
+        self._count_runs(name, -1)
+
+    def _count_runs(self, name: str, delta: int) -> None:
         # No event: watchers count runs in flight from the run events
         # themselves; an agent event per run would double the feed.
         count = self._running.get(name, 0) + delta
@@ -177,9 +185,6 @@ class Registry:
             self._running[name] = count
         else:
             self._running.pop(name, None)  # also when the agent was deleted mid-run
-
-    def run_finished(self, name: str) -> None:
-        self.run_started(name, -1)
 
     def resolve(
         self, names: Iterable[str], labels: Mapping[str, str], all_agents: bool
@@ -197,8 +202,7 @@ class Registry:
             if rec is None:
                 rejected.append((name, self.unknown_message(name)))
             elif rec.status != pb.AGENT_ONLINE:
-                state = pb.AgentStatus.Name(rec.status).removeprefix("AGENT_").lower()
-                rejected.append((name, f"agent {name!r} is {state}"))
+                rejected.append((name, f"agent {name!r} is {agent_word(rec.status)}"))
             else:
                 chosen.append(name)
 

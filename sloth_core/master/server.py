@@ -12,9 +12,11 @@ from typing import Any
 
 from sloth_core import __version__, transport
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
+from sloth_core.master.agent_link import GrpcAgentLink
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
-from sloth_core.master.history import DEFAULT_OUTPUT_CAP
+from sloth_core.master.history import RunHistory
+from sloth_core.master.output import DEFAULT_OUTPUT_CAP
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
 from sloth_core.names import join_host_port
@@ -78,26 +80,28 @@ class Master:
 
         tls: transport.TLSConfig | None = None
         auth = Authorizer()  # plaintext callers pass: only with --insecure
-        on_delete = None
+        on_agent_deleted = None
         if not cfg.insecure:
             from sloth_core.security import MasterPKI
 
             self.pki = await asyncio.to_thread(MasterPKI.load_or_create, cfg.data_dir)
             tls = self.pki.master_tls
             auth = Authorizer(self.pki)
-            on_delete = self.pki.revoke_agent
+            on_agent_deleted = self.pki.revoke_agent
 
+        link = GrpcAgentLink(tls)
         self.dispatcher = Dispatcher(
             self.registry,
             self.storage,
             self.bus,
-            tls=tls,
+            link,
             output_cap=cfg.output_cap,
             runs_per_agent=cfg.runs_per_agent,
+            on_agent_deleted=on_agent_deleted,
         )
         service = MasterService(
-            self.registry, self.dispatcher, self.storage, self.bus, auth,
-            on_delete=on_delete, clock=time.time,
+            self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
+            answers=link.answers, clock=time.time,
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
@@ -156,21 +160,13 @@ class Master:
 
 
 async def _add_health_and_reflection(server: Any, services: list[str]) -> None:
-    """Health and reflection make `grpcurl` and load balancers work; optional extras."""
-    try:
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    except ImportError:
-        pass
-    else:
-        servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-        for name in ["", *services]:
-            await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    try:
-        from grpc_reflection.v1alpha import reflection
-    except ImportError:
-        return
-    from sloth_core.proto import sloth_pb2 as proto
+    """Health and reflection make `grpcurl` and load balancers work (required dependencies)."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
 
-    names = [proto.DESCRIPTOR.services_by_name[s.split(".")[-1]].full_name for s in services]
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ["", *services]:
+        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    names = [pb.DESCRIPTOR.services_by_name[s.split(".")[-1]].full_name for s in services]
     reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)

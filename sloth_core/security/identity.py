@@ -193,10 +193,6 @@ class Authorizer:
         """Exactly agent ``name`` with a certificate that is not revoked."""
         return await _or_abort(context, self.check_agent, context, name)
 
-    async def require_identified(self, context: grpc.aio.ServicerContext) -> Identity:
-        """Any of our identities (not revoked); for calls open to all of them."""
-        return await _or_abort(context, self.identify, context)
-
 
 _P = ParamSpec("_P")
 

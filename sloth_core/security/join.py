@@ -28,18 +28,22 @@ import grpc.aio
 from sloth_core import transport
 from sloth_core.errors import (
     CredentialsError,
+    InvalidArgumentError,
     MasterUnreachableError,
     NameTakenError,
+    PermissionDeniedError,
     SlothError,
 )
+from sloth_core.names import DEFAULT_MASTER_PORT, is_valid_name, join_host_port, split_host_port, validate_agent_name
 from sloth_core.paths import ensure_private_dir
 from sloth_core.proto import sloth_pb2, sloth_pb2_grpc
+from sloth_core.rpc_errors import abort
 from sloth_core.transport import TLSConfig
 
 from ._files import read_credential, write_private
 from .credentials import validated_tls
 from .layout import AGENT_CA, AGENT_CERT, AGENT_KEY, TOKEN_FILE, pki_dir
-from .names import JOIN_SERVER_NAME, identity_uri, is_valid_name, validate_name
+from .names import JOIN_SERVER_NAME, identity_uri
 from .tokens import JoinToken
 
 if TYPE_CHECKING:
@@ -67,45 +71,50 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
         self._name_in_use = name_in_use
 
     async def Join(self, request: sloth_pb2.JoinRequest, context: grpc.aio.ServicerContext) -> sloth_pb2.JoinResponse:
+        try:
+            cert_pem = self._admit(request, context.peer())
+        except SlothError as exc:
+            await abort(context, exc)
+        log.info("agent %s joined from %s", request.name, context.peer())
+        return sloth_pb2.JoinResponse(certificate_pem=cert_pem, ca_pem=self._pki.ca_pem)
+
+    def _admit(self, request: sloth_pb2.JoinRequest, peer: str) -> bytes:
+        """The new certificate, or a typed refusal. Synchronous on purpose: checking,
+        issuing and consuming a single-use token happen without another join interleaving."""
         from . import ca  # cryptography: only where keys and CSRs are made
 
         name = request.name
         if not is_valid_name(name):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid agent name {name!r}")
-        # No await from here on: checking, issuing and consuming a single-use
-        # token happen without another join interleaving.
+            raise InvalidArgumentError(f"invalid agent name {name!r}")
         tokens = self._pki.tokens
         try:
             # Token first: a caller without the secret learns nothing else.
             tokens.verify(request.token_id, request.proof, request.csr_pem, consume=False)
         except CredentialsError as exc:
-            log.warning("refused join of %r from %s: %s", name, context.peer(), exc.message)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
+            log.warning("refused join of %r from %s: %s", name, peer, exc.message)
+            raise PermissionDeniedError(exc.message) from None
         if self._name_in_use is not None and self._name_in_use(name):
-            await context.abort(
-                grpc.StatusCode.ALREADY_EXISTS,
-                f"agent name {name!r} is held by another online agent; choose another --name or stop that agent first",
+            raise NameTakenError(
+                f"agent name {name!r} is held by another online agent; choose another --name or stop that agent first"
             )
         try:
             ca.public_key_from_csr(request.csr_pem, name)
         except CredentialsError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            raise InvalidArgumentError(exc.message) from None
         try:
             # Spent only now, so a refused name or a broken CSR does not burn
             # a single-use token.
             tokens.consume(request.token_id)
         except CredentialsError as exc:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
-        cert_pem = self._pki.issue_agent_certificate(name, request.csr_pem)
-        log.info("agent %s joined from %s", name, context.peer())
-        return sloth_pb2.JoinResponse(certificate_pem=cert_pem, ca_pem=self._pki.ca_pem)
+            raise PermissionDeniedError(exc.message) from None
+        return self._pki.issue_agent_certificate(name, request.csr_pem)
 
 
 # ---------------------------------------------------------------- agent side
 
 
 async def join_master(
-    master_host: str,
+    master_address: str,
     token: str,
     name: str,
     data_dir: Path,
@@ -114,17 +123,17 @@ async def join_master(
 ) -> TLSConfig:
     """Join the master as agent ``name``; store and return the new identity.
 
-    ``master_host`` may carry a port (``host:50053``); it is ignored, since
-    the token names the join port. Raises :class:`CredentialsError` (bad,
+    ``master_address`` may carry a port (``host:50053``); it is ignored,
+    since the token names the join port. Raises :class:`CredentialsError` (bad,
     spent or foreign token, refused join), :class:`NameTakenError`,
     :class:`MasterUnreachableError` or :class:`UsageError` (bad name).
     """
     from . import ca  # cryptography: only where keys and CSRs are made
 
-    validate_name(name)
+    validate_agent_name(name)
     parsed = JoinToken.parse(token)
-    host = host_only(master_host)
-    address = f"[{host}]:{parsed.join_port}" if ":" in host else f"{host}:{parsed.join_port}"
+    host, _ = split_host_port(master_address, default_port=DEFAULT_MASTER_PORT, what="master address")
+    address = join_host_port(host, parsed.join_port)
 
     der = await asyncio.to_thread(fetch_certificate_der, host, parsed.join_port, timeout_s)
     if ca.pin_of_der(der) != parsed.pin:
@@ -176,21 +185,12 @@ def load_agent_tls(data_dir: Path, name: str | None = None) -> TLSConfig | None:
     return tls
 
 
-def host_only(master_host: str) -> str:
-    """``host``, ``host:port``, ``[v6]:port``, ``[v6]`` or a bare IPv6 -> host."""
-    if master_host.startswith("["):
-        return master_host[1 : master_host.find("]")] if "]" in master_host else master_host[1:]
-    if master_host.count(":") == 1:
-        return master_host.split(":", 1)[0]
-    return master_host
-
-
 def fetch_certificate_der(host: str, port: int, timeout_s: float) -> bytes:
     """The certificate the TLS endpoint presents, unverified (the caller pins it).
 
     Blocking; run it in a thread.
     """
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = join_host_port(host, port)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # trust comes from the pin, checked next

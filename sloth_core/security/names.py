@@ -29,7 +29,7 @@ import hashlib
 import re
 from typing import Literal
 
-from sloth_core.errors import UsageError
+from sloth_core.names import is_valid_name, validate_agent_name
 
 CertKind = Literal["master", "agent", "admin"]
 
@@ -41,30 +41,16 @@ JOIN_SERVER_NAME = "join.sloth"
 
 _AGENT_DOMAIN = "agent.sloth"
 _HASHED_AGENT_DOMAIN = "hashed-agent.sloth"
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,62})$"
-_NAME_RE = re.compile(NAME_PATTERN, re.IGNORECASE)
 _HOST_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-def is_valid_name(name: str) -> bool:
-    """Whether ``name`` is acceptable for an agent or an admin."""
-    return bool(_NAME_RE.fullmatch(name))
-
-
-def validate_name(name: str, what: str = "agent") -> str:
-    """Return ``name`` or raise :class:`UsageError` explaining the rule."""
-    if not is_valid_name(name):
-        raise UsageError(
-            f"invalid {what} name {name!r}: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return name
 
 
 def identity_uri(kind: CertKind, name: str = "") -> str:
     """The URI SAN for an identity (``sloth://master``, ``sloth://agent/web1``)."""
     if kind == "master":
         return f"{URI_SCHEME}master"
-    return f"{URI_SCHEME}{kind}/{validate_name(name, kind)}"
+    return f"{URI_SCHEME}{kind}/{validate_agent_name(name, kind)}"
 
 
 def parse_identity_uri(uri: str) -> tuple[CertKind, str] | None:
@@ -82,7 +68,7 @@ def parse_identity_uri(uri: str) -> tuple[CertKind, str] | None:
 
 def agent_server_name(name: str) -> str:
     """The TLS server name the master expects when it dials agent ``name``."""
-    validate_name(name)
+    validate_agent_name(name)
     labels = name.split(".")
     if name == name.lower() and all(_HOST_LABEL_RE.fullmatch(label) for label in labels):
         return f"{name}.{_AGENT_DOMAIN}"

@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sloth_core.errors import CredentialsError
+from sloth_core.names import validate_agent_name
 from sloth_core.paths import ensure_private_dir
 from sloth_core.transport import TLSConfig
 
@@ -43,7 +44,7 @@ from .layout import (
     MASTER_KEY,
     pki_dir,
 )
-from .names import MASTER_SERVER_NAME, CertKind, agent_server_name, validate_name
+from .names import MASTER_SERVER_NAME, CertKind, agent_server_name
 from .revocation import CertificateLedger
 from .tokens import JoinTokens
 
@@ -206,7 +207,7 @@ class MasterPKI:
         same agent are revoked (a re-join replaces the key). Raises
         :class:`CredentialsError` for a bad CSR, :class:`UsageError` for a bad name.
         """
-        validate_name(name)
+        validate_agent_name(name)
         public_key = ca.public_key_from_csr(csr_pem, name)
         cert = self._issue(public_key, "agent", name, dns_name=agent_server_name(name))
         superseded = self._ledger.record(f"agent/{name}", cert.serial_number, supersede=True)
@@ -227,7 +228,7 @@ class MasterPKI:
         if name is None or name == LOCAL_ADMIN:
             write_admin_bundle(path, self.admin_tls, f"admin:{LOCAL_ADMIN}")
             return
-        validate_name(name, "admin")
+        validate_agent_name(name, "admin")
         key = ca.generate_key()
         cert = self._issue(key.public_key(), "admin", name, dns_name=None)
         self._ledger.record(f"admin/{name}", cert.serial_number, supersede=True)

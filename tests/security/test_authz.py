@@ -6,7 +6,6 @@ and real agent endpoints (Cancel: master only), over real TLS on 127.0.0.1.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -108,21 +107,16 @@ async def test_agent_certificate_cannot_serve_as_the_master(master: RunningMaste
 
 
 class _Probe(sloth_pb2_grpc.MasterServicer):
-    """Reports the caller's identity and times peer_identity."""
+    """Reports the caller's identity, as the Authorizer and as peer_identity see it."""
 
     def __init__(self) -> None:
         self.seen: list[Identity] = []
-        self.per_call_s = 0.0
 
     async def ListAgents(
         self, request: sloth_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> sloth_pb2.ListAgentsResponse:
         self.seen.append(await Authorizer().require_admin(context))
-        rounds = 2000
-        start = time.perf_counter()
-        for _ in range(rounds):
-            peer_identity(context)
-        self.per_call_s = (time.perf_counter() - start) / rounds
+        self.seen.append(peer_identity(context))  # the second read comes from the cache
         return sloth_pb2.ListAgentsResponse()
 
 
@@ -140,8 +134,7 @@ async def test_plaintext_server_sees_insecure_and_tls_peer_is_identified(
         await list_agents(f"127.0.0.1:{secure}", master.pki.admin_tls)
     finally:
         await server.stop(None)
-    assert probe.seen == [Identity("insecure", ""), Identity("admin", "local")]
-    assert probe.per_call_s < 100e-6  # cached parse: a few microseconds
+    assert probe.seen == [Identity("insecure", "")] * 2 + [Identity("admin", "local")] * 2
 
 
 async def test_tls_port_without_client_certificates_identifies_nobody(
