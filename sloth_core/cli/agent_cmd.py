@@ -23,13 +23,14 @@ def _kind(name: str) -> str:
 def start(args: argparse.Namespace) -> int:
     name = validate_agent_name(args.name)
     host, port = split_host_port(args.master, default_port=DEFAULT_MASTER_PORT, what="master address")
-    if not 0 <= args.port < 65536:
+    if args.port is not None and not 0 <= args.port < 65536:
         raise UsageError(f"invalid port {args.port}: use 1-65535, or 0 for a free one")
     labels = dict(parse_label(text) for text in args.label)
     if args.insecure:
         from sloth_core.cli.render import print_warning
 
-        print_warning("--insecure: this agent accepts commands from anyone who can reach its port")
+        print_warning("--insecure: this agent takes commands from whatever answers at the master's address"
+                      + (" and from anyone who can reach its port" if args.port is not None else ""))
     if args.daemon:
         return daemon.launch(_kind(name), args.argv, f"agent {name}")
 

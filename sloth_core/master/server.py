@@ -12,13 +12,14 @@ from typing import Any
 
 from sloth_core import __version__, transport
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
-from sloth_core.master.agent_link import GrpcAgentLink
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
 from sloth_core.master.output import DEFAULT_OUTPUT_CAP
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
+from sloth_core.master.session_service import AgentSessionService
+from sloth_core.master.sessions import SessionHub
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
@@ -51,7 +52,13 @@ class Master:
         self.join_port = 0
         self.storage = SQLiteStorage(config.data_dir / "master.db")
         self.bus = EventBus()
-        self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)
+        self.hub = SessionHub()
+        self.registry = Registry(
+            self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s,
+            # A frozen agent's session is cut: its runs are lost now, and when
+            # it wakes it finds its runs hung up (and kills them) and says hello again.
+            on_unresponsive=lambda name: self.hub.drop_agent(name, "it stopped answering"),
+        )
         self.pki: Any = None
         self.dispatcher: Dispatcher | None = None
         self._server: Any = None
@@ -89,7 +96,7 @@ class Master:
             auth = Authorizer(self.pki)
             on_agent_deleted = self.pki.revoke_agent
 
-        link = GrpcAgentLink(tls)
+        link = self.hub
         self.dispatcher = Dispatcher(
             self.registry,
             self.storage,
@@ -101,11 +108,14 @@ class Master:
         )
         service = MasterService(
             self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
-            answers=link.answers, clock=time.time,
+            clock=time.time,
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
-        await _add_health_and_reflection(self._server, ["sloth.v1.Master"])
+        sloth_pb2_grpc.add_AgentSessionServicer_to_server(
+            AgentSessionService(self.registry, self.hub, auth), self._server
+        )
+        await _add_health_and_reflection(self._server, ["sloth.v1.Master", "sloth.v1.AgentSession"])
         self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
 
         if self.pki is not None:

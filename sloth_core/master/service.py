@@ -21,11 +21,9 @@ from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory, run_info
 from sloth_core.master.registry import Registry
-from sloth_core.names import validate_agent_name
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
 from sloth_core.rpc_errors import abort
-from sloth_core.storage import AgentRecord
 
 
 class Authorizer(Protocol):
@@ -73,7 +71,6 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         bus: EventBus,
         auth: Authorizer,
         *,
-        answers: Callable[[AgentRecord], Awaitable[bool]],
         clock: Callable[[], float],
     ) -> None:
         self._registry = registry
@@ -81,31 +78,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._history = history
         self._bus = bus
         self._auth = auth
-        self._answers = answers
         self._clock = clock
-
-    # ------------------------------------------------------------ agents' calls
-
-    @unary
-    async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
-        validate_agent_name(request.name)
-        await self._auth.require_agent(context, request.name)
-        if not request.address:
-            raise errors.UsageError("an agent must report the address the master can dial")
-        await self._registry.admit(request, self._answers)
-        return pb.RegisterResponse(heartbeat_interval_s=self._registry.heartbeat_interval_s)
-
-    @unary
-    async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
-        await self._auth.require_agent(context, request.name)
-        self._registry.heartbeat(request)
-        return pb.HeartbeatResponse(heartbeat_interval_s=self._registry.heartbeat_interval_s)
-
-    @unary
-    async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
-        await self._auth.require_agent(context, request.name)
-        self._registry.leave(request)
-        return pb.LeaveResponse()
 
     # ------------------------------------------------------------ operators' calls
 
