@@ -2,14 +2,14 @@
 
 Each simulated agent is the project's own agent, assembled exactly as
 `sloth-runner agent start` assembles it (:class:`sloth_core.agent.server.Agent`:
-its own ``grpc.aio`` server on its own loopback port, its own
-:class:`~sloth_core.agent.service.AgentService` running `bash -c` in a new
-process group, its own :class:`~sloth_core.agent.registration.Registrar`
-with its own channel to the master). Each has its own name, data dir and
+its own :class:`~sloth_core.agent.runs.RunTable` running `bash -c` in a new
+process group, its own :class:`~sloth_core.agent.session.MasterSession`
+with its own TLS channel and session stream to the master; like a default
+`agent start`, no inbound port). Each has its own name, data dir and
 certificate, obtained through the real join flow (CSR + token proof to the
 master's join port). The master cannot tell them from agent processes: only
 the Python process they share is different, so 1,000 of them fit on a
-2-core machine (4 processes x 250 agents).
+2-core machine (4 processes x 250 agents; 10,000 as 20 x 500).
 
 Host process (started by :class:`SimFleet`)::
 
@@ -55,8 +55,7 @@ def _config(name: str, args: argparse.Namespace) -> Any:
         name=name,
         master=args.master,
         data_dir=home / "agents" / name,
-        port=0,
-        bind_address="127.0.0.1",
+        port=None,  # dials out only, as `agent start` does by default
         labels={"sim": "yes", "group": str(int(name.rsplit("-", 1)[1]) % 10)},
         insecure=args.insecure,
         master_data_dir=home / "master",  # same user, same machine: the local token is found
@@ -125,10 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 class SimFleet:
     """Starts and stops host processes for agents ``sim-0000`` .. ``sim-{count-1}``."""
 
-    def __init__(self, cluster: Any, count: int, per_process: int = 250) -> None:
+    def __init__(self, cluster: Any, count: int, per_process: int = 250, max_processes: int = 20) -> None:
         self.cluster = cluster
         self.count = count
-        self.per_process = per_process
+        # Past max_processes x per_process, processes grow instead: 40 Python
+        # processes would cost the 2-core machine more than the master does.
+        self.per_process = max(per_process, math.ceil(count / max_processes))
         self.hosts: list[subprocess.Popen[bytes]] = []
 
     def _slices(self) -> list[tuple[int, int]]:

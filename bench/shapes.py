@@ -299,7 +299,7 @@ def _idle(pid: int, window_s: float) -> tuple[list[float], float]:
 def _drive(args: argparse.Namespace) -> int:
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     home = Path(tempfile.mkdtemp(prefix="sloth-shapes-"))
     _make_pki(home)

@@ -173,6 +173,9 @@ class MasterSession:
     async def _report(self, request: pb.ExecuteRequest) -> None:
         """Run it and write its events on a Report call; a hung-up call kills the run."""
         call = self._stub.Report()
+        # The master hanging up (a cancel, or the master gone) ends the call
+        # even while the command prints nothing: kill the run then.
+        call.add_done_callback(lambda _call: self._runs.cancel(request.run_id))
         try:
             try:
                 events = self._runs.start(request.run_id, request.command, request.timeout_s)

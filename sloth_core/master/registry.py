@@ -64,6 +64,7 @@ class Registry:
         self._agents: dict[str, AgentRecord] = {}
         self._running: dict[str, int] = {}
         self._online: set[str] = set()
+        self._busy_since: dict[str, float] = {}
         self._paces: dict[str, float] = {}  # the idle interval each agent was given
         self._quiet_until = 0.0  # no silence counts before this (the master was stalled)
         # last_seen changes every beat; it is flushed in batches, not per beat.
@@ -239,9 +240,13 @@ class Registry:
         # themselves; an agent event per run would double the feed.
         count = self._running.get(name, 0) + delta
         if count > 0:
+            if name not in self._running:
+                # Silence is counted from now, not from its last idle beat.
+                self._busy_since[name] = self._clock()
             self._running[name] = count
         else:
             self._running.pop(name, None)  # also when the agent was deleted mid-run
+            self._busy_since.pop(name, None)
 
     def resolve(
         self, names: Iterable[str], labels: Mapping[str, str], all_agents: bool
@@ -300,8 +305,11 @@ class Registry:
                     self._go_offline(rec, f"no heartbeat for {silent:.0f} s")
             for name in list(self._running):
                 rec = self._agents.get(name)
-                if rec is not None and rec.status == pb.AGENT_ONLINE and now - rec.last_seen > self._busy_silence_s:
-                    self._go_offline(rec, f"no word for {now - rec.last_seen:.0f} s while running")
+                if rec is None or rec.status != pb.AGENT_ONLINE:
+                    continue
+                silent = now - max(rec.last_seen, self._busy_since.get(name, 0.0))
+                if silent > self._busy_silence_s:
+                    self._go_offline(rec, f"no word for {silent:.0f} s while running")
         if self._dirty:
             beaten = sorted(n for n in self._dirty if n in self._agents)
             self._storage.save_agents([self._agents[n] for n in beaten])

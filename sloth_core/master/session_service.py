@@ -23,7 +23,7 @@ import grpc.aio
 from sloth_core import errors
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import Authorizer
-from sloth_core.master.sessions import Session, SessionHub
+from sloth_core.master.sessions import Session, SessionHub, SessionRun
 from sloth_core.names import validate_agent_name
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
@@ -122,15 +122,29 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
             run = self._hub.attach(name, first.run_id)
         except errors.SlothError as exc:
             await abort(context, exc)
-        message = first
+        # Read in a task of our own: the master hangs up (run.reporter) while
+        # a read may be pending, and the agent must see the call end.
+        assert run.reporter is not None
+        reader = asyncio.create_task(self._pump(first, run, name, context))
+        lost = errors.AgentUnreachableError(f"lost contact with agent {name!r} mid-run")
         try:
-            while message is not grpc.aio.EOF:
-                self._registry.touch(name)
-                await run.deliver(message.event)
-                message = await context.read()
-        except (asyncio.CancelledError, grpc.aio.AioRpcError):
-            if not run.hung_up:
-                run.fail(errors.AgentUnreachableError(f"lost contact with agent {name!r} mid-run"))
+            await asyncio.wait([reader, run.reporter], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            run.fail(lost)  # the agent's call broke (a no-op if the master hung up)
             raise
+        finally:
+            if not reader.done():
+                reader.cancel()
+        if not reader.done() or reader.cancelled() or reader.exception() is not None:
+            if not run.hung_up:
+                run.fail(lost)
+            await abort(context, errors.CallCancelledError("the master hung up this run"))
         run.reported_all()
         return pb.ReportAck()
+
+    async def _pump(self, first: pb.RunReport, run: SessionRun, name: str, context: grpc.aio.ServicerContext) -> None:
+        message: Any = first
+        while message is not grpc.aio.EOF:
+            self._registry.touch(name)
+            await run.deliver(message.event)
+            message = await context.read()

@@ -38,7 +38,7 @@ class Session:
     # None ends the stream from the master's side once what is queued is sent.
     outbox: asyncio.Queue[pb.MasterDown | None] = field(default_factory=asyncio.Queue)
     pace_s: float = 0.0
-    task: asyncio.Task[object] | None = None  # the Connect handler, cancelled to end it
+    task: asyncio.Task[object] | None = None  # the Connect handler
     runs: dict[str, SessionRun] = field(default_factory=dict)
 
     def send(self, message: pb.MasterDown) -> None:
@@ -54,9 +54,11 @@ class SessionRun:
         self._agent = agent
         self.run_id = run_id
         self._queue: asyncio.Queue[pb.ExecuteEvent | BaseException | None] = asyncio.Queue(RUN_QUEUE)
-        self._done = False
-        self.reporter: asyncio.Task[object] | None = None  # the Report handler, once attached
+        self._done = False  # the relay has read the end
+        self._ended = False  # the end is queued
+        self.reporter: asyncio.Future[None] | None = None  # set once attached; resolved to hang up
         self.started = False
+        self.exited = False
         self.hung_up = False  # the master hung up on purpose
 
     # ------------------------------------------------------------ the relay's side
@@ -70,10 +72,12 @@ class SessionRun:
             if isinstance(item, BaseException):
                 self._done = True
                 raise item
-            yield item
             if item.HasField("exit"):
+                # Done before the reader sees it: it stops reading at the exit.
                 self._done = True
+                yield item
                 return
+            yield item
 
     def cancel(self) -> bool:
         """The master hangs up: the agent kills the run (now, or when it wakes)."""
@@ -82,7 +86,7 @@ class SessionRun:
         self.hung_up = True
         self._forget()
         if self.reporter is not None:
-            self.reporter.cancel()
+            self._hang_up()
         elif self._session.task is not None and not self._session.task.done():
             # Asked but not reported yet: the agent will find no one listening.
             self._session.send(pb.MasterDown(cancel=pb.CancelRequest(run_id=self.run_id)))
@@ -98,24 +102,37 @@ class SessionRun:
         """One event from the agent; waits while the relay is behind (back pressure)."""
         if event.HasField("started"):
             self.started = True
+        elif event.HasField("exit"):
+            self.exited = True
         await self._queue.put(event)
 
     def reported_all(self) -> None:
-        """The agent closed its Report call (normally after the exit)."""
+        """The Report call ended; without an exit, the agent died mid-run (its socket closed)."""
+        if not self.exited:
+            self.fail(errors.AgentUnreachableError(f"lost contact with agent {self._agent.name!r} mid-run"))
+            return
         self._forget()
         self._end(None)
 
     def fail(self, exc: errors.SlothError) -> None:
+        if self._ended:
+            return
         self._forget()
-        if self.reporter is not None and self.reporter is not asyncio.current_task():
-            self.reporter.cancel()
+        self._hang_up()
         self._end(exc)
+
+    def _hang_up(self) -> None:
+        if self.reporter is not None and not self.reporter.done():
+            self.reporter.set_result(None)
 
     def _forget(self) -> None:
         self._session.runs.pop(self.run_id, None)
         self._index.pop(self.run_id, None)
 
     def _end(self, item: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -150,22 +167,19 @@ class SessionHub:
             where = "mid-run" if run.started else "before the run started"
             run.fail(errors.AgentUnreachableError(f"lost contact with agent {session.name!r} {where}: {why}"))
 
-    def drop(self, session: Session, why: str, *, graceful: bool = False) -> None:
+    def drop(self, session: Session, why: str) -> None:
         """End ``session`` from the master's side (frozen, deleted, replaced).
 
-        ``graceful`` sends what is queued first (a shutdown request) and then
-        ends the stream; otherwise it is cut at once.
+        What is queued (a shutdown request) is sent first, then the stream
+        ends: a live agent sees the end and says hello again.
         """
         self.ended(session, why)
-        if graceful:
-            session.outbox.put_nowait(None)
-        elif session.task is not None and session.task is not asyncio.current_task():
-            session.task.cancel()
+        session.outbox.put_nowait(None)
 
-    def drop_agent(self, name: str, why: str, *, graceful: bool = False) -> None:
+    def drop_agent(self, name: str, why: str) -> None:
         session = self._sessions.get(name)
         if session is not None:
-            self.drop(session, why, graceful=graceful)
+            self.drop(session, why)
 
     def session(self, name: str) -> Session | None:
         return self._sessions.get(name)
@@ -187,7 +201,7 @@ class SessionHub:
         run = session.runs.get(run_id) if session is not None else None
         if run is None or run.reporter is not None:
             raise errors.RunNotFoundError(f"run {run_id!r} is not waiting for agent {name!r}")
-        run.reporter = asyncio.current_task()
+        run.reporter = asyncio.get_running_loop().create_future()
         return run
 
     # ------------------------------------------------------------ AgentLink
@@ -221,7 +235,7 @@ class SessionHub:
         return self.connected(agent.name, agent.instance_id)
 
     def forget(self, name: str) -> None:
-        self.drop_agent(name, "the agent was deleted", graceful=True)
+        self.drop_agent(name, "the agent was deleted")
 
     async def close(self) -> None:
         for session in list(self._sessions.values()):
