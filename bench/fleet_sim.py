@@ -77,13 +77,26 @@ def _emit(document: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+async def _join(config: Any) -> None:
+    """The real join flow, in this process: `agent start` runs the same in a child
+    process of its own (:mod:`sloth_core.agent.joining`), which for 10,000 agents
+    would be 10,000 interpreters."""
+    from sloth_core import paths
+    from sloth_core.security import join
+
+    token = join.find_local_token(paths.master_data_dir(config.master_data_dir))
+    if not token:
+        raise RuntimeError("no local join token")
+    await join.join_master(config.master, token, config.name, config.data_dir)
+
+
 async def _host(args: argparse.Namespace) -> int:
-    from sloth_core.agent.server import Agent, agent_tls
+    from sloth_core.agent.server import Agent
 
     names = [agent_name(i) for i in range(args.first, args.first + args.count)]
     started = time.perf_counter()
     if args.join_only:
-        outcomes = await _gather_limited([agent_tls(_config(n, args)) for n in names], args.concurrency)
+        outcomes = await _gather_limited([_join(_config(n, args)) for n in names], args.concurrency)
         errors = [repr(o) for o in outcomes if isinstance(o, BaseException)]
         _emit({"event": "joined", "count": len(names) - len(errors), "errors": errors[:5],
                "elapsed_s": time.perf_counter() - started})

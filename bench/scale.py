@@ -274,7 +274,7 @@ def _one_size(cluster: Cluster, profile: Any, results: Results, n: int, *, watch
         progress(f"scale {n}: `agent run --all true` (first, then {profile.scale_runs} warm)")
         first, first_failure = _run_all(cluster, n)
         results.add(Figure(
-            f"run_all_first_{n}", f"CLI `agent run --all 'true'`, {n:,} agents, first (master dials each)", "ms",
+            f"run_all_first_{n}", f"CLI `agent run --all 'true'`, {n:,} agents, first after start", "ms",
             [first], _target("run_all_ms", n), command=command_line([*cli_argv(), "agent", "run", "--all", "true"]),
             note="the first job after start (agents' sessions are already open)", failure=first_failure,
         ))

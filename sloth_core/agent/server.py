@@ -66,7 +66,13 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
             "(print one with `sloth-runner master token` on the master's machine)"
         )
     log.info("joining the master at %s", config.master)
-    return await join.join_master(config.master, token, config.name, config.data_dir)
+    from sloth_core.agent.joining import join_once
+
+    await join_once(config.master, token, config.name, config.data_dir)
+    tls = join.load_agent_tls(config.data_dir)
+    if tls is None:
+        raise errors.CredentialsError(f"joining stored no certificate in {config.data_dir}")
+    return tls
 
 
 class Agent:
