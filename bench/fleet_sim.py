@@ -38,6 +38,8 @@ from typing import Any
 
 PREFIX = "sim"
 START_CONCURRENCY = 25  # agents starting at once in one host process
+JOINS_AT_ONCE = 40  # across all host processes: the master signs one CSR at a time
+JOIN_ATTEMPTS = 5
 
 
 def agent_name(index: int) -> str:
@@ -84,10 +86,20 @@ async def _join(config: Any) -> None:
     from sloth_core import paths
     from sloth_core.security import join
 
+    from sloth_core.errors import MasterUnreachableError
+
     token = join.find_local_token(paths.master_data_dir(config.master_data_dir))
     if not token:
         raise RuntimeError("no local join token")
-    await join.join_master(config.master, token, config.name, config.data_dir)
+    for attempt in range(JOIN_ATTEMPTS):
+        try:
+            await join.join_master(config.master, token, config.name, config.data_dir)
+            return
+        except MasterUnreachableError:
+            # A busy join port times out: try again later, as an operator would.
+            if attempt == JOIN_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(1 + attempt)
 
 
 async def _host(args: argparse.Namespace) -> int:
@@ -169,7 +181,8 @@ class SimFleet:
         from bench._infra import stop
 
         started = time.perf_counter()
-        procs = [self._spawn(first, count, "--join-only") for first, count in self._slices()]
+        per = str(max(1, JOINS_AT_ONCE // self.processes))
+        procs = [self._spawn(first, count, "--join-only", "--concurrency", per) for first, count in self._slices()]
         try:
             for proc in procs:
                 out, _ = proc.communicate(timeout=timeout)
