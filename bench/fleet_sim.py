@@ -84,9 +84,8 @@ async def _join(config: Any) -> None:
     process of its own (:mod:`sloth_core.agent.joining`), which for 10,000 agents
     would be 10,000 interpreters."""
     from sloth_core import paths
-    from sloth_core.security import join
-
     from sloth_core.errors import MasterUnreachableError
+    from sloth_core.security import join
 
     token = join.find_local_token(paths.master_data_dir(config.master_data_dir))
     if not token:
