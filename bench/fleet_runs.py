@@ -66,7 +66,7 @@ def run(profile: Any, results: Results) -> None:
         times = []
         for _ in range(profile.fanout_runs):
             result = cluster.cli("agent", "run", "--all", "echo hi")
-            if result.returncode != 0 or f"{n} succeeded, 0 failed, 0 rejected".encode() not in result.stdout:
+            if result.returncode != 0 or f"{n} succeeded, 0 failed, 0 rejected".encode() not in result.stderr:
                 raise RuntimeError(f"--all run failed ({result.returncode}): {result.stdout[-500:]!r} {result.stderr[-500:]!r}")
             times.append(result.elapsed_s * 1000)
         results.add(Figure(

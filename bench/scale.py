@@ -153,11 +153,12 @@ def _run_all(cluster: Cluster, n: int) -> tuple[float, str]:
     """(ms, "" or what went wrong): every run must be accounted for as succeeded."""
     result = cluster.cli("agent", "run", "--all", "true", timeout=300)
     summary = f"{n} succeeded, 0 failed, 0 rejected".encode()
-    if result.returncode == 0 and summary in result.stdout:
+    # The summary and the reasons of runs that could not run are on stderr, as ssh keeps stdout for data.
+    if result.returncode == 0 and summary in result.stderr:
         return result.elapsed_s * 1000, ""
-    tail = result.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+    tail = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
     reason = f"exit {result.returncode}: {tail[0]}"
-    lost = [ln for ln in result.stdout.decode(errors="replace").splitlines() if " lost " in f" {ln} "]
+    lost = [ln for ln in result.stderr.decode(errors="replace").splitlines() if " lost " in f" {ln} " or "| error:" in ln]
     if lost:
         reason += f" (e.g. {lost[0].split(None, 4)[-1][:160]})"
     progress(f"`agent run --all true` on {n}: {reason}")

@@ -84,7 +84,7 @@ class MasterClient:
         master_data_dir: str | Path | None = None,
     ) -> MasterClient:
         """Resolve the address and credentials the way every CLI command does."""
-        address = resolve_master_address(master)
+        address = resolve_master_address(master, master_data_dir)
         tls = None if insecure else resolve_admin_tls(credentials, master_data_dir)
         return cls(address, tls)
 
@@ -146,6 +146,12 @@ class MasterClient:
         from sloth_core.proto import sloth_pb2 as pb
 
         await self._unary(self._stub.DeleteAgent, pb.AgentRef(name=name))
+
+    async def get_status(self) -> pb.MasterStatus:
+        """The master's version, start time and store health."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        return await self._unary(self._stub.GetStatus, pb.GetStatusRequest())
 
     # ------------------------------------------------------------ runs
 

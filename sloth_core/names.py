@@ -71,11 +71,19 @@ def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def resolve_master_address(flag: str | None) -> str:
-    """``--master``, else ``$SLOTH_RUNNER_MASTER``, else 127.0.0.1:50053; normalised."""
-    value = flag or os.environ.get(MASTER_ENV) or f"127.0.0.1:{DEFAULT_MASTER_PORT}"
+def resolve_master_address(flag: str | None, master_data_dir: str | os.PathLike[str] | None = None) -> str:
+    """``--master``, else ``$SLOTH_RUNNER_MASTER``, else the address the local master
+    recorded in its data dir (``master.json``), else 127.0.0.1:50053; normalised."""
+    value = flag or os.environ.get(MASTER_ENV) or _local_master(master_data_dir) or f"127.0.0.1:{DEFAULT_MASTER_PORT}"
     host, port = split_host_port(value, default_port=DEFAULT_MASTER_PORT, what="master address")
     return join_host_port(host, port)
+
+
+def _local_master(master_data_dir: str | os.PathLike[str] | None) -> str | None:
+    from sloth_core import paths
+    from sloth_core.endpoint import local_master_address
+
+    return local_master_address(paths.master_data_dir(master_data_dir))
 
 
 def parse_label(text: str) -> tuple[str, str]:

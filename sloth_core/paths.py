@@ -62,3 +62,22 @@ def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (mode 0700) if needed; keys and tokens live below it."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def master_process_name(data_dir: Path) -> str:
+    """The stem of the pid and log files of the master that uses ``data_dir``.
+
+    ``master`` for the default data dir; ``master-<hash of the dir>`` for any
+    other, so two masters with different data dirs on one machine each keep
+    their own pid file and log (``master status --data-dir DIR`` prints them).
+    """
+    if _same_dir(data_dir, master_data_dir()):
+        return "master"
+    import hashlib
+
+    digest = hashlib.sha256(str(data_dir.expanduser().resolve()).encode()).hexdigest()[:8]
+    return f"master-{digest}"
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    return a.expanduser().resolve() == b.expanduser().resolve()

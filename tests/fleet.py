@@ -53,6 +53,9 @@ class Fleet:
     insecure: bool = False
     procs: list[Proc] = field(default_factory=list)
     master_address: str = ""
+    # The master's --data-dir when not the default under home: start_master
+    # passes it, and admin commands need `--data-dir` to find its credentials.
+    data_dir: Path | None = None
     _counter: int = 0
 
     @property
@@ -73,14 +76,15 @@ class Fleet:
 
     @property
     def master_dir(self) -> Path:
-        return self.home / "master"
+        return self.data_dir or self.home / "master"
 
     def start_master(self, *extra: str, heartbeat: float = HEARTBEAT_S, port: int = 0) -> Proc:
         (self.master_dir / "master.json").unlink(missing_ok=True)
         proc = self.spawn(
             # --join-port 0: a restart on a fixed port must not collide on port + 1.
             ["master", "--bind", "127.0.0.1", "-p", str(port), "--join-port", "0",
-             "--heartbeat-interval", str(heartbeat), *self.security_flags, *extra],
+             "--heartbeat-interval", str(heartbeat), *self.security_flags,
+             *(["--data-dir", str(self.data_dir)] if self.data_dir else []), *extra],
             "master",
         )
         endpoint = harness.wait_for_master(proc.popen, self.master_dir, proc.log, timeout=15)

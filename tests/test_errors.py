@@ -95,7 +95,12 @@ def test_empty_command(fleet: Fleet) -> None:
 def test_second_agent_cannot_take_an_online_name(fleet: Fleet) -> None:
     fleet.start_master()
     fleet.start_agent("a1")
-    second = fleet.start_agent("a1", wait=False)
+    # The same name on the same machine is refused by the pid file's lock at
+    # once; as if on another machine (its own pid file), the master refuses it.
+    same_machine = fleet.start_agent("a1", wait=False)
+    wait_for(lambda: not same_machine.alive(), what="the second local agent to give up")
+    assert "agent a1 is already running" in same_machine.text()
+    second = fleet.start_agent("a1", "--pid-file", str(fleet.home / "elsewhere.pid"), wait=False)
     wait_for(lambda: not second.alive(), what="the second agent to give up")
     assert second.popen.returncode != 0
     assert "held by an online agent" in second.text()

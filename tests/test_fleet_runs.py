@@ -46,14 +46,15 @@ def three(fleet: Fleet) -> Fleet:
 
 def test_fan_out_with_mixed_exit_codes(three: Fleet) -> None:
     command = 'echo "hi from $SLOTH_AGENT"; [ "$SLOTH_AGENT" = db-1 ] && exit 4; exit 0'
-    result = three.cli("agent", "run", "web-1,web-2,db-1", command, *three.client_flags())
+    result = three.cli("agent", "run", "web-1,web-2,db-1", command, "--summary", *three.client_flags())
     assert result.returncode == 1
-    out = result.stdout.decode()
-    for name in ("web-1", "web-2", "db-1"):
-        assert f"{name:<5} | hi from {name}" in out
-    assert out.count("Command Execution Result on") == 3
-    assert out.count("SUCCESS") == 2 and out.count("ERROR") == 1 and "Exit code: 4" in out
-    assert out.rstrip().endswith("2 succeeded, 1 failed, 0 rejected")
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert sorted(out.splitlines()) == sorted(f"{name:<5} | hi from {name}" for name in ("web-1", "web-2", "db-1"))
+    # One compact table on stderr, never a box per agent; the count is the last line.
+    assert "Command Execution Result" not in err
+    table = {line.split()[0]: line.split() for line in err.splitlines() if line.split()[:1] in (["web-1"], ["web-2"], ["db-1"])}
+    assert table["db-1"][1:3] == ["failed", "4"] and table["web-1"][1:3] == ["succeeded", "0"]
+    assert err.rstrip().splitlines()[-1] == "2 succeeded, 1 failed, 0 rejected"
     assert three.cli("agent", "run", "web-*", command, *three.client_flags()).returncode == 0
 
 
@@ -82,9 +83,9 @@ def test_glob_and_label_targets_and_rejected_offline(three: Fleet) -> None:
     three.wait_status("db-1", "offline")
     result = three.cli("agent", "run", "web-1,db-1,nope", "echo hi", *three.client_flags())
     assert result.returncode == 1
-    out = result.stdout.decode()
-    assert "1 succeeded, 0 failed, 2 rejected" in out
-    assert "agent 'db-1' is offline" in out and "unknown agent 'nope'" in out
+    err = result.stderr.decode()
+    assert err.rstrip().splitlines()[-1] == "1 succeeded, 0 failed, 2 rejected"
+    assert "agent 'db-1' is offline" in err and "unknown agent 'nope'" in err
     rejected = runs(three, "--status", "rejected")
     assert {r["agent"] for r in rejected} == {"db-1", "nope"}
 
@@ -135,7 +136,7 @@ def test_killed_cli_cancels_its_runs(three: Fleet, tmp_path: Path) -> None:
 def test_timeout_kills_and_exits_124(three: Fleet) -> None:
     result = three.cli("agent", "run", "web-1", "echo before; sleep 30", "--timeout", "0.5", *three.client_flags())
     assert result.returncode == 124
-    assert b"before" in result.stdout and b"timed out" in result.stdout
+    assert result.stdout == b"before\n" and b"timed out" in result.stderr
     assert runs(three, "--limit", "1")[0]["status"] == "timed_out"
 
 
@@ -215,8 +216,8 @@ def test_history_show_follow_and_truncation(fleet: Fleet, tmp_path: Path) -> Non
     assert info["status"] == "failed" and info["exit_code"] == 7 and info["dropped_bytes"] > 0
     shown = fleet.cli("runs", "show", str(info["run_id"]), *fleet.client_flags())
     text = shown.stdout.decode()
-    assert text.count("\n1\n") == 1 and "\n5000\n" in text  # head and tail kept
-    assert "bytes not kept in history" in text and "output truncated" in text
+    assert text.startswith("1\n") and text.count("\n1\n") == 0 and "\n5000\n" in text  # head and tail kept
+    assert "bytes not kept in history" in shown.stderr.decode() and "output truncated" in shown.stderr.decode()
     assert "oops" in shown.stderr.decode()
     as_json = json.loads(fleet.cli("runs", "show", str(info["run_id"]), "--json", *fleet.client_flags()).stdout)
     assert as_json["truncated"] is True and as_json["stderr"] == "oops\n"

@@ -107,6 +107,7 @@ class Agent:
         )
         # The first hello decides whether we may start at all: a name held by
         # another online agent or a refused certificate are fatal.
+        said = ""  # what we already told the operator, so the retry loop does not repeat it
         try:
             await self.session.register_once()
         except errors.PermissionDeniedError as exc:
@@ -121,8 +122,9 @@ class Agent:
             await self.stop()
             raise
         except errors.SlothError as exc:
-            log.warning("%s; will keep trying", self.session.explain(exc))
-        self._loop_task = asyncio.create_task(self.session.run(), name="session")
+            said = self.session.explain(exc)
+            log.warning("%s; will keep trying", said)
+        self._loop_task = asyncio.create_task(self.session.run(already_said=said), name="session")
 
     async def _listen(self, tls: transport.TLSConfig | None) -> None:
         """Also serve the Agent service on --port/--bind-address (the seed's direct mode)."""

@@ -112,10 +112,13 @@ class MasterSession:
         self.registered.set()
         self._call = call
 
-    async def run(self) -> None:
-        """Serve the session until cancelled, re-opening it whenever it breaks."""
+    async def run(self, already_said: str = "") -> None:
+        """Serve the session until cancelled, re-opening it whenever it breaks.
+
+        ``already_said`` is a complaint the caller already logged.
+        """
         backoff = BACKOFF_START_S
-        complained = ""
+        complained = already_said
         while True:
             try:
                 if self._call is None:

@@ -13,7 +13,7 @@ from sloth_core import paths
 from sloth_core.cli import daemon
 from sloth_core.cli.common import with_client
 from sloth_core.errors import SlothError, UsageError
-from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, parse_label, split_host_port, validate_agent_name
+from sloth_core.names import parse_label, resolve_master_address, validate_agent_name
 
 
 def _kind(name: str) -> str:
@@ -22,9 +22,8 @@ def _kind(name: str) -> str:
 
 def start(args: argparse.Namespace) -> int:
     name = validate_agent_name(args.name)
-    host, port = split_host_port(args.master, default_port=DEFAULT_MASTER_PORT, what="master address")
-    if args.port is not None and not 0 <= args.port < 65536:
-        raise UsageError(f"invalid port {args.port}: use 1-65535, or 0 for a free one")
+    # --master, else $SLOTH_RUNNER_MASTER, else what the local master recorded.
+    master = resolve_master_address(args.master, args.master_data_dir)
     labels = dict(parse_label(text) for text in args.label)
     if args.insecure:
         from sloth_core.cli.render import print_warning
@@ -38,16 +37,17 @@ def start(args: argparse.Namespace) -> int:
     from sloth_core.cli import logs
     from sloth_core.errors import PortInUseError
 
-    logs.setup()
+    logs.setup(log_file=args.log_file)
     config = AgentConfig(
         name=name,
-        master=join_host_port(host, port),
+        master=master,
         data_dir=paths.agent_data_dir(name, args.data_dir),
         port=args.port,
         bind_address=args.bind_address,
         labels=labels,
         insecure=args.insecure,
         token=args.token,
+        master_data_dir=Path(args.master_data_dir).expanduser() if args.master_data_dir else None,
     )
     agent = Agent(config)
 
@@ -56,7 +56,7 @@ def start(args: argparse.Namespace) -> int:
 
     pid_path = Path(args.pid_file) if args.pid_file else daemon.pid_file(_kind(name))
     try:
-        daemon.serve_until_signalled(agent.start, agent.stop, started, pid_path, agent.stopping)
+        daemon.serve_until_signalled(agent.start, agent.stop, started, pid_path, agent.stopping, what=f"agent {name}")
     except PortInUseError as exc:
         raise SlothError(f"{exc} (another agent there? choose another with --port)") from None
     return 0
@@ -104,7 +104,7 @@ def list_agents(args: argparse.Namespace) -> int:
         print()
         return 0
     if not rows:
-        print("no agents registered yet (start one with `sloth-runner agent start --name NAME --master HOST:PORT`)")
+        print("no agents registered yet (start one with `sloth-runner agent start --name NAME`; add --master HOST:PORT on another machine)")
         return 0
     from sloth_core.cli.render import STATUS_COLOURS, ago, paint
 

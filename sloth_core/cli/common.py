@@ -16,7 +16,7 @@ T = TypeVar("T")
 def connect(args: argparse.Namespace) -> MasterClient:
     from sloth_core.client import MasterClient
 
-    if args.insecure:
+    if args.insecure and not getattr(args, "quiet_insecure", False):
         from sloth_core.cli.render import print_warning
 
         print_warning("--insecure: talking plaintext to the master, without authentication")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import re
+import time
 from pathlib import Path
+from typing import Any
 
 from sloth_core import paths
 from sloth_core.cli import daemon
-from sloth_core.errors import SlothError, UsageError
+from sloth_core.errors import SlothError
 
-KIND = "master"
 WHAT = "the master"
+
+
+def _process_name(args: argparse.Namespace) -> str:
+    """`master` for the default data dir, `master-<hash>` for another (see :func:`paths.master_process_name`)."""
+    return paths.master_process_name(paths.master_data_dir(getattr(args, "data_dir", None)))
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -24,15 +29,12 @@ def serve(args: argparse.Namespace) -> int:
     from sloth_core.master.server import Master, MasterConfig
     from sloth_core.names import join_host_port
 
-    if not 0 <= args.port < 65536:
-        raise UsageError(f"invalid port {args.port}: use 1-65535, or 0 for a free one")
-    if args.heartbeat_interval <= 0:
-        raise UsageError("--heartbeat-interval must be positive")
     if args.insecure:
         print_warning("--insecure: plaintext and NO authentication; anyone who reaches this port can run commands on every agent")
+    name = _process_name(args)
     if args.daemon:
-        return daemon.launch(KIND, args.argv, WHAT)
-    logs.setup()
+        return daemon.launch(name, args.argv, WHAT)
+    logs.setup(log_file=args.log_file)
     config = MasterConfig(
         data_dir=paths.master_data_dir(args.data_dir),
         bind=args.bind,
@@ -42,6 +44,9 @@ def serve(args: argparse.Namespace) -> int:
         heartbeat_interval_s=args.heartbeat_interval,
         output_cap=args.output_cap,
         runs_per_agent=args.runs_per_agent,
+        log_file=str(Path(args.log_file).resolve()) if args.log_file else "",
+        store=args.store or "",
+        history_queue=args.history_queue,
     )
     master = Master(config)
 
@@ -55,23 +60,95 @@ def serve(args: argparse.Namespace) -> int:
         if master.join_port:
             log.info("agents join with a token on port %d", master.join_port)
 
+    pid_path = Path(args.pid_file) if args.pid_file else daemon.pid_file(name)
     try:
-        daemon.serve_until_signalled(master.start, master.stop, started, _pid_path(args))
+        daemon.serve_until_signalled(master.start, master.stop, started, pid_path, what=WHAT)
     except PortInUseError as exc:
         raise SlothError(f"{exc} (is another master running? choose another port with -p)") from None
+    except OSError as exc:  # a full or read-only disk while creating its files
+        where = f": {exc.filename}" if exc.filename else ""
+        raise SlothError(f"the master could not start: {exc.strerror or exc}{where}") from None
     return 0
 
 
-def _pid_path(args: argparse.Namespace) -> Path:
-    return Path(args.pid_file) if args.pid_file else daemon.pid_file(KIND)
-
-
 def status(args: argparse.Namespace) -> int:
-    return daemon.status(KIND, WHAT)
+    """Where the local master listens, since when, where it logs, how many agents."""
+    from sloth_core.endpoint import live_endpoint
+
+    data_dir = paths.master_data_dir(args.data_dir)
+    name = _process_name(args)
+    pid = daemon.read_pid(daemon.pid_file(name))
+    endpoint = live_endpoint(data_dir)
+    if endpoint is None and pid is None:
+        print(f"{WHAT} is not running (data dir {data_dir})")
+        return 3  # as `systemctl status` / LSB for "not running"
+    pid = pid or (endpoint.pid if endpoint else None)
+    rows = [("pid", str(pid))]
+    if endpoint is None:
+        rows.append(("address", "not listening yet"))
+    else:
+        rows += [
+            ("address", endpoint.address + (" (INSECURE plaintext)" if endpoint.insecure else "")),
+            ("join port", str(endpoint.join_port) if endpoint.join_port else "-"),
+        ]
+    rows.append(("data dir", str(data_dir)))
+    log = endpoint.log_file if endpoint and endpoint.log_file else ""
+    rows.append(("log file", log or "none: it logs to the terminal it was started in"))
+    if endpoint is not None and endpoint.started_at:
+        from sloth_core.cli.render import duration
+
+        rows.append(("uptime", duration(max(0.0, time.time() - endpoint.started_at))))
+        rows.append(("agents", _agent_counts(endpoint, data_dir)))
+    print(f"{WHAT} is running")
+    for key, value in rows:
+        print(f"  {key + ':':<11}{value}")
+    if endpoint is not None:
+        print(_history_state(endpoint, data_dir))
+    return 0
+
+
+def _agent_counts(endpoint: Any, data_dir: Path) -> str:
+    """`N online / M total`, asked of the master itself; the reason if it cannot say."""
+    from sloth_core import status_words
+    from sloth_core.cli.common import with_client
+
+    client_args = argparse.Namespace(
+        master=endpoint.address, credentials=None, insecure=endpoint.insecure, master_data_dir=str(data_dir),
+        quiet_insecure=True,
+    )
+    try:
+        agents = with_client(client_args, lambda c: c.list_agents())
+    except SlothError as exc:
+        return f"unknown ({exc})"
+    online = sum(1 for a in agents if status_words.agent_word(a.status) == "online")
+    return f"{online} online / {len(agents)} total"
+
+
+def _history_state(endpoint: Any, data_dir: Path) -> str:
+    """Whether the master's history is being saved, asked of the master itself."""
+    from sloth_core.cli.common import with_client
+
+    client_args = argparse.Namespace(
+        master=endpoint.address, credentials=None, insecure=endpoint.insecure, master_data_dir=str(data_dir),
+        quiet_insecure=True,
+    )
+    try:
+        store = with_client(client_args, lambda c: c.get_status()).store
+    except SlothError as exc:
+        return f"history: unknown ({exc})"
+    text = store.warning or f"history is being saved to {store.store}"
+    if store.dropped and not store.failing:
+        text += f" ({store.dropped} output records were dropped while it could not be saved)"
+    return text
 
 
 def stop(args: argparse.Namespace) -> int:
-    return daemon.stop(KIND, WHAT)
+    from sloth_core.endpoint import live_endpoint
+
+    # A master started in the foreground elsewhere holds the same pid file;
+    # master.json names it too.
+    endpoint = live_endpoint(paths.master_data_dir(args.data_dir))
+    return daemon.stop(_process_name(args), WHAT, fallback_pid=endpoint.pid if endpoint else None)
 
 
 def _pki(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -103,17 +180,9 @@ def token_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_duration(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise UsageError(f"malformed duration {text!r}: use e.g. 90s, 30m, 1h, 2d")
-    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-
-
 def token_create(args: argparse.Namespace) -> int:
-    ttl = parse_duration(args.ttl) if args.ttl else None
     pki, data_dir = _pki(args)
-    print(pki.create_token(once=args.once, ttl_s=ttl, join_port=_join_port(data_dir)))
+    print(pki.create_token(once=args.once, ttl_s=args.ttl, join_port=_join_port(data_dir)))
     return 0
 
 

@@ -1,17 +1,38 @@
 """The argument parser. Handlers are named by "module:function" and imported
-only when chosen, so `--help` and `agent run` never load what they don't use."""
+only when chosen, so `--help` and `agent run` never load what they don't use.
+
+Every numeric flag has a typed value (:mod:`sloth_core.cli.flags`); every
+default comes from the one place that owns it (:class:`MasterConfig`,
+:mod:`sloth_core.names`); every command has a one-line description, and the
+ones people type have Examples.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Callable
-from typing import Any
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from sloth_core import __version__
-from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, NAME_RULE
+from sloth_core.cli import flags
+from sloth_core.master.config import MasterConfig
+from sloth_core.names import DEFAULT_AGENT_PORT, MASTER_ENV, NAME_RULE
 
 RUN_STATUSES = ["running", "succeeded", "failed", "cancelled", "timed_out", "lost", "rejected"]
+DEFAULT_RUNS_LIMIT = 20
+
+RUN_EXIT_CODES = """\
+exit codes:
+  0 / remote  one target: the remote command's own exit code (0 when it succeeded)
+  1           several targets: at least one run did not succeed
+  2           usage error (bad flag, missing command or target)
+  124         --timeout reached
+  130         interrupted (Ctrl-C) or cancelled
+  255         the command could not run or finish: unknown or offline agent,
+              master unreachable, agent lost (the reason is on stderr)"""
 
 
 def lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -23,11 +44,52 @@ def lazy(target: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-def _client_flags(p: argparse.ArgumentParser, *, json: bool = True) -> None:
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors look like every other error of ours.
+
+    The usage of the (sub)command that was typed, then one ``error:`` line,
+    exit code 2.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        from sloth_core.cli.render import print_error
+
+        print_error(message)
+        sys.exit(2)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the Examples as written and shows each flag's default where it has one."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _add(
+    sub: Any, name: str, summary: str, *, description: str = "", examples: Sequence[str] = (), epilog: str = ""
+) -> argparse.ArgumentParser:
+    """A subcommand with its one-line summary (in the parent's list) and its own help page."""
+    parts = [epilog] if epilog else []
+    if examples:
+        parts.insert(0, _examples(*examples))
+    text = description or summary[0].upper() + summary[1:] + "."
+    return sub.add_parser(
+        name, help=summary, description=textwrap.fill(text, 88) if "\n" not in text else text,
+        epilog="\n\n".join(parts) or None, formatter_class=_Formatter,
+    )
+
+
+def _client_flags(p: argparse.ArgumentParser, *, json: bool = True, json_help: str = "print JSON instead of a table") -> None:
     g = p.add_argument_group("connection")
     g.add_argument(
         "--master", metavar="HOST:PORT",
-        help=f"the master to talk to (default: $SLOTH_RUNNER_MASTER, else 127.0.0.1:{DEFAULT_MASTER_PORT})",
+        help=f"the master to talk to (default: ${MASTER_ENV}, else the address the local master recorded, "
+        f"else 127.0.0.1:{MasterConfig.port})",
     )
     g.add_argument(
         "--credentials", metavar="FILE",
@@ -35,144 +97,270 @@ def _client_flags(p: argparse.ArgumentParser, *, json: bool = True) -> None:
         "(default: $SLOTH_RUNNER_CREDENTIALS, else the local master's)",
     )
     g.add_argument("--insecure", action="store_true", help="talk plaintext to a master started with --insecure")
+    g.add_argument(
+        "--master-data-dir", dest="master_data_dir", metavar="DIR",
+        help="data dir of the local master whose address and credentials to use (default: the user data dir)",
+    )
+    # The old spelling; kept so scripts keep working.
     g.add_argument("--data-dir", dest="master_data_dir", metavar="DIR", help=argparse.SUPPRESS)
     if json:
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--json", action="store_true", help=json_help)
+
+
+def _data_dir_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", metavar="DIR", help="the master's data dir (default: the user data dir, or $SLOTH_RUNNER_HOME/master)")
 
 
 def _master_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "master", help="run the master, or manage it (status, stop, token, credentials)",
-        description="Run the master: it keeps the agent registry, dispatches runs and keeps their history.",
+    p = _add(
+        sub, "master", "run the master, or manage it (status, stop, token, credentials)",
+        description="Run the master: it keeps the agent registry, dispatches runs and keeps their history. "
+        "It records its address in its data dir, so local commands find it without --master.",
+        examples=[
+            "sloth-runner master                      # in the foreground, port 50053",
+            "sloth-runner master -p 52053 --daemon    # in the background; `master status` shows where",
+            "sloth-runner master --data-dir /srv/sloth -p 0 --daemon   # a second master, a free port",
+        ],
     )
-    p.add_argument("-p", "--port", type=int, default=DEFAULT_MASTER_PORT, help=f"port for agents and operators (default {DEFAULT_MASTER_PORT}; 0 picks a free one)")
-    p.add_argument("--bind", default="0.0.0.0", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--join-port", type=int, default=None, metavar="PORT", help="port where new agents join with a token (default: port + 1)")
-    p.add_argument("--data-dir", metavar="DIR", help="state directory (default: the user data dir, or $SLOTH_RUNNER_HOME/master)")
-    p.add_argument("--daemon", action="store_true", help="run in the background; logs go to the log dir")
+    p.add_argument("-p", "--port", type=flags.port, default=MasterConfig.port, help=f"port for agents and operators (default {MasterConfig.port}; 0 picks a free one)")
+    p.add_argument("--bind", default=MasterConfig.bind, metavar="ADDR", help=f"address to listen on (default {MasterConfig.bind})")
+    p.add_argument("--join-port", type=flags.port, default=MasterConfig.join_port, metavar="PORT", help="port where new agents join with a token (default: port + 1; 0 picks a free one)")
+    _data_dir_flag(p)
+    p.add_argument("--store", metavar="URL", help="where run history and the registry live: postgresql://USER@HOST/DB (default: $SLOTH_RUNNER_STORE, else SQLite in the data dir)")
+    p.add_argument("--history-queue", type=flags.count, default=MasterConfig.history_queue, metavar="N", help=f"records of history kept for retry while the store fails (default {MasterConfig.history_queue}); past that the oldest output is dropped, and when only run records are left new runs are refused")
+    p.add_argument("--daemon", action="store_true", help="run in the background; `master status` prints its log file")
     p.add_argument("--insecure", action="store_true", help="plaintext, no authentication: for tests only")
-    p.add_argument("--heartbeat-interval", type=float, default=5.0, metavar="S", help="seconds between agent heartbeats (default 5); offline after 3 missed")
-    p.add_argument("--output-cap", type=int, default=1024 * 1024, metavar="BYTES", help="output kept in history per run and stream; head and tail are kept (default 1 MiB)")
-    p.add_argument("--runs-per-agent", type=int, default=1000, metavar="N", help="runs kept in history per agent (default 1000)")
+    p.add_argument("--heartbeat-interval", type=flags.duration, default=MasterConfig.heartbeat_interval_s, metavar="SECONDS", help=f"time between agent heartbeats (default {MasterConfig.heartbeat_interval_s:g}); offline after 3 missed")
+    p.add_argument("--output-cap", type=flags.size, default=MasterConfig.output_cap, metavar="BYTES", help="output kept in history per run and stream; head and tail are kept (default 1M)")
+    p.add_argument("--runs-per-agent", type=flags.count, default=MasterConfig.runs_per_agent, metavar="N", help=f"runs kept in history per agent (default {MasterConfig.runs_per_agent})")
     p.add_argument("--pid-file", help=argparse.SUPPRESS)
+    p.add_argument("--log-file", help=argparse.SUPPRESS)
     p.set_defaults(handler=lazy("master_cmd:serve"))
-    msub = p.add_subparsers(dest="master_command", metavar="[COMMAND]")
-    for name, help_text in (("status", "is the local daemonized master running?"), ("stop", "stop the local daemonized master")):
-        s = msub.add_parser(name, help=help_text)
-        s.set_defaults(handler=lazy(f"master_cmd:{name}"))
-    t = msub.add_parser("token", help="print the join token agents use with --token (or rotate/create one)")
-    t.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
+    msub = p.add_subparsers(dest="master_command", metavar="[COMMAND]", title="commands")
+    s = _add(
+        msub, "status", "is the local master running? where, since when, how many agents",
+        description="Show the local master: pid, address, join port, data dir, log file, uptime and agents "
+        "online/total. Exit code 0 when it runs, 3 when it does not.",
+        examples=["sloth-runner master status", "sloth-runner master status --data-dir /srv/sloth"],
+    )
+    _data_dir_flag(s)
+    s.set_defaults(handler=lazy("master_cmd:status"))
+    st = _add(msub, "stop", "stop the local master (started with --daemon or in another terminal)",
+              examples=["sloth-runner master stop", "sloth-runner master stop --data-dir /srv/sloth"])
+    _data_dir_flag(st)
+    st.set_defaults(handler=lazy("master_cmd:stop"))
+    t = _add(
+        msub, "token", "print the join token agents use with --token (or rotate/create one)",
+        examples=["sloth-runner master token", "sloth-runner agent start --name web-2 --master 192.0.2.10 --token \"$(sloth-runner master token)\""],
+    )
+    _data_dir_flag(t)
     t.set_defaults(handler=lazy("master_cmd:token_show"))
-    tsub = t.add_subparsers(dest="token_command", metavar="[COMMAND]")
-    r = tsub.add_parser("rotate", help="replace the default token; joined agents keep working")
-    r.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
+    tsub = t.add_subparsers(dest="token_command", metavar="[COMMAND]", title="commands")
+    r = _add(tsub, "rotate", "replace the default token; joined agents keep working",
+             examples=["sloth-runner master token rotate"])
+    _data_dir_flag(r)
     r.set_defaults(handler=lazy("master_cmd:token_rotate"))
-    c = tsub.add_parser("create", help="create an extra token, optionally single-use and expiring")
+    c = _add(tsub, "create", "create an extra token, optionally single-use and expiring",
+             examples=["sloth-runner master token create --once --ttl 1h"])
     c.add_argument("--once", action="store_true", help="valid for one join only")
-    c.add_argument("--ttl", metavar="DURATION", help="expiry, e.g. 30m, 1h, 2d")
-    c.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
+    c.add_argument("--ttl", type=flags.duration, metavar="DURATION", help="expiry, e.g. 30m, 1h, 2d (default: never expires)")
+    _data_dir_flag(c)
     c.set_defaults(handler=lazy("master_cmd:token_create"))
-    cr = msub.add_parser("credentials", help="export an admin credentials bundle for an operator elsewhere")
+    cr = _add(msub, "credentials", "export an admin credentials bundle for an operator elsewhere",
+              examples=["sloth-runner master credentials --out ops.json --name alice",
+                        "sloth-runner agent list --master 192.0.2.10:50053 --credentials ops.json"])
     cr.add_argument("--out", required=True, metavar="FILE", help="where to write the bundle (mode 0600)")
     cr.add_argument("--name", help="issue a separate admin identity admin:NAME (shown in run history; revocable alone)")
-    cr.add_argument("--data-dir", metavar="DIR", help="the master's data dir")
+    _data_dir_flag(cr)
     cr.set_defaults(handler=lazy("master_cmd:credentials"))
 
 
 def _agent_parser(sub: Any) -> None:
-    p = sub.add_parser("agent", help="start agents, list them, run commands on them")
-    asub = p.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
+    p = _add(sub, "agent", "start agents, list them, run commands on them")
+    asub = p.add_subparsers(dest="agent_command", metavar="COMMAND", required=True, title="commands")
 
-    s = asub.add_parser("start", help="start an agent on this machine", description=f"Start an agent. Names: {NAME_RULE}.")
+    s = _add(
+        asub, "start", "start an agent on this machine",
+        description=f"Start an agent: it registers with the master and runs the commands the master sends. Names: {NAME_RULE}.",
+        examples=[
+            "sloth-runner agent start --name web-1                 # the local master, found by itself",
+            "sloth-runner agent start --name web-1 --label role=web --daemon",
+            "sloth-runner agent start --name web-2 --master 192.0.2.10:50053 --bind-address 192.0.2.11 --token SLOTH1...",
+        ],
+    )
     s.add_argument("--name", required=True, help="unique agent name")
-    s.add_argument("--master", required=True, metavar="HOST:PORT", help="the master to register with")
-    s.add_argument("--port", type=int, default=None, help=f"also listen on this port for direct calls from the master's identity (default: no inbound port, the agent dials out; with only --bind-address, {DEFAULT_AGENT_PORT}; 0 picks a free one)")
-    s.add_argument("--bind-address", default="", metavar="IP", help="with --port: address to listen on and report to the master (default: all interfaces, reporting the address that routes to the master)")
+    s.add_argument(
+        "--master", metavar="HOST:PORT",
+        help=f"the master to register with (default: ${MASTER_ENV}, else the address the local master recorded)",
+    )
+    s.add_argument(
+        "--port", type=flags.port, default=None,
+        help=f"also listen on this port for direct calls from the master's identity (default: none, the agent dials out to the master; with only --bind-address, {DEFAULT_AGENT_PORT}; 0 picks a free one)",
+    )
+    s.add_argument("--bind-address", default="", metavar="IP", help="with --port: the address to listen on and report to the master (default: all interfaces, reporting the address that routes to the master)")
     s.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label for targeting (repeatable)")
     s.add_argument("--token", help="join token from `sloth-runner master token` (default: $SLOTH_RUNNER_TOKEN, or the local master's)")
     s.add_argument("--data-dir", metavar="DIR", help="where the agent keeps its certificate")
-    s.add_argument("--daemon", action="store_true", help="run in the background")
+    s.add_argument("--master-data-dir", metavar="DIR", help="data dir of the local master whose address and token to use (default: the user data dir)")
+    s.add_argument("--daemon", action="store_true", help="run in the background; logs go to the log dir")
     s.add_argument("--insecure", action="store_true", help="plaintext, no authentication: for tests only")
     s.add_argument("--pid-file", help=argparse.SUPPRESS)
+    s.add_argument("--log-file", help=argparse.SUPPRESS)
     s.set_defaults(handler=lazy("agent_cmd:start"))
 
-    st = asub.add_parser("stop", help="stop an agent (via the master, or --local via its pid file)")
-    st.add_argument("name", help="agent name")
+    st = _add(
+        asub, "stop", "stop an agent (through the master, or --local through its pid file)",
+        examples=["sloth-runner agent stop web-1", "sloth-runner agent stop --local web-1"],
+    )
+    st.add_argument("name", metavar="NAME", help="agent name")
     st.add_argument("--local", action="store_true", help="stop the daemonized agent of that name on this machine")
-    _client_flags(st)
+    _client_flags(st, json=False)
     st.set_defaults(handler=lazy("agent_cmd:stop"))
 
-    ls = asub.add_parser("list", help="list registered agents")
+    ls = _add(asub, "list", "list registered agents",
+              examples=["sloth-runner agent list", "sloth-runner agent list --json | jq -r '.[].name'"])
     _client_flags(ls)
     ls.set_defaults(handler=lazy("agent_cmd:list_agents"))
 
-    g = asub.add_parser("get", help="show one agent in detail")
-    g.add_argument("name")
-    _client_flags(g)
+    g = _add(asub, "get", "show one agent in detail", examples=["sloth-runner agent get web-1"])
+    g.add_argument("name", metavar="NAME", help="agent name")
+    _client_flags(g, json_help="print JSON instead of the details")
     g.set_defaults(handler=lazy("agent_cmd:get"))
 
-    d = asub.add_parser("delete", help="remove an agent from the registry (and revoke its certificate)")
-    d.add_argument("name")
+    d = _add(asub, "delete", "remove an agent from the registry (and revoke its certificate)",
+             examples=["sloth-runner agent delete web-1 --yes"])
+    d.add_argument("name", metavar="NAME", help="agent name")
     d.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     _client_flags(d, json=False)
     d.set_defaults(handler=lazy("agent_cmd:delete"))
 
-    r = asub.add_parser(
-        "run", help="run a shell command on agents",
-        description="Run COMMAND with `bash -c` on the target agents and stream its output. "
-        "TARGETS: a name, a comma list (web-1,web-2) or a glob ('web-*'). Exit code: the remote "
-        "one for a single target (255 if it could not run); for several, 0 only if all succeeded.",
+    r = _add(
+        asub, "run", "run a shell command on agents",
+        description=textwrap.dedent("""\
+            Run COMMAND with `bash -c` on the target agents and stream its output, as ssh does: the
+            remote stdout goes to stdout byte for byte, the remote stderr to stderr, and summaries
+            to stderr.
+
+            TARGETS is a name, a comma list (web-1,web-2) or a glob ('web-*'); --label and --all
+            replace it. Options go before TARGETS or right after it. The command starts at the first
+            word that is not an option: give it quoted as one argument ('uname -a') or as words
+            (uname -a), which are joined with spaces as ssh joins them; `--` ends the options
+            explicitly (-- ls -la). Options after a command given as one argument still count.
+
+            The result box (one target) or the table (several) goes to stderr when stderr is a
+            terminal; --summary / --quiet force it on or off. With several targets the last line
+            on stderr is always `N succeeded, M failed, K rejected`."""),
+        examples=[
+            "sloth-runner agent run web-1 uname -a",
+            "sloth-runner agent run web-1 'seq 3' | wc -l            # 3: only the remote output",
+            "sloth-runner agent run web-1 --timeout 30 -- ls -la /srv",
+            "sloth-runner agent run 'web-*,db-1' uptime             # prefixed lines, table, summary",
+            "sloth-runner agent run --label role=web 'apt-get -s upgrade'",
+            "sloth-runner agent run --all --json 'df -h /'          # one JSON object per run",
+            "sloth-runner agent run web-1 'tar c /etc' --raw > etc.tar",
+        ],
+        epilog=RUN_EXIT_CODES,
     )
-    r.add_argument("targets", nargs="?", default="", metavar="TARGETS")
-    r.add_argument("command", nargs="?", default=None, metavar="COMMAND")
+    r.add_argument("targets", nargs="?", default="", metavar="TARGETS", help="agent name, comma list or glob (omit with --label/--all)")
+    r.add_argument("command", nargs="?", default=None, metavar="COMMAND ...", help="the command: one quoted argument or several words")
     r.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="run on agents with this label (repeatable, all must match)")
     r.add_argument("--all", action="store_true", help="run on every agent")
-    r.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS", help="kill a run after this long (exit 124)")
-    r.add_argument("--parallel", type=int, default=0, metavar="N", help="at most N runs at once")
-    r.add_argument("--raw", action="store_true", help="only the remote output, byte-exact, on the matching streams")
-    _client_flags(r)
+    r.add_argument("--timeout", type=flags.duration_or_zero, default=0.0, metavar="SECONDS", help="kill a run after this long, exit 124 (e.g. 30, 90s, 5m; default 0: no limit)")
+    r.add_argument("--parallel", type=flags.count_or_zero, default=0, metavar="N", help="at most N runs at once (default 0: no limit)")
+    r.add_argument("--raw", action="store_true", help="only the remote output, byte-exact (several targets: lines prefixed), no summary")
+    shown = r.add_mutually_exclusive_group()
+    shown.add_argument("--summary", dest="summary", action="store_true", default=None, help="show the result box or table on stderr even when stderr is not a terminal")
+    shown.add_argument("-q", "--quiet", dest="summary", action="store_false", help="no result box or table (the one-line count of a multi-agent run stays)")
+    progress = r.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="a live status line on stderr for several targets (default: when stderr is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false", help="no live status line")
+    _client_flags(r, json_help="one JSON object per run on stdout (output, status, exit code), instead of the live output")
     r.set_defaults(handler=lazy("run_cmd:run"))
 
 
 def _runs_parser(sub: Any) -> None:
-    p = sub.add_parser("runs", help="run history: list, show, follow, cancel")
-    rsub = p.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
-    ls = rsub.add_parser("list", help="recent runs, newest first")
-    ls.add_argument("--agent", default="")
-    ls.add_argument("--status", choices=RUN_STATUSES)
-    ls.add_argument("--job", default="", help="runs of one job")
-    ls.add_argument("--limit", type=int, default=20)
+    p = _add(sub, "runs", "run history: list, show, follow, cancel")
+    rsub = p.add_subparsers(dest="runs_command", metavar="COMMAND", required=True, title="commands")
+    ids = "Ids are accepted in full, as printed, or as any unique prefix, with or without the r-/j- prefix."
+    ls = _add(
+        rsub, "list", "recent runs, newest first", description=f"Recent runs, newest first. {ids}",
+        examples=["sloth-runner runs list", "sloth-runner runs list --agent web-1 --status failed",
+                  "sloth-runner runs list --job j-348bbc1f"],
+    )
+    ls.add_argument("--agent", default="", metavar="NAME", help="runs on one agent")
+    ls.add_argument("--status", choices=RUN_STATUSES, help="runs with this status")
+    ls.add_argument("--job", default="", metavar="JOB_ID", help="runs of one job")
+    ls.add_argument("--limit", type=flags.count, default=DEFAULT_RUNS_LIMIT, metavar="N", help=f"at most N runs (default {DEFAULT_RUNS_LIMIT})")
     _client_flags(ls)
     ls.set_defaults(handler=lazy("runs_cmd:list_runs"))
-    sh = rsub.add_parser("show", help="a run's details and stored output")
-    sh.add_argument("run_id")
+    sh = _add(
+        rsub, "show", "a run's details and stored output (a job's runs for a job id)",
+        description=f"A run's details and its stored output: stdout to stdout, stderr to stderr. {ids}",
+        examples=["sloth-runner runs show r-9f72ba01", "sloth-runner runs show 9f72 --follow",
+                  "sloth-runner runs show 9f72ba01 --raw > out.bin"],
+    )
+    sh.add_argument("run_id", metavar="ID", help="run id or prefix (a job id lists the job's runs)")
     sh.add_argument("-f", "--follow", action="store_true", help="keep streaming a live run")
     sh.add_argument("--raw", action="store_true", help="only the output, byte-exact")
-    _client_flags(sh)
+    _client_flags(sh, json_help="the run and its stored output as one JSON object")
     sh.set_defaults(handler=lazy("runs_cmd:show"))
-    c = rsub.add_parser("cancel", help="cancel a run or a whole job")
-    c.add_argument("id", metavar="RUN_OR_JOB_ID")
+    c = _add(rsub, "cancel", "cancel a run or a whole job", description=f"Cancel a run or a whole job. {ids}",
+             examples=["sloth-runner runs cancel r-9f72ba01", "sloth-runner runs cancel j-348bbc1f"])
+    c.add_argument("id", metavar="ID", help="run or job id, or a unique prefix")
     _client_flags(c, json=False)
     c.set_defaults(handler=lazy("runs_cmd:cancel"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sloth-runner",
-        description="Run shell commands on many machines: a master keeps a registry of agents "
-        "and dispatches commands to them over gRPC (mutual TLS by default).",
+        description=textwrap.fill(
+            "Run shell commands on many machines: a master keeps a registry of agents "
+            "and dispatches commands to them over gRPC (mutual TLS by default).", 88,
+        ),
+        epilog=_examples(
+            "sloth-runner master --daemon",
+            "sloth-runner agent start --name web-1 --daemon",
+            "sloth-runner agent run web-1 uname -a",
+            "sloth-runner tui",
+        ) + "\n\nRun `sloth-runner COMMAND --help` for a command's options and examples.",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"sloth-runner {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     _master_parser(sub)
     _agent_parser(sub)
     _runs_parser(sub)
-    t = sub.add_parser("tui", help="the operator console")
+    t = _add(sub, "tui", "the operator console", examples=["sloth-runner tui", "sloth-runner tui --master 192.0.2.10:50053 --credentials ops.json"])
     _client_flags(t, json=False)
     t.set_defaults(handler=lazy("console_cmd:tui"))
-    d = sub.add_parser("demo", help="a throwaway master with three local agents, and the console")
-    d.add_argument("--agents", type=int, default=3, help="how many local agents (default 3)")
+    d = _add(
+        sub, "demo", "a throwaway master with local agents, and the console",
+        description="Start a throwaway master and local agents in a temporary directory, then open the console. "
+        "Busy default ports are replaced by free ones; on failure the logs are kept and the cause printed.",
+        examples=["sloth-runner demo", "sloth-runner demo --agents 6 --no-console"],
+    )
+    d.add_argument("--agents", type=flags.count, default=3, metavar="N", help="how many local agents (default 3)")
     d.add_argument("--no-console", action="store_true", help="do not open the console; keep running until Ctrl-C")
-    d.add_argument("--port", type=int, default=0, help="master port (default: a free one)")
+    d.add_argument("--port", type=flags.port, default=0, help=f"master port (default: {MasterConfig.port} if free, else a free one)")
     d.set_defaults(handler=lazy("demo_cmd:demo"))
     return parser
+
+
+def subparser_for(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)parser of the deepest command named in ``argv``: whose usage an error shows."""
+    current = parser
+    for word in argv:
+        if word == "--":
+            break
+        choices = _subcommands(current)
+        if word in choices:
+            current = choices[word]
+    return current
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}

@@ -206,6 +206,7 @@ class Dispatcher:
         names = [n for n in target.names if n]
         if not names and not target.labels and not target.all:
             raise errors.UsageError("no target: name agents, use --label, or --all")
+        self._storage.check_accepting()  # HistoryUnsavedError: the store is failing and its queue is full
         chosen, rejected = self._registry.resolve(names, target.labels, target.all)
         if not chosen and not rejected:
             raise errors.AgentNotFoundError("no agent matches the target")
@@ -252,7 +253,8 @@ class Dispatcher:
         """
         job = self.start_job(request, requested_by)
         try:
-            yield pb.RunEvent(job_id=job.job_id, job=pb.JobStarted(runs=[run_info(r) for r in job.runs]))
+            warning = self._storage.health().warning()  # "history is not being saved: ..." or ""
+            yield pb.RunEvent(job_id=job.job_id, job=pb.JobStarted(runs=[run_info(r) for r in job.runs], warning=warning))
             while job.pending:
                 event = await job.queue.get()
                 if event.WhichOneof("kind") is None:

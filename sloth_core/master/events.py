@@ -125,6 +125,10 @@ class EventBus:
         if self._subscribers and names:
             self._publish(pb.WatchEvent(heartbeats=pb.Heartbeats(names=names, at=at)))
 
+    def store(self, health: pb.StoreHealth) -> None:
+        if self._subscribers:
+            self._publish(pb.WatchEvent(store=health))
+
     def run(self, event: pb.RunEvent) -> None:
         if self._subscribers:
             is_output = event.HasField("output")

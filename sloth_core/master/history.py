@@ -11,6 +11,7 @@ from dataclasses import fields
 from typing import Protocol
 
 from sloth_core import errors
+from sloth_core.master.id_prefix import resolve_id
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.storage import RunRecord, Storage
 
@@ -46,11 +47,18 @@ class RunHistory:
     ) -> list[RunRecord]:
         """Stored runs, newest first, each replaced by its live record while it runs."""
         limit = min(limit or DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT)
+        if job_id:
+            job_id = (await resolve_id(self._storage, job_id, ("job",)))[1]
         records = await self._storage.list_runs(agent=agent, status=status, job_id=job_id, limit=limit)
         live = {r.run_id: r for r in self._live.live_records()}
         return [live.get(r.run_id, r) for r in records]
 
+    async def resolve_run_id(self, typed: str) -> str:
+        """The full id of the one run ``typed`` names: an id or a unique prefix, ``r-`` optional."""
+        return (await resolve_id(self._storage, typed))[1]
+
     async def get_run(self, run_id: str) -> RunRecord:
+        run_id = await self.resolve_run_id(run_id)
         for live in self._live.live_records():
             if live.run_id == run_id:
                 return live
@@ -63,16 +71,9 @@ class RunHistory:
         """Cancel a live run or every live run of a job; the ids cancelled.
 
         An id that names only finished runs cancels nothing; one that names
-        nothing at all is an error.
+        nothing at all is an error. Ids may be unique prefixes (``r-``/``j-`` optional).
         """
         if not run_or_job_id:
             raise errors.UsageError("give a run id or a job id to cancel")
-        cancelled = self._live.cancel(run_or_job_id)
-        if not cancelled and not await self._known(run_or_job_id):
-            raise errors.RunNotFoundError(f"no run or job with id {run_or_job_id!r}")
-        return cancelled
-
-    async def _known(self, run_or_job_id: str) -> bool:
-        if await self._storage.get_run(run_or_job_id) is not None:
-            return True
-        return bool(await self._storage.list_runs(job_id=run_or_job_id, limit=1))
+        _, full_id = await resolve_id(self._storage, run_or_job_id, ("run", "job"))
+        return self._live.cancel(full_id)

@@ -12,8 +12,6 @@ from collections import deque
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.storage import RunRecord, Storage, StoredChunk
 
-DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes kept per stream of one run
-
 
 class OutputRecorder:
     """Keeps a run's head and tail per stream and hands the head to storage."""

@@ -6,16 +6,15 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sloth_core import __version__, transport
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
+from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
-from sloth_core.master.output import DEFAULT_OUTPUT_CAP
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
 from sloth_core.master.session_service import AgentSessionService
@@ -23,25 +22,9 @@ from sloth_core.master.sessions import SessionHub
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
-from sloth_core.storage.sqlite import SQLiteStorage
+from sloth_core.storage import open_store
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HEARTBEAT_S = 5.0
-DEFAULT_RUNS_PER_AGENT = 1000
-
-
-@dataclass
-class MasterConfig:
-    data_dir: Path
-    bind: str = "0.0.0.0"
-    port: int = 50053
-    join_port: int | None = None  # default: port + 1 (ephemeral when port is 0)
-    insecure: bool = False
-    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
-    output_cap: int = DEFAULT_OUTPUT_CAP
-    runs_per_agent: int = DEFAULT_RUNS_PER_AGENT
-
 
 class Master:
     """A running master; :meth:`start` binds, :meth:`stop` shuts down."""
@@ -50,8 +33,9 @@ class Master:
         self.config = config
         self.port = 0
         self.join_port = 0
-        self.storage = SQLiteStorage(config.data_dir / "master.db")
+        self.storage = open_store(config.store, config.data_dir, config.history_queue)
         self.bus = EventBus()
+        self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
         self.hub = SessionHub()
         self.registry = Registry(
             self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s,
@@ -75,6 +59,7 @@ class Master:
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _warn_if_shared(cfg.data_dir)
         await self.storage.open()
         lost = await self.storage.mark_unfinished(
             pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
@@ -108,7 +93,7 @@ class Master:
         )
         service = MasterService(
             self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
-            clock=time.time,
+            clock=time.time, store_health=self.storage.health,
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
@@ -153,6 +138,8 @@ class Master:
                 join_port=self.join_port,
                 insecure=self.config.insecure,
                 version=__version__,
+                started_at=time.time(),
+                log_file=self.config.log_file,
             ),
         )
 
@@ -167,6 +154,16 @@ class Master:
         self.registry.sweep()  # flush last_seen
         await self.storage.close()
         remove_endpoint(self.config.data_dir)
+
+
+def _warn_if_shared(data_dir: Path) -> None:
+    """The data dir holds every command and its output (and the CA's keys): say so if others can read it."""
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "the data dir %s is open to other users (mode %04o), and it holds every command, its output "
+            "and the master's keys: run `chmod 700 %s`", data_dir, mode, data_dir,
+        )
 
 
 async def _add_health_and_reflection(server: Any, services: list[str]) -> None:

@@ -24,6 +24,7 @@ from sloth_core.master.registry import Registry
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
 from sloth_core.rpc_errors import abort
+from sloth_core.storage import StoreHealth
 
 
 class Authorizer(Protocol):
@@ -72,6 +73,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         auth: Authorizer,
         *,
         clock: Callable[[], float],
+        store_health: Callable[[], StoreHealth],
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
@@ -79,6 +81,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._bus = bus
         self._auth = auth
         self._clock = clock
+        self._started_at = clock()
+        self._store_health = store_health
 
     # ------------------------------------------------------------ operators' calls
 
@@ -133,9 +137,17 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     @streaming
     async def StreamRun(self, request: pb.StreamRunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         await self._auth.require_admin(context)
-        async with contextlib.aclosing(self._dispatcher.stream_run(request.run_id, request.follow)) as events:
+        run_id = await self._history.resolve_run_id(request.run_id)
+        async with contextlib.aclosing(self._dispatcher.stream_run(run_id, request.follow)) as events:
             async for event in events:
                 yield event
+
+    @unary
+    async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.MasterStatus:
+        await self._auth.require_admin(context)
+        from sloth_core import __version__
+
+        return pb.MasterStatus(version=__version__, started_at=self._started_at, store=self._store_health().to_proto())
 
     @streaming
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchBatch]:
@@ -148,6 +160,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                 agents=self._registry.all_info(),
                 active_runs=self._dispatcher.active_runs(),
                 server_time=self._clock(),
+                store=self._store_health().to_proto(),
             )
             yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])
             async for batch in sub.batches():

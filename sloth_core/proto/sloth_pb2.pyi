@@ -307,10 +307,12 @@ class RunRequest(_message.Message):
     def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., parallel: _Optional[int] = ..., no_output: _Optional[bool] = ...) -> None: ...
 
 class JobStarted(_message.Message):
-    __slots__ = ("runs",)
+    __slots__ = ("runs", "warning")
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[RunInfo]
-    def __init__(self, runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ...) -> None: ...
+    warning: str
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ..., warning: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("job_id", "run_id", "agent", "job", "started", "output", "finished", "dropped")
@@ -391,14 +393,48 @@ class AgentEvent(_message.Message):
     def __init__(self, type: _Optional[_Union[AgentEventType, str]] = ..., agent: _Optional[_Union[AgentInfo, _Mapping]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("agents", "active_runs", "server_time")
+    __slots__ = ("agents", "active_runs", "server_time", "store")
     AGENTS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_RUNS_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
     agents: _containers.RepeatedCompositeFieldContainer[AgentInfo]
     active_runs: _containers.RepeatedCompositeFieldContainer[RunInfo]
     server_time: float
-    def __init__(self, agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ..., active_runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ..., server_time: _Optional[float] = ...) -> None: ...
+    store: StoreHealth
+    def __init__(self, agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ..., active_runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ..., server_time: _Optional[float] = ..., store: _Optional[_Union[StoreHealth, _Mapping]] = ...) -> None: ...
+
+class StoreHealth(_message.Message):
+    __slots__ = ("store", "failing", "cause", "queued", "dropped", "refusing_runs", "warning")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    FAILING_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    REFUSING_RUNS_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    failing: bool
+    cause: str
+    queued: int
+    dropped: int
+    refusing_runs: bool
+    warning: str
+    def __init__(self, store: _Optional[str] = ..., failing: _Optional[bool] = ..., cause: _Optional[str] = ..., queued: _Optional[int] = ..., dropped: _Optional[int] = ..., refusing_runs: _Optional[bool] = ..., warning: _Optional[str] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MasterStatus(_message.Message):
+    __slots__ = ("version", "started_at", "store")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    started_at: float
+    store: StoreHealth
+    def __init__(self, version: _Optional[str] = ..., started_at: _Optional[float] = ..., store: _Optional[_Union[StoreHealth, _Mapping]] = ...) -> None: ...
 
 class Heartbeats(_message.Message):
     __slots__ = ("names", "at")
@@ -409,16 +445,18 @@ class Heartbeats(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ..., at: _Optional[float] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("snapshot", "agent", "run", "heartbeats")
+    __slots__ = ("snapshot", "agent", "run", "heartbeats", "store")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
     snapshot: Snapshot
     agent: AgentEvent
     run: RunEvent
     heartbeats: Heartbeats
-    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., agent: _Optional[_Union[AgentEvent, _Mapping]] = ..., run: _Optional[_Union[RunEvent, _Mapping]] = ..., heartbeats: _Optional[_Union[Heartbeats, _Mapping]] = ...) -> None: ...
+    store: StoreHealth
+    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., agent: _Optional[_Union[AgentEvent, _Mapping]] = ..., run: _Optional[_Union[RunEvent, _Mapping]] = ..., heartbeats: _Optional[_Union[Heartbeats, _Mapping]] = ..., store: _Optional[_Union[StoreHealth, _Mapping]] = ...) -> None: ...
 
 class WatchBatch(_message.Message):
     __slots__ = ("events",)

@@ -86,6 +86,11 @@ class MasterStub:
                 request_serializer=sloth__core_dot_proto_dot_sloth__pb2.WatchRequest.SerializeToString,
                 response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.WatchBatch.FromString,
                 _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/sloth.v1.Master/GetStatus',
+                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.MasterStatus.FromString,
+                _registered_method=True)
 
 
 class MasterServicer:
@@ -158,6 +163,13 @@ class MasterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatus(self, request, context):
+        """The master's own state: version, uptime, whether history is being saved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MasterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -210,6 +222,11 @@ def add_MasterServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.WatchRequest.FromString,
                     response_serializer=sloth__core_dot_proto_dot_sloth__pb2.WatchBatch.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.GetStatusRequest.FromString,
+                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.MasterStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -484,6 +501,33 @@ class Master:
             '/sloth.v1.Master/Watch',
             sloth__core_dot_proto_dot_sloth__pb2.WatchRequest.SerializeToString,
             sloth__core_dot_proto_dot_sloth__pb2.WatchBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sloth.v1.Master/GetStatus',
+            sloth__core_dot_proto_dot_sloth__pb2.GetStatusRequest.SerializeToString,
+            sloth__core_dot_proto_dot_sloth__pb2.MasterStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,14 +1,23 @@
 """Persistence of the master's state, behind a small interface.
 
 The master talks to :class:`Storage`; SQLite (:mod:`.sqlite`) is the embedded
-default. A server database could implement the same interface so several
-masters share one registry.
+default, PostgreSQL (:mod:`.postgres`) the server store that several masters
+can share. :func:`open_store` picks one from ``--store``. Both write behind
+(:mod:`.queued`): writes never wait, failures are retried, and
+:meth:`Storage.health` says whether history is being saved.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
+
+from sloth_core.storage.health import StoreHealth
+
+STORE_ENV = "SLOTH_RUNNER_STORE"
 
 
 @dataclass
@@ -73,5 +82,38 @@ class Storage(Protocol):
     async def list_runs(
         self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 50
     ) -> list[RunRecord]: ...
+    async def resolve_run_prefix(self, prefix: str, limit: int = 10) -> list[str]: ...
+    async def resolve_job_prefix(self, prefix: str, limit: int = 10) -> list[str]: ...
     async def read_output(self, run_id: str) -> list[StoredChunk]: ...
     async def flush(self) -> None: ...
+
+    def health(self) -> StoreHealth: ...
+    def on_health_change(self, listener: Callable[[StoreHealth], None]) -> None: ...
+    def check_accepting(self) -> None:
+        """Raise :class:`~sloth_core.errors.HistoryUnsavedError` when new runs cannot be recorded."""
+
+
+def open_store(url: str | None, data_dir: Path, queue_limit: int | None = None) -> Storage:
+    """The store ``--store`` (or ``$SLOTH_RUNNER_STORE``) names; SQLite in ``data_dir`` by default.
+
+    ``queue_limit``: records kept for retry while the store fails (see :mod:`.pending`).
+    """
+    from sloth_core.errors import UsageError
+    from sloth_core.storage.pending import DEFAULT_QUEUE_LIMIT
+
+    limit = queue_limit or DEFAULT_QUEUE_LIMIT
+
+    url = url or os.environ.get(STORE_ENV, "")
+    if not url:
+        from sloth_core.storage.sqlite import SQLiteStorage
+
+        return SQLiteStorage(data_dir / "master.db", limit)
+    if url.startswith(("postgresql://", "postgres://")):
+        from sloth_core.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url, limit)
+    if url.startswith("sqlite:///"):
+        from sloth_core.storage.sqlite import SQLiteStorage
+
+        return SQLiteStorage(Path(url.removeprefix("sqlite://")), limit)
+    raise UsageError(f"unknown store {url.split('://')[0]!r}: use postgresql://USER@HOST/DB (or nothing, for SQLite)")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 from sloth_core import errors
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.storage import AgentRecord, RunRecord, StoredChunk
+from sloth_core.storage import AgentRecord, RunRecord, StoredChunk, StoreHealth
 
 
 class FakeClock:
@@ -75,8 +75,21 @@ class MemoryStorage:
         ]
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
+    async def resolve_run_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        return sorted(r for r in self.runs if r.startswith(prefix))[:limit] if prefix else []
+
+    async def resolve_job_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        return sorted({r.job_id for r in self.runs.values() if r.job_id.startswith(prefix)})[:limit] if prefix else []
+
     async def read_output(self, run_id: str) -> list[StoredChunk]:
         return [replace(c) for c in self.output.get(run_id, [])]
+
+    def health(self) -> StoreHealth:
+        return StoreHealth(store="memory")
+
+    def on_health_change(self, listener: Callable[[StoreHealth], None]) -> None: ...
+
+    def check_accepting(self) -> None: ...
 
 
 @dataclass

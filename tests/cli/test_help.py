@@ -1,0 +1,82 @@
+"""Help that teaches: a line per command, Examples, every flag explained, no flag that does nothing."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from sloth_core.cli.main import main
+from sloth_core.cli.parser import build_parser
+from tests.cli.test_flags import _commands
+
+TYPED_DAILY = [
+    "master", "master status", "master stop", "master token", "master credentials", "agent start", "agent stop",
+    "agent list", "agent get", "agent delete", "agent run", "runs list", "runs show", "runs cancel", "tui", "demo",
+]
+
+
+def test_every_command_has_a_one_line_description_and_every_flag_a_help_line() -> None:
+    for path, parser in _commands(build_parser(), []):
+        assert parser.description and parser.description.strip(), path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    assert choice.help and "\n" not in choice.help, (path, choice.dest)
+            elif action.help != argparse.SUPPRESS:
+                assert action.help, (path, action.option_strings or action.dest)
+
+
+@pytest.mark.parametrize("command", TYPED_DAILY)
+def test_commands_people_type_have_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([*command.split(), "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out
+    assert f"sloth-runner {command.split()[0]}" in out.split("examples:")[1]
+
+
+def test_agent_run_help_explains_quoting_and_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["agent", "run", "--help"])
+    out = capsys.readouterr().out
+    assert "quoted as one argument" in out and "as words" in out and "`--`" in out
+    codes = out.split("exit codes:")[1]
+    for code in ("0 / remote", "1 ", "2 ", "124", "130", "255"):
+        assert f"\n  {code}" in codes, code
+
+
+def test_agent_stop_has_no_json_flag_that_would_do_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["agent", "stop", "web-1", "--json"])
+    assert exited.value.code == 2 and "--json" in capsys.readouterr().err
+
+
+def test_every_command_line_in_the_readme_parses() -> None:
+    import shlex
+    from pathlib import Path
+
+    from sloth_core.cli.main import _normalise_run
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = readme.split("```sh")[1:]
+    commands = []
+    for block in blocks:
+        for line in block.split("```")[0].splitlines():
+            if not line.startswith("sloth-runner "):
+                continue
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            words = []
+            for token in lexer:
+                if set(token) <= set(";|&<>()"):
+                    break  # the shell's part of the line: `| wc -l`, `; echo`, `> etc.tar`
+                words.append(token)
+            commands.append(words[1:])
+    assert len(commands) > 25
+    parser = build_parser()
+    for words in commands:
+        try:
+            parser.parse_args(_normalise_run(parser, words))
+        except SystemExit as exc:
+            raise AssertionError(f"README: sloth-runner {' '.join(words)}") from exc
