@@ -34,6 +34,9 @@ _CLIENT_KEEPALIVE_MS = 2_000
 _CLIENT_PING_TIMEOUT_MS = 2_000
 _SESSION_KEEPALIVE_MS = 20_000
 _SESSION_PING_TIMEOUT_MS = 20_000
+# The agent's side of its session pings less: the master's pings already keep
+# the connection honest; these only notice a master host that vanished.
+_AGENT_KEEPALIVE_MS = 60_000
 
 
 def _keepalive(every_ms: int, timeout_ms: int) -> list[tuple[str, Any]]:
@@ -79,7 +82,7 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 # An agent's session to its master (see CHANNEL_OPTIONS for the rest).
 AGENT_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     *[o for o in CHANNEL_OPTIONS if not o[0].startswith(("grpc.keepalive_t", "grpc.http2.ping_timeout"))],
-    *_keepalive(_SESSION_KEEPALIVE_MS, _SESSION_PING_TIMEOUT_MS),
+    *_keepalive(_AGENT_KEEPALIVE_MS, _SESSION_PING_TIMEOUT_MS),
 ]
 
 

@@ -15,6 +15,7 @@ from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
+from sloth_core.master.memory import trim_when_idle
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
 from sloth_core.master.session_service import AgentSessionService
@@ -48,6 +49,7 @@ class Master:
         self._server: Any = None
         self._join_server: Any = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -122,6 +124,10 @@ class Master:
 
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
+        dispatcher = self.dispatcher
+        self._trimmer = asyncio.create_task(
+            trim_when_idle(lambda: dispatcher.busy, lambda: dispatcher.finished_runs), name="trim"
+        )
         self._write_endpoint()
 
     def _name_in_use(self, name: str) -> bool:
@@ -144,8 +150,9 @@ class Master:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._trimmer):
+            if task is not None:
+                task.cancel()
         if self.dispatcher is not None:
             await self.dispatcher.close()
         for server in (self._join_server, self._server):
