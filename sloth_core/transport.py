@@ -26,17 +26,20 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # not catch a frozen peer for ~60 s).
 #
 # Clients (CLI, console) ping every 2 s while a call is open, so they notice
-# a dead master quickly. Servers and agents' sessions ping every 20 s: every
-# agent holds its session open all the time, and 10,000 sessions pinged every
-# 2 s would be 5,000 pings a second at the master (a killed agent's socket
-# closes at once anyway; a frozen one stops its busy beats, see the registry).
+# a dead master quickly. Servers ping every 5 s with a 5 s deadline: every
+# agent holds its session open all the time, so this is what notices a
+# frozen or vanished agent (within ~10 s, also mid-run; a killed one's socket
+# closes at once). grpc's core answers pings without the Python loop, so a
+# busy peer is not taken for a frozen one. At 2 s, 10,000 sessions would be
+# 5,000 pings a second at the master (~60 us each).
 _CLIENT_KEEPALIVE_MS = 2_000
 _CLIENT_PING_TIMEOUT_MS = 2_000
-_SESSION_KEEPALIVE_MS = 20_000
-_SESSION_PING_TIMEOUT_MS = 20_000
-# The agent's side of its session pings less: the master's pings already keep
-# the connection honest; these only notice a master host that vanished.
+_SERVER_KEEPALIVE_MS = 5_000
+_SERVER_PING_TIMEOUT_MS = 5_000
+# The agent's side of its session pings rarely: the master's pings keep the
+# connection honest; these only notice a master host that vanished.
 _AGENT_KEEPALIVE_MS = 60_000
+_AGENT_PING_TIMEOUT_MS = 20_000
 
 
 def _keepalive(every_ms: int, timeout_ms: int) -> list[tuple[str, Any]]:
@@ -58,7 +61,7 @@ _COMMON_OPTIONS: list[tuple[str, Any]] = [
 
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     *_COMMON_OPTIONS,
-    *_keepalive(_SESSION_KEEPALIVE_MS, _SESSION_PING_TIMEOUT_MS),
+    *_keepalive(_SERVER_KEEPALIVE_MS, _SERVER_PING_TIMEOUT_MS),
     # Off so that a second master on a taken port fails instead of silently
     # sharing it.
     ("grpc.so_reuseport", 0),
@@ -82,7 +85,7 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 # An agent's session to its master (see CHANNEL_OPTIONS for the rest).
 AGENT_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     *[o for o in CHANNEL_OPTIONS if not o[0].startswith(("grpc.keepalive_t", "grpc.http2.ping_timeout"))],
-    *_keepalive(_AGENT_KEEPALIVE_MS, _SESSION_PING_TIMEOUT_MS),
+    *_keepalive(_AGENT_KEEPALIVE_MS, _AGENT_PING_TIMEOUT_MS),
 ]
 
 

@@ -1,9 +1,9 @@
 """The agent's one connection to its master: it dials out, the master never dials in.
 
 :class:`MasterSession` keeps one ``AgentSession.Connect`` stream open:
-hello first (the registration), then beats up (rarely while idle, every
-``busy_interval_s`` while a run is in flight, so a frozen agent is noticed
-mid-run); run requests, cancels and shutdown come down. For each run the
+hello first (the registration), then beats up (as often as the master's
+pace says: rarely, in a big fleet); run requests, cancels and shutdown come
+down. For each run the
 master asks for, the agent opens a ``Report`` call and writes that run's
 events on it; when the master hangs up that call, the run is killed. A lost
 stream is re-opened with capped backoff, and the master learns we are
@@ -71,9 +71,7 @@ class MasterSession:
         self._stub = sloth_pb2_grpc.AgentSessionStub(self._channel)
         self._call: Any = None
         self._reports: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
         self.interval_s = 5.0
-        self.busy_interval_s = 1.0
         self.registered = asyncio.Event()
 
     def _hello(self) -> pb.AgentUp:
@@ -105,7 +103,6 @@ class MasterSession:
             call.cancel()
             raise errors.MasterUnreachableError(f"the master at {self._master} ended our session at once")
         self.interval_s = first.welcome.heartbeat_interval_s or self.interval_s
-        self.busy_interval_s = first.welcome.busy_interval_s or self.busy_interval_s
         if not self.registered.is_set():
             where = f" ({self._profile.address})" if self._profile.address else ""
             log.info("registered with the master at %s as %s%s", self._master, self._profile.name, where)
@@ -156,12 +153,7 @@ class MasterSession:
 
     async def _beat(self, call: Any) -> None:
         while True:
-            busy = self._runs.running > 0
-            delay = self.busy_interval_s if busy else self.interval_s * random.uniform(0.8, 1.0)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                # A run starting wakes us: beats go busy at once.
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
             await call.write(pb.AgentUp(beat=pb.Beat(running=self._runs.running)))
 
     # ------------------------------------------------------------ runs
@@ -170,8 +162,6 @@ class MasterSession:
         task = asyncio.create_task(self._report(request), name=f"run {request.run_id}")
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
-        if self._runs.running == 0:
-            self._wake.set()
 
     async def _report(self, request: pb.ExecuteRequest) -> None:
         """Run it and write its events on a Report call; a hung-up call kills the run."""

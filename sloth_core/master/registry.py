@@ -30,10 +30,10 @@ MISSED_BEATS_OFFLINE = 3
 # every 200 s). A killed agent is still noticed at once (its session's socket
 # closes), a vanished host by the session's keepalive.
 BEATS_PER_S = 50.0
-# While an agent runs something it beats every BUSY_INTERVAL_S, and silence
-# for BUSY_SILENCE_S (a frozen agent) makes it offline and its runs lost.
-BUSY_INTERVAL_S = 1.0
-BUSY_SILENCE_S = 6.0
+# A frozen agent (its runs in flight) is not judged here: its session's
+# HTTP/2 keepalive (transport.py) ends the session within ~10 s, and grpc's
+# core answers those pings even while a busy agent's Python is behind, so
+# overload cannot pass for a freeze.
 # A sweep this much later than planned means the master itself was stalled:
 # it saw no beats meanwhile, so silence is not held against agents until
 # STALL_GRACE_S after it recovers. Overload slows things down; it never makes
@@ -58,13 +58,10 @@ class Registry:
         self._bus = bus
         self._clock = clock
         self.heartbeat_interval_s = heartbeat_interval_s
-        self.busy_interval_s = min(BUSY_INTERVAL_S, heartbeat_interval_s)
-        self._busy_silence_s = max(BUSY_SILENCE_S, 3 * self.busy_interval_s)
         self._on_unresponsive = on_unresponsive
         self._agents: dict[str, AgentRecord] = {}
         self._running: dict[str, int] = {}
         self._online: set[str] = set()
-        self._busy_since: dict[str, float] = {}
         self._paces: dict[str, float] = {}  # the idle interval each agent was given
         self._quiet_until = 0.0  # no silence counts before this (the master was stalled)
         # last_seen changes every beat; it is flushed in batches, not per beat.
@@ -240,13 +237,9 @@ class Registry:
         # themselves; an agent event per run would double the feed.
         count = self._running.get(name, 0) + delta
         if count > 0:
-            if name not in self._running:
-                # Silence is counted from now, not from its last idle beat.
-                self._busy_since[name] = self._clock()
             self._running[name] = count
         else:
             self._running.pop(name, None)  # also when the agent was deleted mid-run
-            self._busy_since.pop(name, None)
 
     def resolve(
         self, names: Iterable[str], labels: Mapping[str, str], all_agents: bool
@@ -294,8 +287,7 @@ class Registry:
     def sweep(self) -> None:
         now = self._clock()
         if now >= self._quiet_until:
-            # Silent agents: idle ones after MISSED_BEATS_OFFLINE of their own
-            # interval; busy ones (runs in flight) after BUSY_SILENCE_S.
+            # Silent agents: after MISSED_BEATS_OFFLINE of their own interval.
             base = MISSED_BEATS_OFFLINE * self.heartbeat_interval_s
             for rec in self._agents.values():
                 if rec.status != pb.AGENT_ONLINE:
@@ -303,13 +295,6 @@ class Registry:
                 silent = now - rec.last_seen
                 if silent > base and silent > MISSED_BEATS_OFFLINE * self._paces.get(rec.name, 0.0):
                     self._go_offline(rec, f"no heartbeat for {silent:.0f} s")
-            for name in list(self._running):
-                rec = self._agents.get(name)
-                if rec is None or rec.status != pb.AGENT_ONLINE:
-                    continue
-                silent = now - max(rec.last_seen, self._busy_since.get(name, 0.0))
-                if silent > self._busy_silence_s:
-                    self._go_offline(rec, f"no word for {silent:.0f} s while running")
         if self._dirty:
             beaten = sorted(n for n in self._dirty if n in self._agents)
             self._storage.save_agents([self._agents[n] for n in beaten])

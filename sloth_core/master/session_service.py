@@ -65,7 +65,7 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
         pace = self._registry.pace_for(hello.name)
         session.pace_s = pace
         await context.write(pb.MasterDown(welcome=pb.RegisterResponse(
-            heartbeat_interval_s=pace, busy_interval_s=self._registry.busy_interval_s,
+            heartbeat_interval_s=pace,
         )))
         writer = asyncio.create_task(self._write(session, context), name=f"session {hello.name}")
         reader = asyncio.create_task(self._read(session, context), name=f"beats {hello.name}")

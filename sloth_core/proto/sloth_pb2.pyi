@@ -220,12 +220,10 @@ class RegisterRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("heartbeat_interval_s", "busy_interval_s")
+    __slots__ = ("heartbeat_interval_s",)
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
-    BUSY_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     heartbeat_interval_s: float
-    busy_interval_s: float
-    def __init__(self, heartbeat_interval_s: _Optional[float] = ..., busy_interval_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, heartbeat_interval_s: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("name", "instance_id", "running")
