@@ -49,6 +49,8 @@ OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 1000),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
 ]
+# Extra options for both ends, as JSON ([["grpc.x", 1], ...]), to try buffer settings.
+OPTIONS += [tuple(o) for o in json.loads(os.environ.get("SHAPES_OPTIONS", "[]"))]
 # Every agent its own connection, as separate processes would have.
 CHANNEL_OPTIONS = [*OPTIONS, ("grpc.use_local_subchannel_pool", 1), ("grpc.ssl_target_name_override", "peer")]
 
@@ -322,7 +324,7 @@ def _drive(args: argparse.Namespace) -> int:
         time.sleep(INTERVAL_S + 2)  # every agent connected and beating
         cpu, rss = _idle(master.pid, args.window)
         report: dict[str, Any] = {"shape": args.shape, "agents": args.agents, "close_idle": args.close_idle,
-                                  "keepalive_ms": KEEPALIVE_MS,
+                                  "keepalive_ms": KEEPALIVE_MS, "extra": os.environ.get("SHAPES_OPTIONS", ""),
                                   "idle_cpu_pct": cpu, "idle_rss_mb": round(rss, 1),
                                   "fds": len(os.listdir(f"/proc/{master.pid}/fd"))}
         jobs = []

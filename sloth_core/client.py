@@ -7,7 +7,7 @@ message a person can act on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,37 @@ def _local_master_is_insecure(data_dir: Path) -> bool:
     return endpoint is not None and endpoint.insecure
 
 
+# Pauses before each retry of a call the master refused as busy (with jitter):
+# about 7 s in all, then the user is told plainly.
+BUSY_BACKOFF_S = (0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0)
+
+
+class _BusyRetry:
+    """Backoff for calls refused with "master busy"; anything else is raised at once."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._tries = 0
+        self._started = time.monotonic()
+
+    async def wait_or_raise(self, error: errors.SlothError) -> None:
+        import asyncio
+        import random
+        import time
+
+        if not isinstance(error, errors.MasterBusyError):
+            raise error
+        if self._tries >= len(BUSY_BACKOFF_S):
+            took = time.monotonic() - self._started
+            raise errors.MasterBusyError(
+                f"{error.message.removesuffix('; try again shortly')}; gave up after "
+                f"{self._tries + 1} tries over {took:.1f} s"
+            )
+        await asyncio.sleep(BUSY_BACKOFF_S[self._tries] * random.uniform(0.5, 1.0))
+        self._tries += 1
+
+
 class MasterClient:
     """An asyncio client of one master. Use as ``async with``, or call :meth:`close`."""
 
@@ -100,29 +131,40 @@ class MasterClient:
     async def _unary(self, method: Any, request: Any, timeout_s: float = UNARY_TIMEOUT_S) -> Any:
         import grpc.aio
 
-        try:
-            return await method(request, timeout=timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(exc, self.address, secure=self.secure) from None
+        busy = _BusyRetry()
+        while True:
+            try:
+                return await method(request, timeout=timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                error = map_rpc_error(exc, self.address, secure=self.secure)
+            await busy.wait_or_raise(error)
 
-    async def _stream(self, call: Any) -> AsyncIterator[Any]:
+    async def _stream(self, start: Callable[[], Any]) -> AsyncIterator[Any]:
+        """Iterate the stream ``start()`` opens; a "master busy" before its first message is retried."""
         import grpc.aio
 
-        received = False
-        try:
-            async for message in call:
-                received = True
-                yield message
-        except grpc.aio.AioRpcError as exc:
-            from sloth_core.rpc_errors import error_from_rpc
+        from sloth_core.rpc_errors import error_from_rpc
 
-            # Once messages have arrived the handshake is long done: an
-            # UNAVAILABLE is the master going away, not a refusal of our credentials.
-            raise error_from_rpc(exc, self.address, secure=self.secure, mid_stream=received) from None
-        finally:
-            # Leaving the loop early (break, Ctrl-C) must cancel the remote
-            # call: the master then cancels the runs it was relaying.
-            call.cancel()
+        busy = _BusyRetry()
+        while True:
+            call = start()
+            received = False
+            try:
+                async for message in call:
+                    received = True
+                    yield message
+                return
+            except grpc.aio.AioRpcError as exc:
+                # Once messages have arrived the handshake is long done: an
+                # UNAVAILABLE is the master going away, not a refusal of our credentials.
+                error = error_from_rpc(exc, self.address, secure=self.secure, mid_stream=received)
+                if received:
+                    raise error from None
+            finally:
+                # Leaving the loop early (break, Ctrl-C) must cancel the remote
+                # call: the master then cancels the runs it was relaying.
+                call.cancel()
+            await busy.wait_or_raise(error)
 
     # ------------------------------------------------------------ agents
 
@@ -169,6 +211,10 @@ class MasterClient:
         """Start a job and stream its events: the job, then started/output/finished per run."""
         from sloth_core.proto import sloth_pb2 as pb
 
+        try:
+            command.encode("utf-8")
+        except UnicodeEncodeError:  # bytes from argv that are not UTF-8 (surrogate-escaped)
+            raise errors.InvalidArgumentError("the command is not valid UTF-8") from None
         request = pb.RunRequest(
             target=pb.Target(names=list(names), labels=dict(labels or {}), all=all_agents),
             command=command,
@@ -176,7 +222,7 @@ class MasterClient:
             parallel=parallel,
             no_output=not with_output,
         )
-        return self._stream(self._stub.Run(request))
+        return self._stream(lambda: self._stub.Run(request))
 
     async def cancel(self, run_or_job_id: str) -> list[str]:
         from sloth_core.proto import sloth_pb2 as pb
@@ -207,13 +253,13 @@ class MasterClient:
         """Replay a run's stored output; with ``follow``, keep streaming while it runs."""
         from sloth_core.proto import sloth_pb2 as pb
 
-        return self._stream(self._stub.StreamRun(pb.StreamRunRequest(run_id=run_id, follow=follow)))
+        return self._stream(lambda: self._stub.StreamRun(pb.StreamRunRequest(run_id=run_id, follow=follow)))
 
     def watch(self, *, include_output: bool = False) -> AsyncIterator[pb.WatchEvent]:
         """The live event feed: a snapshot first, then agent and run events."""
         from sloth_core.proto import sloth_pb2 as pb
 
-        return self._unbatch(self._stream(self._stub.Watch(pb.WatchRequest(include_output=include_output))))
+        return self._unbatch(self._stream(lambda: self._stub.Watch(pb.WatchRequest(include_output=include_output))))
 
     @staticmethod
     async def _unbatch(batches: AsyncIterator[pb.WatchBatch]) -> AsyncIterator[pb.WatchEvent]:

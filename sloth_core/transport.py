@@ -68,6 +68,15 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
     ("grpc.max_concurrent_streams", 10_000),
+    # grpc core holds calls that arrived but that the application has not
+    # picked up yet, and grpc.aio picks them up one at a time. Past 1,000
+    # such calls (a random share up to 3,000) it cancelled them, and after
+    # 30 s it cancels any: a burst of 2,000 Runs met a bare CANCELLED, which
+    # nobody had asked for. Calls now wait their turn; the master sheds load
+    # itself, with a "master busy" the client retries (master/admission.py).
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 200_000),
+    ("grpc.server_max_unrequested_time_in_server", 600),
 ]
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -112,7 +121,9 @@ def create_server(*, options: list[tuple[str, Any]] | None = None) -> grpc.aio.S
     """A grpc.aio server with the project's options; add ports with :func:`bind`."""
     import grpc.aio
 
-    return grpc.aio.server(options=[*SERVER_OPTIONS, *(options or [])])
+    from sloth_core.undecodable import UndecodableRequests
+
+    return grpc.aio.server(options=[*SERVER_OPTIONS, *(options or [])], interceptors=[UndecodableRequests()])
 
 
 def bind(server: grpc.aio.Server, address: str, tls: TLSConfig | None) -> int:

@@ -2,9 +2,10 @@
 
 The app owns the only link to the master (a :class:`MasterClient` made by
 the injected factory) and the workers that read its streams. Workers post
-plain messages (:mod:`sloth_tui.messages`); the app folds them into the
-models (:mod:`sloth_tui.model`) and tells the screens what changed. Widgets
-never touch gRPC.
+plain messages (:mod:`sloth_tui.messages`); the app queues them in the
+:class:`~sloth_tui.model.feed.Feed`, which folds them into the fleet and the
+runs, and publishes what changed on signals the screens subscribe to.
+Widgets never touch gRPC.
 
 Live data comes from three kinds of stream:
 
@@ -22,61 +23,59 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import os
-import sys
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.text import Text
 from textual.app import App, SystemCommand
+from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.signal import Signal
+from textual.widget import Widget
+from textual.widgets import Input
 
+from sloth_core import errors
 from sloth_core.errors import SlothError
-from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui import keymap
 from sloth_tui.batching import Coalescer
 from sloth_tui.commands import SlothCommands
 from sloth_tui.messages import ConnectionChanged, HistoryLoaded, RunBatch, RunStreamEnded, WatchBatch
-from sloth_tui.model.fleet import Agent, FleetChanges, FleetModel
+from sloth_tui.model import fmt
+from sloth_tui.model.connection import CONNECTED, Connection
+from sloth_tui.model.feed import Changes, Feed
+from sloth_tui.model.fleet import FleetChanges, FleetModel
 from sloth_tui.model.prompt_history import PromptHistory
 from sloth_tui.model.runs import DEFAULT_MAX_LINES, RunsChanged, RunStore, RunView
 from sloth_tui.screens.confirm import ConfirmScreen
 from sloth_tui.screens.fleet import FleetScreen
 from sloth_tui.screens.help import HelpScreen
-from sloth_tui.widgets.output_log import OutputLog
-from sloth_tui.widgets.status_bar import Connection
 
 if TYPE_CHECKING:
     from sloth_core.client import MasterClient
+    from sloth_core.proto import sloth_pb2 as pb
 
 ClientFactory = Callable[[], "MasterClient"]
+T = TypeVar("T")
 
 DEFAULT_CONFIRM_OVER = 5
 CONFIRM_ENV = "SLOTH_RUNNER_CONFIRM_OVER"
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)
-SLICE_S = 0.005
-"""Events are applied in slices of about this long, with the loop free in between."""
-AGENT_EVENTS_PER_SLICE = 100
-"""Agent updates per slice (each costs table cells to redraw)."""
-
-
-@dataclass
-class _Stream:
-    """A Run or StreamRun stream this console reads."""
-
-    kind: str  # "job" or "replay"
-    command: str = ""
-    run_id: str = ""
-    job_id: str = ""
+WATCH_BATCH_S = 0.1
+OUTPUT_BATCH_S = 0.05
 
 
 class SlothApp(App[int]):
-    """The sloth-runner operator console."""
+    """The sloth-runner operator console.
+
+    App-wide state reaches the screens through signals they subscribe to
+    (as in Posting): ``fleet_signal`` (agents changed; None: redraw every
+    row), ``runs_signal`` (runs and their output), ``tick_signal`` (once a
+    second, the console's clock), ``connection_signal``, ``history_signal``
+    (an agent's past runs) and ``health_signal`` (is the master saving history).
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "sloth-runner"
@@ -94,8 +93,8 @@ class SlothApp(App[int]):
         max_lines: int = DEFAULT_MAX_LINES,
         reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
         target: str = "",
-        watch_batch_s: float = 0.1,
-        output_batch_s: float = 0.05,
+        watch_batch_s: float = WATCH_BATCH_S,
+        output_batch_s: float = OUTPUT_BATCH_S,
     ) -> None:
         super().__init__()
         self._client_factory = client_factory
@@ -105,16 +104,43 @@ class SlothApp(App[int]):
         self.watch_batch_s = watch_batch_s
         self.output_batch_s = output_batch_s
         self.client: MasterClient | None = None
-        self.fleet = FleetModel()
-        self.store = RunStore(max_lines=max_lines)
+        self.feed = Feed(max_lines=max_lines)
         self.history = PromptHistory(history_path)
         self.connection = Connection(target=target or "the master")
+        self.fatal_error: SlothError | None = None
+        """Why the console gave up (unusable credentials); ``main`` reports it as the CLI would."""
+        self.fleet_signal: Signal[FleetChanges | None] = Signal(self, "fleet")
+        self.runs_signal: Signal[RunsChanged] = Signal(self, "runs")
+        self.tick_signal: Signal[float] = Signal(self, "tick")
+        self.connection_signal: Signal[Connection] = Signal(self, "connection")
+        self.history_signal: Signal[HistoryLoaded] = Signal(self, "history")
+        self.health_signal: Signal[pb.StoreHealth] = Signal(self, "health")
         self.fleet_screen = FleetScreen()
-        self._streams: dict[str, _Stream] = {}
-        self._current_replay: dict[str, str] = {}
-        self._ids = itertools.count(1)
-        self._inbox: deque[tuple[str, Any, Any]] = deque()
         self._inbox_ready = asyncio.Event()
+        self._asking_to_quit = False
+
+    def subscribe(self, signal: Signal[T], node: DOMNode, callback: Callable[[T], object]) -> None:
+        """Have ``callback`` called at once whenever ``signal`` is published, while ``node`` lives.
+
+        Textual's signals log a subscriber's exception and carry on; here it
+        is raised on the app like any handler's, so a bug cannot hide (in tests either).
+        """
+
+        def guarded(data: T) -> None:
+            try:
+                callback(data)
+            except Exception as exc:  # re-raised on the app's queue, where Textual reports it
+                self.call_next(_reraise, exc)
+
+        signal.subscribe(node, guarded, immediate=True)
+
+    @property
+    def fleet(self) -> FleetModel:
+        return self.feed.fleet
+
+    @property
+    def store(self) -> RunStore:
+        return self.feed.store
 
     # ------------------------------------------------------------ lifecycle
 
@@ -147,10 +173,7 @@ class SlothApp(App[int]):
             gc.freeze()
 
     def _tick(self) -> None:
-        for screen in self.screen_stack:
-            tick = getattr(screen, "tick", None)
-            if tick is not None:
-                tick(self.now())
+        self.tick_signal.publish(self.now())
 
     # ------------------------------------------------------------ the Watch feed
 
@@ -158,24 +181,30 @@ class SlothApp(App[int]):
         self.run_worker(self._watch_loop(), group="watch", exclusive=True, exit_on_error=False)
 
     async def _watch_loop(self) -> None:
-        """Keep one Watch stream open, reconnecting with backoff; never gives up."""
+        """Keep one Watch stream open, reconnecting with backoff, until the credentials prove unusable."""
         failures = 0
+        connected_once = False
         while True:
             error, got_snapshot = await self._watch_once()
+            connected_once = connected_once or got_snapshot
+            if unusable_credentials(error, connected_once=connected_once):
+                self.fatal_error = error
+                self.exit(return_code=error.exit_code)
+                return
             failures = 1 if got_snapshot else failures + 1
             delay = self.reconnect_delays[min(failures, len(self.reconnect_delays)) - 1]
             self.post_message(
-                ConnectionChanged("disconnected", error, retry_in=delay, attempt=failures)
+                ConnectionChanged("disconnected", str(error), retry_in=delay, attempt=failures)
             )
             await asyncio.sleep(delay)
 
-    async def _watch_once(self) -> tuple[str, bool]:
+    async def _watch_once(self) -> tuple[SlothError, bool]:
         """Read the feed until it breaks; return why, and whether it got going."""
         if self.client is None:
             try:
                 self.client = self._client_factory()
             except SlothError as exc:
-                return str(exc), False
+                return exc, False
         batch: Coalescer[pb.WatchEvent] = Coalescer(
             lambda events: self.post_message(WatchBatch(events)), self.watch_batch_s
         )
@@ -189,109 +218,65 @@ class SlothApp(App[int]):
                 else:
                     batch.add(event)
         except SlothError as exc:
-            if got_snapshot:
+            if got_snapshot and not isinstance(exc, errors.PermissionDeniedError):
                 # It was working: the link broke (the master stopped, the
                 # network went away). grpc reports that as UNAVAILABLE "Socket
                 # closed", which can read like a refused certificate; it is not.
-                return "lost the connection to the master", True
-            return str(exc), False
+                return errors.MasterUnreachableError("lost the connection to the master"), True
+            return exc, got_snapshot
         finally:
             batch.flush()
-        return "the master closed the event feed", got_snapshot
+        return errors.MasterUnreachableError("the master closed the event feed"), got_snapshot
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
-        was = self.connection.state
-        self.connection.state = message.state
-        self.connection.detail = message.detail
-        self.connection.retry_in = message.retry_in
-        self.connection.attempt = message.attempt
-        self.fleet_screen.connection_changed(self.connection)
-        if message.state == "connected" and was != "connected":
+        conn = self.connection
+        was = conn.state
+        if message.state == CONNECTED:
+            conn.connected()
+        else:
+            now = time.monotonic()
+            conn.failed(message.detail, attempt=message.attempt, retry_at=now + (message.retry_in or 0), now=now)
+        self.connection_signal.publish(conn)
+        if message.state == CONNECTED and was != CONNECTED:
             self._reattach_detached()
 
     # ------------------------------------------------------------ applying events
     #
-    # Worker messages only queue their events; one task applies them to the
-    # models in slices of a few milliseconds and yields to the event loop in
-    # between, so a burst (a 1,000-agent snapshot, 100,000 lines arriving at
-    # once) never freezes keys or frames: it is drawn over a few frames.
+    # Worker messages only queue their events in the feed; one task applies
+    # them in slices of a few milliseconds and yields to the event loop in
+    # between, so a burst never freezes keys or frames.
 
     def on_watch_batch(self, message: WatchBatch) -> None:
-        self._inbox.extend(("watch", event, None) for event in message.events)
+        self.feed.push_watch(message.events)
         self._inbox_ready.set()
 
     def on_run_batch(self, message: RunBatch) -> None:
-        self._inbox.extend(("run", message.stream_id, event) for event in message.events)
+        self.feed.push_run(message.stream_id, message.events)
         self._inbox_ready.set()
 
     def on_run_stream_ended(self, message: RunStreamEnded) -> None:
-        self._inbox.append(("ended", message.stream_id, message.error))
+        self.feed.push_ended(message.stream_id, message.error)
         self._inbox_ready.set()
 
     async def _apply_loop(self) -> None:
         while True:
             await self._inbox_ready.wait()
             self._inbox_ready.clear()
-            while self._inbox:
-                self._apply_slice()
+            while self.feed.pending:
+                self._publish(self.feed.apply())
                 await asyncio.sleep(0)
 
-    def _apply_slice(self) -> None:
-        """Apply queued events for about ``SLICE_S``, then redraw what they changed."""
-        deadline = time.perf_counter() + SLICE_S
-        fleet_changes = FleetChanges()
-        runs = RunsChanged()
-        inbox = self._inbox
-        agent_events = 0
-        while inbox and agent_events < AGENT_EVENTS_PER_SLICE and time.perf_counter() < deadline:
-            kind, first, second = inbox.popleft()
-            if kind == "watch":
-                agent_events += self._apply_watch_event(first, fleet_changes, runs)
-            elif kind == "run":
-                self._apply_run_event(first, second, runs)
-            else:
-                self._stream_ended(first, second, runs)
-        if fleet_changes:
-            self.fleet_screen.fleet_changed(fleet_changes)
-        if runs:
-            self._runs_changed(runs)
-
-    def _apply_watch_event(self, event: pb.WatchEvent, changes: FleetChanges, runs: RunsChanged) -> int:
-        fleet = self.fleet
-        kind = event.WhichOneof("kind")
-        if kind == "snapshot":
-            snapshot = event.snapshot
-            changes.merge(fleet.replace_all(Agent.from_pb(a) for a in snapshot.agents))
-            changes.merge(fleet.set_active_runs(snapshot.active_runs))
+    def _publish(self, changes: Changes) -> None:
+        if changes.snapshot:
             self.call_after_refresh(self._freeze_long_lived)
-            return len(snapshot.agents)
-        if kind == "agent":
-            info = event.agent.agent
-            if event.agent.type == pb.AGENT_DELETED:
-                changes.merge(fleet.remove(info.name))
-            else:
-                changes.merge(fleet.upsert(Agent.from_pb(info)))
-            return 1
-        if kind == "run":
-            self._apply_watched_run(event.run, changes, runs)
-        elif kind == "heartbeats":
-            changes.merge(fleet.heartbeats(event.heartbeats.names, event.heartbeats.at))
-        return 0
-
-    def _apply_watched_run(self, event: pb.RunEvent, changes: FleetChanges, runs: RunsChanged) -> None:
-        kind = event.WhichOneof("kind")
-        if kind == "started":
-            info = event.started
-            if not info.agent:
-                info.agent = event.agent
-            changes.merge(self.fleet.run_started(info))
-        elif kind == "finished":
-            changes.merge(self.fleet.run_finished(event.run_id or event.finished.run_id))
-            run = self.store.runs.get(event.finished.run_id or event.run_id)
-            if run is not None and run.active:
-                # Our stream of it may be gone (master restart): take the news here.
-                run.update(event.finished)
-                runs.runs.add(run.run_id)
+        if changes.fleet:
+            self.fleet_signal.publish(changes.fleet)
+        if changes.runs:
+            self.runs_signal.publish(changes.runs)
+        if changes.health:
+            self.health_signal.publish(self.feed.history_health)
+        for error in changes.failed_jobs:
+            self.notify(error, title="The command did not start", severity="error", markup=False)
 
     # ------------------------------------------------------------ runs
 
@@ -302,8 +287,7 @@ class SlothApp(App[int]):
 
     def start_job(self, command: str, names: list[str]) -> None:
         """Run ``command`` on ``names``; events arrive as :class:`RunBatch`."""
-        stream_id = f"job-{next(self._ids)}"
-        self._streams[stream_id] = _Stream("job", command=command)
+        stream_id = self.feed.open_job(command)
         self.run_worker(
             self._pump(stream_id, lambda client: client.run(names=names, command=command)),
             group="jobs",
@@ -327,22 +311,14 @@ class SlothApp(App[int]):
 
     def attach_run(self, info: pb.RunInfo, *, follow: bool) -> RunView:
         """Stream a run's output from the master: a replay, or a live follow."""
-        run = self.store.upsert(info)
-        run.reset_output()
-        run.detached = False
-        stream_id = f"replay-{next(self._ids)}"
-        self._streams[stream_id] = _Stream("replay", run_id=info.run_id, job_id=info.job_id)
-        old = self._current_replay.get(info.run_id)
-        if old is not None:
-            self._streams.pop(old, None)
-        self._current_replay[info.run_id] = stream_id
+        stream_id, run = self.feed.open_replay(info)
         self.run_worker(
             self._pump(stream_id, lambda client: client.stream_run(info.run_id, follow=follow)),
             group=f"replay:{info.run_id}",
             exclusive=True,
             exit_on_error=False,
         )
-        self._runs_changed(RunsChanged(runs={run.run_id}))
+        self.runs_signal.publish(RunsChanged(runs={run.run_id}))
         return run
 
     def open_latest(self, agent: str) -> None:
@@ -354,6 +330,8 @@ class SlothApp(App[int]):
         self.run_worker(self._open_latest(agent), group=f"open:{agent}", exclusive=True, exit_on_error=False)
 
     async def _open_latest(self, agent: str) -> None:
+        from sloth_core.status_words import RUN_ACTIVE
+
         try:
             runs = await self._client().list_runs(agent=agent, limit=1)
         except SlothError as exc:
@@ -362,76 +340,12 @@ class SlothApp(App[int]):
         if not runs:
             self.notify(f"{agent} has no runs yet.", title="Nothing to show", markup=False)
             return
-        self.attach_run(runs[0], follow=runs[0].status in (pb.RUN_PENDING, pb.RUN_RUNNING))
-
-    def _apply_run_event(self, stream_id: str, event: pb.RunEvent, changed: RunsChanged) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is None:  # a replay superseded by a newer one
-            return
-        store = self.store
-        lines = changed.lines
-        kind = event.WhichOneof("kind")
-        if kind == "output":
-            run = store.runs.get(event.run_id or stream.run_id)
-            if run is not None:
-                added = run.feed(event.output.stream, event.output.data)
-                lines[run.run_id] = lines.get(run.run_id, 0) + added
-        elif kind == "job":
-            job = store.start_job(event.job_id, stream.command, event.job.runs)
-            stream.job_id = job.job_id
-            changed.new_job = job.job_id
-            changed.runs.update(job.run_ids)
-        elif kind in ("started", "finished"):
-            info = getattr(event, kind)
-            if not info.run_id:
-                info.run_id = event.run_id or stream.run_id
-            if not info.agent:
-                info.agent = event.agent
-            run = store.upsert(info, show=False)
-            if kind == "finished":
-                lines[run.run_id] = lines.get(run.run_id, 0) + run.finish_output()
-            changed.runs.add(run.run_id)
-        elif kind == "dropped":
-            run = store.runs.get(event.run_id or stream.run_id)
-            if run is not None:
-                run.note(f"… {event.dropped:,} bytes of output were not kept in history …")
-                lines[run.run_id] = lines.get(run.run_id, 0) + 1
-
-    def _stream_ended(self, stream_id: str, error: str | None, changed: RunsChanged) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is None:
-            return
-        if stream.kind == "job":
-            job = self.store.jobs.get(stream.job_id)
-            if job is None:
-                if error:
-                    self.notify(error, title="The command did not start", severity="error", markup=False)
-                return
-            job.stream_open = False
-            runs = list(self.store.job_runs(job.job_id))
-        else:
-            if self._current_replay.get(stream.run_id) == stream_id:
-                del self._current_replay[stream.run_id]
-            run = self.store.runs.get(stream.run_id)
-            runs = [run] if run is not None else []
-        if error:
-            for run in runs:
-                if run.active and not run.detached:
-                    run.detached = True
-                    run.note(f"— lost the stream: {error} —")
-                    changed.lines[run.run_id] = changed.lines.get(run.run_id, 0) + 1
+        self.attach_run(runs[0], follow=runs[0].status in RUN_ACTIVE)
 
     def _reattach_detached(self) -> None:
         """After a reconnect, pick up the runs whose streams broke, from the start."""
-        for run in list(self.store.runs.values()):
-            if run.detached and run.active:
-                self.attach_run(run.info, follow=True)
-
-    def _runs_changed(self, changed: RunsChanged) -> None:
-        for screen in self.screen_stack:
-            runs_changed = getattr(screen, "runs_changed", None)
-            if runs_changed is not None:
-                runs_changed(changed)
+        for run in self.feed.detached_runs():
+            self.attach_run(run.info, follow=True)
 
     # ------------------------------------------------------------ one-shot calls
 
@@ -450,10 +364,7 @@ class SlothApp(App[int]):
         self.post_message(HistoryLoaded(agent, runs))
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
-        for screen in self.screen_stack:
-            handler = getattr(screen, "history_loaded", None)
-            if handler is not None:
-                handler(message)
+        self.history_signal.publish(message)
 
     def cancel(self, run_or_job_id: str, what: str) -> None:
         self.run_worker(self._cancel(run_or_job_id, what), group="rpc", exit_on_error=False)
@@ -504,18 +415,39 @@ class SlothApp(App[int]):
 
         self.push_screen(ConfirmScreen(title, body, yes=yes, danger=danger), done)
 
+    async def action_interrupt(self) -> None:
+        """Ctrl-C: quit, asking first like ``q`` while runs started here are in flight."""
+        await self.action_quit()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While typing, q and ? are letters: the footer must not offer them.
+        if action in ("quit", "help") and isinstance(self.focused, Input):
+            return False
+        return True
+
     async def action_quit(self) -> None:
+        if self._asking_to_quit:
+            return  # the question is on screen already (q, then Ctrl-C)
         in_flight = self.store.in_flight_here()
         if not in_flight:
             self.exit(0)
             return
-        self.confirm(
-            "Quit?",
-            f"{len(in_flight)} run(s) started here are still running. "
-            "Quitting closes their streams and the master cancels them.",
-            lambda: self.exit(0),
-            yes="Quit and cancel",
-            danger=True,
+
+        def answered(agreed: bool | None) -> None:
+            self._asking_to_quit = False
+            if agreed:
+                self.exit(0)
+
+        self._asking_to_quit = True
+        self.push_screen(
+            ConfirmScreen(
+                "Quit?",
+                f"{fmt.plural(len(in_flight), 'run')} started here still running. "
+                "Quitting closes their streams and the master cancels them.",
+                yes="Quit and cancel",
+                danger=True,
+            ),
+            answered,
         )
 
     def action_help(self) -> None:
@@ -526,23 +458,28 @@ class SlothApp(App[int]):
 
     async def run_keyspec(self, spec: keymap.KeySpec, screen: Screen) -> None:
         """Run a keymap action as if its key were pressed in its context (the palette)."""
+        node: App[int] | Screen | Widget
+        if spec.target == "app":
+            node = self
+        elif spec.target == "screen":
+            node = screen
+        else:
+            node = screen.query_one(spec.target)
         action = spec.action
         if action.startswith("screen."):
-            target: object = screen
-            action = action.removeprefix("screen.")
-        elif spec.context == "app":
-            target = self
-        elif spec.context == "pane":
-            target = screen.query_one(OutputLog)
-        else:
-            target = screen
-        await self.run_action(action, default_namespace=target)  # type: ignore[arg-type]
+            # Textual would resolve "screen." to the screen on top: the palette's own.
+            node, action = screen, action.removeprefix("screen.")
+        await self.run_action(action, default_namespace=node)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         # Our own quit asks first when runs are in flight; drop Textual's.
         for command in super().get_system_commands(screen):
             if command.title != "Quit":
                 yield command
+
+
+def _reraise(exc: Exception) -> None:
+    raise exc
 
 
 def create_app(
@@ -554,10 +491,14 @@ def create_app(
     max_lines: int = DEFAULT_MAX_LINES,
     reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
     target: str = "",
+    watch_batch_s: float = WATCH_BATCH_S,
+    output_batch_s: float = OUTPUT_BATCH_S,
 ) -> SlothApp:
     """Build the console around a client factory (tests inject one, and a clock).
 
-    ``history_path=None`` keeps prompt history in memory only.
+    Every option of :class:`SlothApp` is accepted and passed on (a test holds
+    the two signatures together). ``history_path=None`` keeps prompt history
+    in memory only.
     """
     return SlothApp(
         client_factory,
@@ -567,7 +508,22 @@ def create_app(
         max_lines=max_lines,
         reconnect_delays=reconnect_delays,
         target=target,
+        watch_batch_s=watch_batch_s,
+        output_batch_s=output_batch_s,
     )
+
+
+def unusable_credentials(error: SlothError, *, connected_once: bool) -> bool:
+    """Whether retrying cannot help, so the console should exit as the CLI would.
+
+    A refusal the master labelled (revoked, not an admin) is final at any
+    time. Missing or refused credentials are final before the first
+    connection; after one, a closed handshake is more likely a master
+    restarting than our certificate going bad, so the console keeps trying.
+    """
+    if isinstance(error, errors.PermissionDeniedError):
+        return True
+    return isinstance(error, (errors.CredentialsError, errors.UsageError)) and not connected_once
 
 
 def tune_gc() -> None:
@@ -591,11 +547,7 @@ def main(master: str | None, credentials: str | None, insecure: bool) -> int:
     from sloth_core.client import MasterClient
     from sloth_core.names import resolve_master_address
 
-    try:
-        address = resolve_master_address(master)
-    except SlothError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    address = resolve_master_address(master)  # a SlothError is reported by the CLI
 
     def connect() -> MasterClient:
         return MasterClient.connect(address, credentials=credentials, insecure=insecure)
@@ -608,4 +560,6 @@ def main(master: str | None, credentials: str | None, insecure: bool) -> int:
         target=address + ("" if not insecure else " (insecure)"),
     )
     app.run()
+    if app.fatal_error is not None:
+        raise app.fatal_error  # one line on stderr and the CLI's exit code, as `agent list` would
     return app.return_code or 0

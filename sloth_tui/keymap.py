@@ -3,10 +3,13 @@
 Widgets and screens take their ``BINDINGS`` from here, the help screen and
 the command palette are generated from it, and every binding has an ``id``
 so that keys can be remapped (``App.set_keymap``) without touching code.
+Each spec names its target (Harlequin's way): ``app``, ``screen``, or the
+widget type that owns the action, so the palette runs it where a key would.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from textual.binding import Binding
@@ -18,6 +21,8 @@ class KeySpec:
 
     id: str
     context: str
+    target: str
+    """Who runs the action: ``app``, ``screen``, or a widget type (``OutputLog``)."""
     keys: str
     """Textual key names, comma separated (the first is shown)."""
     action: str
@@ -54,6 +59,7 @@ _KEY_NAMES = {
     "left_square_bracket": "[",
     "ctrl+p": "^p",
     "ctrl+q": "^q",
+    "ctrl+c": "^c",
 }
 
 CONTEXTS: dict[str, str] = {
@@ -64,93 +70,115 @@ CONTEXTS: dict[str, str] = {
     "prompt": "Command prompt",
     "filter": "Filter",
     "history": "Run history",
+    "runs": "Run list",
     "confirm": "Confirmation dialog",
     "help": "Help",
 }
 
 _SORT = "Sort"
 
+
+def _in(context: str, target: str) -> Callable[..., KeySpec]:
+    """Specs of one context, all aimed at ``target``."""
+
+    def make(id: str, keys: str, action: str, description: str, **options: object) -> KeySpec:
+        return KeySpec(id, context, target, keys, action, description, **options)  # type: ignore[arg-type]
+
+    return make
+
+
+_app = _in("app", "app")
+_fleet = _in("fleet", "screen")
+_table = _in("table", "AgentTable")
+_pane = _in("pane", "OutputLog")
+_prompt = _in("prompt", "PromptInput")
+_filter = _in("filter", "FilterInput")
+_history = _in("history", "screen")
+_runs = _in("runs", "HistoryTable")
+_confirm = _in("confirm", "screen")
+_help = _in("help", "screen")
+
 KEYMAP: tuple[KeySpec, ...] = (
     # ------------------------------------------------------------ anywhere
-    KeySpec("app.quit", "app", "q,ctrl+q", "quit", "Quit", show=True, key_display="q"),
-    KeySpec("app.help", "app", "question_mark", "help", "Help", show=True),
-    KeySpec(
-        "app.palette", "app", "ctrl+p", "command_palette", "Command palette (every action)", short="Palette",
-        priority=True, palette=False,
-    ),
+    _app("app.quit", "q", "quit", "Quit (asks first while runs started here are in flight)", short="Quit",
+         show=True),
+    # Ctrl-C quits too, as in every terminal program, with the same question.
+    # The inputs bind it as well (over their "copy"), so it works while typing.
+    _app("app.interrupt", "ctrl+c,ctrl+q", "interrupt", "Quit, also while typing", key_display="^c ^q",
+         palette=False),
+    _app("app.help", "question_mark", "help", "Help", show=True),
+    _app("app.palette", "ctrl+p", "command_palette", "Command palette (every action)", short="Palette",
+         priority=True, palette=False),
     # ------------------------------------------------------------ main screen
-    KeySpec(
-        "fleet.prompt", "fleet", "colon,greater_than_sign", "focus_prompt",
-        "Command", show=True, key_display=":",
-    ),
-    KeySpec("fleet.filter", "fleet", "slash", "focus_filter", "Filter", show=True),
-    KeySpec("fleet.history", "fleet", "h", "history", "History", show=True),
-    KeySpec("fleet.next_failed", "fleet", "n", "next_failed", "Next failed agent of the job", show=True,
-            short="Next failed"),
-    KeySpec("fleet.next_agent", "fleet", "right_square_bracket", "job_agent(1)", "Next agent of the job"),
-    KeySpec("fleet.prev_agent", "fleet", "left_square_bracket", "job_agent(-1)", "Previous agent of the job"),
-    KeySpec("fleet.cancel_run", "fleet", "c", "cancel_run", "Cancel the run shown", show=True, short="Cancel"),
-    KeySpec("fleet.cancel_job", "fleet", "C", "cancel_job", "Cancel the whole job"),
-    KeySpec("fleet.rerun_job", "fleet", "R", "rerun_job", "Re-run the job on the same agents"),
-    KeySpec("fleet.zoom", "fleet", "z", "zoom", "Zoom the output pane"),
-    KeySpec("fleet.focus", "fleet", "tab", "focus_next", "Switch between table and output", builtin=True),
+    _fleet("fleet.prompt", "colon,greater_than_sign", "focus_prompt", "Command prompt", short="Run", show=True,
+           key_display=":"),
+    _fleet("fleet.filter", "slash", "focus_filter", "Filter", show=True),
+    _fleet("fleet.history", "h", "history", "History", show=True),
+    _fleet("fleet.next_failed", "n", "next_failed", "Next failed agent of the job", show=True,
+           short="Failed"),
+    _fleet("fleet.next_agent", "right_square_bracket", "job_agent(1)", "Next agent of the job"),
+    _fleet("fleet.prev_agent", "left_square_bracket", "job_agent(-1)", "Previous agent of the job"),
+    _fleet("fleet.cancel_run", "c", "cancel_run", "Cancel the run shown", show=True, short="Cancel"),
+    _fleet("fleet.cancel_job", "C", "cancel_job", "Cancel the whole job"),
+    _fleet("fleet.rerun_job", "R", "rerun_job", "Re-run the job on the same agents"),
+    _fleet("fleet.zoom", "z", "zoom", "Zoom the output pane"),
+    _fleet("fleet.wrap", "w", "toggle_wrap", "Wrap long output lines (on by default) or scroll them"),
+    _fleet("fleet.focus", "tab", "focus_next", "Switch between table and output", builtin=True),
     # ------------------------------------------------------------ agent table
-    KeySpec("table.mark", "table", "space", "screen.mark", "Mark", show=True),
-    KeySpec("table.mark_all", "table", "a", "screen.mark_all", "Mark all visible", show=True, short="All"),
-    KeySpec("table.clear_marks", "table", "u", "screen.clear_marks", "Clear marks"),
-    KeySpec("table.open", "table", "enter", "screen.open_agent", "Open the agent's output"),
-    KeySpec("table.sort_name", "table", "N", "screen.sort('name')", "Sort by name", group=_SORT),
-    KeySpec("table.sort_status", "table", "S", "screen.sort('status')", "Sort by status", group=_SORT),
-    KeySpec("table.sort_address", "table", "A", "screen.sort('address')", "Sort by address", group=_SORT),
-    KeySpec("table.sort_version", "table", "V", "screen.sort('version')", "Sort by version", group=_SORT),
-    KeySpec("table.sort_seen", "table", "L", "screen.sort('last_seen')", "Sort by last seen", group=_SORT),
-    KeySpec("table.sort_running", "table", "I", "screen.sort('running')", "Sort by runs in flight", group=_SORT),
-    KeySpec("table.stop", "table", "x", "screen.stop_agent", "Stop the agent"),
-    KeySpec("table.delete", "table", "D", "screen.delete_agent", "Delete the agent"),
-    KeySpec("table.clear_filter", "table", "escape", "screen.clear_filter", "Clear the filter"),
-    KeySpec("table.up", "table", "up,k", "cursor(-1)", "Cursor up", key_display="↑ k", palette=False),
-    KeySpec("table.down", "table", "down,j", "cursor(1)", "Cursor down", key_display="↓ j", palette=False),
-    KeySpec("table.page_up", "table", "pageup", "page(-1)", "Page up", palette=False),
-    KeySpec("table.page_down", "table", "pagedown", "page(1)", "Page down", palette=False),
-    KeySpec("table.first", "table", "home,g", "cursor_to(0)", "First agent", key_display="home g", palette=False),
-    KeySpec("table.last", "table", "end,G", "cursor_to(-1)", "Last agent", key_display="end G", palette=False),
+    _table("table.mark", "space", "screen.mark", "Mark", show=True),
+    _table("table.mark_all", "a", "screen.mark_all", "Mark all visible", short="All"),
+    _table("table.clear_marks", "u", "screen.clear_marks", "Clear marks"),
+    _table("table.open", "enter", "screen.open_agent", "Open the agent's output"),
+    _table("table.sort_name", "N", "screen.sort('name')", "Sort by name", group=_SORT),
+    _table("table.sort_status", "S", "screen.sort('status')", "Sort by status", group=_SORT),
+    _table("table.sort_address", "A", "screen.sort('address')", "Sort by address", group=_SORT),
+    _table("table.sort_version", "V", "screen.sort('version')", "Sort by version", group=_SORT),
+    _table("table.sort_seen", "L", "screen.sort('last_seen')", "Sort by last seen", group=_SORT),
+    _table("table.sort_running", "I", "screen.sort('running')", "Sort by runs in flight", group=_SORT),
+    _table("table.stop", "x", "screen.stop_agent", "Stop the agent"),
+    _table("table.delete", "D", "screen.delete_agent", "Delete the agent (revokes its certificate)"),
+    _table("table.clear_filter", "escape", "screen.clear_filter", "Clear the filter"),
+    _table("table.up", "up,k", "cursor(-1)", "Cursor up", key_display="↑ k", palette=False),
+    _table("table.down", "down,j", "cursor(1)", "Cursor down", key_display="↓ j", palette=False),
+    _table("table.page_up", "pageup", "page(-1)", "Page up", palette=False),
+    _table("table.page_down", "pagedown", "page(1)", "Page down", palette=False),
+    _table("table.first", "home,g", "cursor_to(0)", "First agent", key_display="home g", palette=False),
+    _table("table.last", "end,G", "cursor_to(-1)", "Last agent", key_display="end G", palette=False),
     # ------------------------------------------------------------ output pane
-    KeySpec("pane.follow", "pane", "f,end", "follow", "Follow", show=True),
-    KeySpec("pane.top", "pane", "g,home", "scroll_top", "Top"),
-    KeySpec("pane.back", "pane", "escape", "screen.focus_table", "Back to the table", show=True),
-    KeySpec("pane.scroll", "pane", "up,down,pageup,pagedown", "scroll", "Scroll (stops following)",
-            builtin=True, key_display="↑ ↓ pgup pgdn"),
+    _pane("pane.follow", "f,end", "follow", "Follow", show=True),
+    _pane("pane.top", "g,home", "scroll_top", "Top"),
+    _pane("pane.wrap", "w", "toggle_wrap", "Wrap long lines or scroll them", short="Wrap", show=True),
+    _pane("pane.back", "escape", "screen.focus_table", "Back to the table", show=True, short="Back"),
+    _pane("pane.scroll", "up,down,pageup,pagedown", "scroll", "Scroll (stops following)",
+          builtin=True, key_display="↑ ↓ pgup pgdn"),
     # ------------------------------------------------------------ prompt
-    KeySpec("prompt.run", "prompt", "enter", "submit", "Run on the targets", builtin=True),
-    KeySpec("prompt.previous", "prompt", "up", "history_previous", "Previous command", show=True,
+    _prompt("prompt.run", "enter", "submit", "Run on the targets", builtin=True),
+    _prompt("prompt.previous", "up", "history_previous", "Previous command", short="Previous", show=True,
             palette=False),
-    KeySpec("prompt.next", "prompt", "down", "history_next", "Next command", show=True, palette=False),
-    KeySpec("prompt.back", "prompt", "escape", "screen.focus_table", "Back to the table", show=True,
+    _prompt("prompt.next", "down", "history_next", "Next command", short="Next", show=True, palette=False),
+    _prompt("prompt.back", "escape", "screen.focus_table", "Back to the table", short="Back", show=True,
             palette=False),
+    _prompt("prompt.quit", "ctrl+c", "app.interrupt", "Quit", show=True, palette=False),
     # ------------------------------------------------------------ filter
-    KeySpec("filter.keep", "filter", "enter", "submit", "Keep the filter, back to the table",
-            builtin=True),
-    KeySpec("filter.clear", "filter", "escape", "screen.clear_filter", "Clear the filter", show=True,
-            palette=False),
+    _filter("filter.keep", "enter", "submit", "Keep the filter, back to the table", builtin=True),
+    _filter("filter.clear", "escape", "screen.clear_filter", "Clear the filter", show=True, palette=False),
+    _filter("filter.quit", "ctrl+c", "app.interrupt", "Quit", show=True, palette=False),
     # ------------------------------------------------------------ history
-    KeySpec("history.replay", "history", "enter", "replay", "Replay", show=True),
-    KeySpec("history.rerun", "history", "r", "rerun", "Re-run on this agent", show=True),
-    KeySpec("history.cancel", "history", "c", "cancel_run", "Cancel run", show=True),
-    KeySpec("history.close", "history", "escape", "close", "Back", show=True),
+    _history("history.replay", "enter", "replay", "Replay", show=True),
+    _history("history.rerun", "r", "rerun", "Re-run on this agent", show=True, short="Re-run"),
+    _history("history.cancel", "c", "cancel_run", "Cancel run", show=True, short="Cancel"),
+    _history("history.wrap", "w", "toggle_wrap", "Wrap long output lines or scroll them"),
+    _history("history.close", "escape", "close", "Back", show=True),
+    _runs("runs.up", "k", "cursor_up", "Previous run", key_display="↑ k", palette=False),
+    _runs("runs.down", "j", "cursor_down", "Next run", key_display="↓ j", palette=False),
+    _runs("runs.first", "g", "scroll_top", "Newest run", key_display="home g", palette=False),
+    _runs("runs.last", "G", "scroll_bottom", "Oldest run", key_display="end G", palette=False),
     # ------------------------------------------------------------ dialogs
-    KeySpec("confirm.yes", "confirm", "y", "confirm", "Yes", show=True, palette=False),
-    KeySpec("confirm.no", "confirm", "n,escape", "cancel", "No", show=True, palette=False),
-    KeySpec("confirm.press", "confirm", "enter", "press", "Press the focused button", builtin=True,
-            palette=False),
-    KeySpec("help.close", "help", "escape,question_mark,q", "close", "Close", show=True,
-            palette=False),
+    _confirm("confirm.yes", "y", "confirm", "Yes", show=True, palette=False),
+    _confirm("confirm.no", "n,escape", "cancel", "No", show=True, palette=False),
+    _confirm("confirm.press", "enter", "press", "Press the focused button", builtin=True, palette=False),
+    _help("help.close", "escape,question_mark,q", "close", "Close", show=True, palette=False),
 )
-
-_BY_ID = {spec.id: spec for spec in KEYMAP}
-
-
-def spec(binding_id: str) -> KeySpec:
-    return _BY_ID[binding_id]
 
 
 def specs(context: str) -> list[KeySpec]:
@@ -164,7 +192,7 @@ def bindings(context: str) -> list[Binding]:
             s.keys,
             s.action,
             s.short or s.description,
-            show=s.show or s.group is not None,
+            show=s.show,
             key_display=s.key_display,
             priority=s.priority,
             id=s.id,

@@ -490,7 +490,7 @@ def test_runs_record_the_requesting_identity(fleet: Fleet, fleets: MakeFleet) ->
     operator = fleets("operator", master=fleet.master_address)
     assert fleet.cli("agent", "run", "a1", "echo local").returncode == 0
 
-    # `master credentials` exports admin:local only; a named bundle needs the PKI API.
+    # A named bundle, made through the PKI API here (the CLI is tested in tests/hostile).
     bundle = operator.home / "ops.json"
     MasterPKI.load(fleet.master_dir).export_admin_bundle(bundle, "ops")
     result = operator.cli("agent", "run", "a1", "echo remote", "--credentials", str(bundle))

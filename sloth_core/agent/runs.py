@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator
 
 from sloth_core import errors
 from sloth_core.agent.executor import KILL_GRACE_S, Execution
+from sloth_core.escape import shortened
 from sloth_core.proto import sloth_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,15 @@ class RunTable:
         """
         if not command.strip():
             raise errors.UsageError("empty command")
+        if "\x00" in command:  # the master refuses these; bash could not run one anyway
+            raise errors.InvalidArgumentError("the command holds a NUL byte, which bash cannot run")
         if run_id in self._runs:
             raise errors.RunExistsError(f"run {run_id} is already running")
         # Commands can tell where and as what they run (like $SSH_CONNECTION).
         env = {"SLOTH_AGENT": self._agent_name, "SLOTH_RUN_ID": run_id}
         execution = Execution(command, timeout_s, env)
         self._runs[run_id] = execution
-        log.info("run %s: %s", run_id, command)
+        log.info("run %s: %s", run_id, shortened(command))
         return self._events(run_id, execution)
 
     async def _events(self, run_id: str, execution: Execution) -> AsyncGenerator[pb.ExecuteEvent, None]:

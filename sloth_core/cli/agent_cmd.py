@@ -107,13 +107,15 @@ def list_agents(args: argparse.Namespace) -> int:
         print("no agents registered yet (start one with `sloth-runner agent start --name NAME`; add --master HOST:PORT on another machine)")
         return 0
     from sloth_core.cli.render import STATUS_COLOURS, ago, paint
+    from sloth_core.escape import shown
 
     # Plain padding rather than a rich Table: rendering 1,000 rows with rich
     # takes ~0.45 s, more than the whole command's budget.
     now = time.time()
     header = ("NAME", "ADDRESS", "STATUS", "VERSION", "LABELS", "LAST SEEN", "RUNNING")
+    # What agents report is escaped: a label must not repaint the operator's terminal.
     cells = [
-        (r["name"], r["address"], r["status"], r["version"], _labels(r["labels"]) or "-",
+        (r["name"], shown(r["address"]), r["status"], shown(r["version"]), shown(_labels(r["labels"])) or "-",
          ago(r["last_seen"], now), str(r["running"]))
         for r in rows
     ]
@@ -135,16 +137,17 @@ def get(args: argparse.Namespace) -> int:
         print()
         return 0
     from sloth_core.cli.render import STATUS_COLOURS, ago, paint
+    from sloth_core.escape import shown
 
     when = lambda ts: f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({ago(ts)})" if ts else "never"  # noqa: E731
     fields = [
         ("Name", row["name"]),
         ("Status", paint(row["status"], STATUS_COLOURS.get(row["status"], "0"))),
-        ("Address", row["address"]),
-        ("Hostname", row["hostname"]),
-        ("OS", row["os"]),
-        ("Version", row["version"]),
-        ("Labels", _labels(row["labels"]) or "-"),
+        ("Address", shown(row["address"])),
+        ("Hostname", shown(row["hostname"])),
+        ("OS", shown(row["os"])),
+        ("Version", shown(row["version"])),
+        ("Labels", shown(_labels(row["labels"])) or "-"),
         ("Registered", when(row["registered_at"])),
         ("Last seen", when(row["last_seen"])),
         ("Running", str(row["running"])),

@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from sloth_core.escape import EscapingFilter
+
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S"
 MAX_BYTES = 10 * 1024 * 1024
@@ -39,4 +41,6 @@ def setup(level: str = "INFO", *, log_file: str | Path | None = None, max_bytes:
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
+    # Agents and commands supply much of what is logged: one record, one line.
+    handler.addFilter(EscapingFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from sloth_core import paths
 from sloth_core.cli import daemon
-from sloth_core.errors import SlothError
+from sloth_core.errors import SlothError, UsageError
 
 WHAT = "the master"
 
@@ -45,6 +46,8 @@ def serve(args: argparse.Namespace) -> int:
         output_cap=args.output_cap,
         runs_per_agent=args.runs_per_agent,
         log_file=str(Path(args.log_file).resolve()) if args.log_file else "",
+        max_command_bytes=args.max_command_bytes,
+        max_calls=args.max_calls,
         store=args.store or "",
         history_queue=args.history_queue,
     )
@@ -181,15 +184,59 @@ def token_rotate(args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
+    if args.replace and not args.for_name:
+        raise UsageError("--replace needs --for NAME: the agent whose name the new machine takes over")
     pki, data_dir = _pki(args)
-    print(pki.create_token(once=args.once, ttl_s=args.ttl, join_port=_join_port(data_dir)))
+    print(pki.create_token(
+        once=args.once, ttl_s=args.ttl, join_port=_join_port(data_dir), for_name=args.for_name, replace=args.replace,
+    ))
     return 0
 
 
 def credentials(args: argparse.Namespace) -> int:
+    if not args.out:
+        raise UsageError("give --out FILE to export a bundle (or: master credentials list | revoke NAME)")
     pki, _ = _pki(args)
     out = Path(args.out).expanduser()
-    pki.export_admin_bundle(out, args.name)
-    who = f"admin:{args.name}" if args.name else "admin:local"
-    print(f"admin credentials for {who} written to {out} (mode 0600); use them with --credentials {out}")
+    name = args.name or default_admin_name(out)
+    pki.export_admin_bundle(out, name)
+    print(f"admin credentials for admin:{name} written to {out} (mode 0600); use them with --credentials {out}")
+    return 0
+
+
+def default_admin_name(out: Path) -> str:
+    """A name for a bundle exported without --name: its file name, else the user's."""
+    import getpass
+
+    from sloth_core.names import is_valid_name
+
+    for candidate in (out.stem, getpass.getuser()):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", candidate).lstrip("._-")[:63].rstrip(".-")
+        if is_valid_name(name) and name != "local":
+            return name
+    raise UsageError("cannot derive an admin name from the file name or the user: pass --name NAME")
+
+
+def credentials_list(args: argparse.Namespace) -> int:
+    from sloth_core.escape import shown
+
+    pki, _ = _pki(args)
+    when = lambda ts: time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"  # noqa: E731
+    rows = [
+        (f"admin:{a.name}", "active" if a.active else "revoked", when(a.created_at), when(a.revoked_at),
+         "(the master's own: local CLI and console)" if a.name == "local" else shown(a.exported_to))
+        for a in pki.admins()
+    ]
+    header = ("IDENTITY", "STATUS", "EXPORTED", "REVOKED", "FILE")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def credentials_revoke(args: argparse.Namespace) -> int:
+    pki, _ = _pki(args)
+    name = args.name.removeprefix("admin:")
+    serials = pki.revoke_admin(name)
+    print(f"revoked admin:{name} ({len(serials)} certificate(s)); a running master ends its open streams within seconds")
     return 0

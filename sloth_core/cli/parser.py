@@ -133,6 +133,8 @@ def _master_parser(sub: Any) -> None:
     p.add_argument("--heartbeat-interval", type=flags.duration, default=MasterConfig.heartbeat_interval_s, metavar="SECONDS", help=f"time between agent heartbeats (default {MasterConfig.heartbeat_interval_s:g}); offline after 3 missed")
     p.add_argument("--output-cap", type=flags.size, default=MasterConfig.output_cap, metavar="BYTES", help="output kept in history per run and stream; head and tail are kept (default 1M)")
     p.add_argument("--runs-per-agent", type=flags.count, default=MasterConfig.runs_per_agent, metavar="N", help=f"runs kept in history per agent (default {MasterConfig.runs_per_agent})")
+    p.add_argument("--max-command-bytes", type=flags.size, default=MasterConfig.max_command_bytes, metavar="BYTES", help="longest command the master accepts, in UTF-8 bytes (default 128K)")
+    p.add_argument("--max-calls", type=flags.count, default=MasterConfig.max_calls, metavar="N", help=f"operator calls in flight before the master answers 'busy' and clients back off (default {MasterConfig.max_calls})")
     p.add_argument("--pid-file", help=argparse.SUPPRESS)
     p.add_argument("--log-file", help=argparse.SUPPRESS)
     p.set_defaults(handler=lazy("master_cmd:serve"))
@@ -164,15 +166,29 @@ def _master_parser(sub: Any) -> None:
              examples=["sloth-runner master token create --once --ttl 1h"])
     c.add_argument("--once", action="store_true", help="valid for one join only")
     c.add_argument("--ttl", type=flags.duration, metavar="DURATION", help="expiry, e.g. 30m, 1h, 2d (default: never expires)")
+    c.add_argument("--for", dest="for_name", metavar="NAME", help="valid only for the agent of this name")
+    c.add_argument("--replace", action="store_true", help="with --for: the joining machine takes the name over from the certificate that holds it (single-use)")
     _data_dir_flag(c)
     c.set_defaults(handler=lazy("master_cmd:token_create"))
-    cr = _add(msub, "credentials", "export an admin credentials bundle for an operator elsewhere",
-              examples=["sloth-runner master credentials --out ops.json --name alice",
-                        "sloth-runner agent list --master 192.0.2.10:50053 --credentials ops.json"])
-    cr.add_argument("--out", required=True, metavar="FILE", help="where to write the bundle (mode 0600)")
-    cr.add_argument("--name", help="issue a separate admin identity admin:NAME (shown in run history; revocable alone)")
+    cr = _add(msub, "credentials", "export an admin bundle for an operator (a new identity admin:NAME); list or revoke them",
+              examples=["sloth-runner master credentials --out alice.json            # admin:alice",
+                        "sloth-runner agent list --master 192.0.2.10:50053 --credentials alice.json",
+                        "sloth-runner master credentials list",
+                        "sloth-runner master credentials revoke alice"])
+    cr.add_argument("--out", metavar="FILE", help="where to write the bundle (mode 0600)")
+    cr.add_argument("--name", help="the operator's identity admin:NAME, shown in run history (default: from the file name, else your user)")
     _data_dir_flag(cr)
     cr.set_defaults(handler=lazy("master_cmd:credentials"))
+    crsub = cr.add_subparsers(dest="credentials_command", metavar="[COMMAND]", title="commands")
+    cl = _add(crsub, "list", "every admin identity, active or revoked",
+              examples=["sloth-runner master credentials list"])
+    _data_dir_flag(cl)
+    cl.set_defaults(handler=lazy("master_cmd:credentials_list"))
+    cv = _add(crsub, "revoke", "revoke admin:NAME: its calls are refused and its open streams end within seconds",
+              examples=["sloth-runner master credentials revoke alice"])
+    cv.add_argument("name", metavar="NAME", help="the identity to revoke: NAME or admin:NAME")
+    _data_dir_flag(cv)
+    cv.set_defaults(handler=lazy("master_cmd:credentials_revoke"))
 
 
 def _agent_parser(sub: Any) -> None:

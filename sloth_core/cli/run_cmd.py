@@ -30,6 +30,7 @@ from sloth_core.cli.common import connect
 from sloth_core.cli.progress import Progress
 from sloth_core.cli.render import AGENT_COLOURS, STATUS_COLOURS, box, duration, paint, print_error
 from sloth_core.errors import UsageError
+from sloth_core.escape import shown
 from sloth_core.names import parse_label
 
 EXIT_TIMEOUT = 124  # as timeout(1)
@@ -372,7 +373,7 @@ def _report_single(term: Terminal, view: RunView, command: str, *, box_wanted: b
     if info.status == pb.RUN_REJECTED or not box_wanted:
         if info.status not in (pb.RUN_SUCCEEDED, pb.RUN_FAILED):
             term.fresh_line()
-            print_error(info.error or "the run did not finish")
+            print_error(shown(info.error) or "the run did not finish")
         return
     ok = info.status == pb.RUN_SUCCEEDED
     rows = [("Command", shorten(command, _columns() - 16)), ("Status", _status(info))]
@@ -381,7 +382,7 @@ def _report_single(term: Terminal, view: RunView, command: str, *, box_wanted: b
     if info.started_at:
         rows.append(("Duration", duration(_elapsed(info))))
     if info.error:
-        rows.append(("Error", info.error))
+        rows.append(("Error", shown(info.error)))
     rows.append(("Run", info.run_id))
     term.say(box(f"Command Execution Result on {info.agent}", rows, ok=ok, stream=term.err))
 
@@ -390,7 +391,7 @@ def shorten(command: str, width: int) -> str:
     """The command on one line of at most ``width`` characters (``…`` marks a cut)."""
     width = max(width, 20)
     lines = command.strip().splitlines() or [""]
-    text = lines[0]
+    text = shown(lines[0])  # what agents and commands wrote is shown, never obeyed
     if len(lines) > 1:
         text += " …"
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -427,7 +428,7 @@ def _not_run_lines(term: Terminal, printer: Printer, views: list[RunView]) -> No
 
     for view in views:
         if view.info.status in (pb.RUN_REJECTED, pb.RUN_LOST):
-            printer.write_lines(view, 2, f"error: {view.info.error or _status(view.info)}".encode())
+            printer.write_lines(view, 2, f"error: {shown(view.info.error) or _status(view.info)}".encode())
 
 
 def _summary_line(views: list[RunView]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sloth_core.cli.common import with_client
 from sloth_core.cli.render import STATUS_COLOURS, ago, duration, paint
+from sloth_core.escape import shown
 
 
 def _status(info: Any) -> str:
@@ -57,7 +58,7 @@ def list_runs(args: argparse.Namespace) -> int:
 
 
 def _print_table(runs: list[Any]) -> None:
-    from sloth_core.cli.ids import short_ids
+    from sloth_core.ids import short_ids
 
     now = time.time()
     short = short_ids([r.run_id for r in runs] + [r.job_id for r in runs])
@@ -77,7 +78,7 @@ def _print_table(runs: list[Any]) -> None:
 
 def _one_line(command: str) -> str:
     lines = command.strip().splitlines() or [""]
-    return lines[0] + (" …" if len(lines) > 1 else "")
+    return shown(lines[0]) + (" …" if len(lines) > 1 else "")
 
 
 def show(args: argparse.Namespace) -> int:
@@ -175,7 +176,7 @@ def _footer(info: Any, ended_open: bool) -> None:
         parts.append(f"duration: {duration(info.finished_at - info.started_at)}")
     print(", ".join(parts), file=err)
     if info.error:
-        print(f"error: {info.error}", file=err)
+        print(f"error: {shown(info.error)}", file=err)
     if info.dropped_bytes:
         print(paint(f"output truncated in history: {info.dropped_bytes} bytes dropped (head and tail kept)", "33", err), file=err)
 
@@ -183,7 +184,7 @@ def _footer(info: Any, ended_open: bool) -> None:
 def cancel(args: argparse.Namespace) -> int:
     cancelled = with_client(args, lambda c: c.cancel(args.id))
     if cancelled:
-        from sloth_core.cli.ids import short_ids
+        from sloth_core.ids import short_ids
 
         short = short_ids(cancelled)
         print(f"cancelling {len(cancelled)} run(s): {', '.join(short[c] for c in cancelled)}")

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sloth_core.bounds import DEFAULT_MAX_COMMAND_BYTES
+from sloth_core.master.admission import DEFAULT_MAX_CALLS
+from sloth_core.master.watch_budget import DEFAULT_WATCH_BUDGET_BYTES
 from sloth_core.names import DEFAULT_MASTER_PORT
 from sloth_core.storage.pending import DEFAULT_QUEUE_LIMIT
 
@@ -31,3 +34,6 @@ class MasterConfig:
     log_file: str = ""  # recorded in master.json for `master status`; empty: stderr
     store: str = ""  # --store URL; empty: SQLite in data_dir
     history_queue: int = DEFAULT_QUEUE_LIMIT  # records kept for retry while the store fails
+    max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES  # longest command accepted (UTF-8 bytes)
+    watch_budget_bytes: int = DEFAULT_WATCH_BUDGET_BYTES  # output held for all Watch subscribers
+    max_calls: int = DEFAULT_MAX_CALLS  # operator calls in flight before "master busy"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sloth_core import errors
+from sloth_core.escape import shortened
 from sloth_core.master.agent_link import AgentLink, ExecuteCall
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import run_info
@@ -247,7 +248,7 @@ class Dispatcher:
             active.task = asyncio.create_task(self._relay(active, limit), name=f"relay {rec.run_id}")
         log.info(
             "job %s by %s: %d run(s), %d rejected: %s",
-            job.job_id, requested_by, len(chosen), len(rejected), command,
+            job.job_id, requested_by, len(chosen), len(rejected), shortened(command),
         )
         return job
 

@@ -1,6 +1,6 @@
 """Ids as people type them: in full, or any unique prefix, with or without ``r-``/``j-``.
 
-The CLI and the console print short ids (see :mod:`sloth_core.cli.ids`); the
+The CLI and the console print short ids (see :mod:`sloth_core.ids`); the
 master turns what the caller typed back into one full id, or says which ids
 an ambiguous prefix could mean.
 """

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import __version__, transport
+from sloth_core.bounds import Limits
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
+from sloth_core.master.admission import Admission
 from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
@@ -20,6 +22,7 @@ from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
 from sloth_core.master.session_service import AgentSessionService
 from sloth_core.master.sessions import SessionHub
+from sloth_core.master.watch_budget import WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
@@ -35,7 +38,7 @@ class Master:
         self.port = 0
         self.join_port = 0
         self.storage = open_store(config.store, config.data_dir, config.history_queue)
-        self.bus = EventBus()
+        self.bus = EventBus(WatchBudget(config.watch_budget_bytes))
         self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
         self.hub = SessionHub()
         self.registry = Registry(
@@ -50,6 +53,7 @@ class Master:
         self._join_server: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._trimmer: asyncio.Task[None] | None = None
+        self._revocations: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -93,14 +97,17 @@ class Master:
             runs_per_agent=cfg.runs_per_agent,
             on_agent_deleted=on_agent_deleted,
         )
+        limits = Limits(max_command_bytes=cfg.max_command_bytes)
         service = MasterService(
             self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
             clock=time.time, store_health=self.storage.health,
+            limits=limits,
+            admission=Admission(cfg.max_calls),
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
         sloth_pb2_grpc.add_AgentSessionServicer_to_server(
-            AgentSessionService(self.registry, self.hub, auth), self._server
+            AgentSessionService(self.registry, self.hub, auth, limits=limits), self._server
         )
         await _add_health_and_reflection(self._server, ["sloth.v1.Master", "sloth.v1.AgentSession"])
         self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
@@ -128,6 +135,7 @@ class Master:
         self._trimmer = asyncio.create_task(
             trim_when_idle(lambda: dispatcher.busy, lambda: dispatcher.finished_runs), name="trim"
         )
+        self._revocations = asyncio.create_task(auth.end_revoked_calls(), name="revocations")
         self._write_endpoint()
 
     def _name_in_use(self, name: str) -> bool:
@@ -150,7 +158,7 @@ class Master:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
-        for task in (self._sweeper, self._trimmer):
+        for task in (self._sweeper, self._trimmer, self._revocations):
             if task is not None:
                 task.cancel()
         if self.dispatcher is not None:

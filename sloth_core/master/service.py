@@ -8,6 +8,7 @@ reason (:func:`sloth_core.rpc_errors.abort`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,8 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
-from sloth_core import errors
+from sloth_core import bounds, errors
+from sloth_core.master.admission import Admission
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory, run_info
@@ -32,6 +34,7 @@ class Authorizer(Protocol):
 
     async def require_admin(self, context: grpc.aio.ServicerContext) -> Any: ...
     async def require_agent(self, context: grpc.aio.ServicerContext, name: str) -> Any: ...
+    def ended_by_revocation(self) -> errors.SlothError | None: ...
 
 
 def _who(identity: Any) -> str:
@@ -40,13 +43,38 @@ def _who(identity: Any) -> str:
     return f"{kind}:{name}" if name else kind
 
 
+# Agents' calls are never shed as "busy": a refused heartbeat would turn a
+# healthy agent offline.
+AGENT_CALLS = frozenset({"Register", "Heartbeat", "Leave"})
+
+
+def _admitted(service: Any, method: Callable[..., Any]) -> contextlib.AbstractContextManager[None]:
+    if method.__name__ in AGENT_CALLS:
+        return contextlib.nullcontext()
+    return service._admission.call()
+
+
+async def _abort_if_revoked(service: Any, context: grpc.aio.ServicerContext) -> None:
+    """A call cancelled because its caller's certificate was revoked ends saying so."""
+    exc = service._auth.ended_by_revocation()
+    if exc is not None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        await abort(context, exc)
+
+
 def unary(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await method(self, request, context)
+            with _admitted(self, method):
+                return await method(self, request, context)
         except errors.SlothError as exc:
             await abort(context, exc)
+        except asyncio.CancelledError:
+            await _abort_if_revoked(self, context)
+            raise
 
     return wrapper
 
@@ -55,10 +83,14 @@ def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncI
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            async for item in method(self, request, context):
-                yield item
+            with _admitted(self, method):
+                async for item in method(self, request, context):
+                    yield item
         except errors.SlothError as exc:
             await abort(context, exc)
+        except asyncio.CancelledError:
+            await _abort_if_revoked(self, context)
+            raise
 
     return wrapper
 
@@ -73,6 +105,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         auth: Authorizer,
         *,
         clock: Callable[[], float],
+        limits: bounds.Limits = bounds.DEFAULT_LIMITS,
+        admission: Admission | None = None,
         store_health: Callable[[], StoreHealth],
     ) -> None:
         self._registry = registry
@@ -81,6 +115,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._bus = bus
         self._auth = auth
         self._clock = clock
+        self._limits = limits
+        self._admission = admission or Admission()
         self._started_at = clock()
         self._store_health = store_health
 
@@ -111,6 +147,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     @streaming
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         identity = await self._auth.require_admin(context)
+        bounds.check_command(request.command, self._limits)
         # Closed at once when the caller hangs up, so its runs are cancelled now.
         async with contextlib.aclosing(self._dispatcher.run(request, _who(identity))) as events:
             async for event in events:
@@ -127,7 +164,8 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         records = await self._history.list_runs(
             agent=request.agent, status=request.status, job_id=request.job_id, limit=request.limit
         )
-        return pb.ListRunsResponse(runs=[run_info(r) for r in records])
+        infos = (bounds.listed_run(run_info(r)) for r in records)
+        return pb.ListRunsResponse(runs=bounds.page(infos, pb.RunInfo.ByteSize))
 
     @unary
     async def GetRun(self, request: pb.RunRef, context: grpc.aio.ServicerContext) -> pb.RunInfo:
@@ -158,7 +196,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         try:
             snapshot = pb.Snapshot(
                 agents=self._registry.all_info(),
-                active_runs=self._dispatcher.active_runs(),
+                active_runs=[bounds.listed_run(r) for r in self._dispatcher.active_runs()],
                 server_time=self._clock(),
                 store=self._store_health().to_proto(),
             )

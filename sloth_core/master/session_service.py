@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from sloth_core import errors
+from sloth_core import bounds, errors
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import Authorizer
 from sloth_core.master.sessions import Session, SessionHub, SessionRun
@@ -40,10 +40,13 @@ def peer_address(context: grpc.aio.ServicerContext) -> str:
 
 
 class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
-    def __init__(self, registry: Registry, hub: SessionHub, auth: Authorizer) -> None:
+    def __init__(
+        self, registry: Registry, hub: SessionHub, auth: Authorizer, *, limits: bounds.Limits = bounds.DEFAULT_LIMITS
+    ) -> None:
         self._registry = registry
         self._hub = hub
         self._auth = auth
+        self._limits = limits
 
     async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         first = await context.read()
@@ -58,6 +61,10 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
         if not hello.address:
             hello.address = peer_address(context)
         try:
+            bounds.check_agent_metadata(
+                address=hello.address, hostname=hello.hostname, os=hello.os,
+                version=hello.version, labels=hello.labels, limits=self._limits,
+            )
             await self._registry.admit(hello, self._answers)
         except errors.SlothError as exc:
             await abort(context, exc)

@@ -16,6 +16,7 @@ bytes: a check then costs ~6 us, most of it ``auth_context()`` itself, plus
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,6 +126,56 @@ def _parse_peer_pem(pem: bytes) -> PeerCertificate:
     return _single_identity(identity_sans(cert), cert.serial_number)
 
 
+def _revoked_message(identity: Identity) -> str:
+    remedy = (
+        "ask for a new credentials bundle (`sloth-runner master credentials`)"
+        if identity.kind == "admin"
+        else "re-join with a new token"
+    )
+    return f"the certificate of {identity} was revoked; {remedy}"
+
+
+class OpenCalls:
+    """The calls in flight, by the certificate serial of their caller.
+
+    Each RPC runs in a task of its own; the task is remembered until it is
+    done, so a revocation can cancel it, and the servicer can then tell that
+    cancellation (which it reports as the revocation) from a caller's own.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[asyncio.Task[object], tuple[int, Identity]] = {}
+        self._ended: dict[asyncio.Task[object], CertificateRevokedError] = {}
+
+    def track(self, serial: int, identity: Identity) -> None:
+        task = asyncio.current_task()
+        if task is None or task in self._calls:
+            return
+        self._calls[task] = (serial, identity)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[object]) -> None:
+        self._calls.pop(task, None)
+        self._ended.pop(task, None)
+
+    def end_revoked(self, is_revoked: Callable[[int], bool]) -> int:
+        """Cancel the calls of revoked certificates; returns how many."""
+        verdicts: dict[int, bool] = {}
+        ended = 0
+        for task, (serial, identity) in list(self._calls.items()):
+            if serial not in verdicts:
+                verdicts[serial] = is_revoked(serial)
+            if verdicts[serial] and not task.done() and task not in self._ended:
+                self._ended[task] = CertificateRevokedError(_revoked_message(identity))
+                task.cancel()
+                ended += 1
+        return ended
+
+    def ended_by_revocation(self) -> CertificateRevokedError | None:
+        task = asyncio.current_task()
+        return None if task is None else self._ended.get(task)
+
+
 class Authorizer:
     """The checks servicers call first in every RPC.
 
@@ -140,6 +191,7 @@ class Authorizer:
 
     def __init__(self, revocations: RevocationSource | None = None) -> None:
         self._revocations = revocations
+        self._open = OpenCalls() if revocations is not None else None
 
     # ------------------------------------------------------------ sync checks
 
@@ -149,13 +201,28 @@ class Authorizer:
         if peer is None:
             return INSECURE
         if self._revocations is not None and self._revocations.is_revoked(peer.serial):
-            remedy = (
-                "ask for a new credentials bundle (`sloth-runner master credentials`)"
-                if peer.identity.kind == "admin"
-                else "re-join with a new token"
-            )
-            raise CertificateRevokedError(f"the certificate of {peer.identity} was revoked; {remedy}")
+            raise CertificateRevokedError(_revoked_message(peer.identity))
+        if self._open is not None:
+            self._open.track(peer.serial, peer.identity)
         return peer.identity
+
+    # ------------------------------------------------------------ revocation of open calls
+
+    async def end_revoked_calls(self, period_s: float = 1.0) -> None:
+        """Forever: end every call in flight whose certificate was revoked meanwhile.
+
+        A check at the start of a call is not enough: a revoked operator's
+        ``Watch``, ``runs show --follow`` or ``agent run`` would go on.
+        """
+        if self._open is None or self._revocations is None:
+            return
+        while True:
+            await asyncio.sleep(period_s)
+            self._open.end_revoked(self._revocations.is_revoked)
+
+    def ended_by_revocation(self) -> CertificateRevokedError | None:
+        """Why the current call's task was cancelled, if a revocation did it."""
+        return None if self._open is None else self._open.ended_by_revocation()
 
     def check_admin(self, context: grpc.aio.ServicerContext) -> Identity:
         caller = self.identify(context)

@@ -61,8 +61,10 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
 
     ``name_in_use(name)`` is the master's answer to "is an *online* agent
     other than this joiner holding that name?"; when it says yes the join is
-    refused with ``ALREADY_EXISTS``. Without it names are never refused.
-    A successful join revokes earlier certificates of the same name.
+    refused with ``ALREADY_EXISTS``. A name bound to a certificate that was
+    not revoked (a stopped or offline agent) is refused too, unless the token
+    was made to replace it (``token create --for NAME --replace``); such a
+    join revokes the earlier certificates of the name.
     """
 
     def __init__(self, pki: MasterPKI, *, name_in_use: Callable[[str], bool] | None = None) -> None:
@@ -88,14 +90,22 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
         tokens = self._pki.tokens
         try:
             # Token first: a caller without the secret learns nothing else.
-            tokens.verify(request.token_id, request.proof, request.csr_pem, consume=False)
+            grant = tokens.verify(request.token_id, request.proof, request.csr_pem, consume=False)
         except CredentialsError as exc:
             log.warning("refused join of %r from %s: %s", name, peer, exc.message)
             raise PermissionDeniedError(exc.message) from None
+        if grant.for_name is not None and grant.for_name != name:
+            raise PermissionDeniedError(f"this join token is for agent {grant.for_name!r} only")
         if self._name_in_use is not None and self._name_in_use(name):
             raise NameTakenError(
                 f"agent name {name!r} is held by another online agent; choose another --name or stop that agent first"
             )
+        if not grant.replace and self._pki.agent_name_is_bound(name):
+            # A stopped or offline agent still owns its name: a token holder
+            # must not take its certificate and its commands. Only an
+            # operator's explicit act frees it.
+            log.warning("refused join of %r from %s: the name is bound to an existing certificate", name, peer)
+            raise NameTakenError(name_bound_message(name))
         try:
             ca.public_key_from_csr(request.csr_pem, name)
         except CredentialsError as exc:
@@ -107,6 +117,14 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
         except CredentialsError as exc:
             raise PermissionDeniedError(exc.message) from None
         return self._pki.issue_agent_certificate(name, request.csr_pem)
+
+
+def name_bound_message(name: str) -> str:
+    return (
+        f"agent name {name!r} belongs to an existing agent's certificate; to give it to this machine, "
+        f"run `sloth-runner agent delete {name}` first, or join with a token from "
+        f"`sloth-runner master token create --for {name} --replace`"
+    )
 
 
 # ---------------------------------------------------------------- agent side

@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sloth_core.errors import CredentialsError
+from sloth_core.errors import CredentialsError, NameTakenError, NotFoundError, UsageError
 from sloth_core.names import validate_agent_name
 from sloth_core.paths import ensure_private_dir
 from sloth_core.transport import TLSConfig
@@ -45,7 +45,7 @@ from .layout import (
     pki_dir,
 )
 from .names import MASTER_SERVER_NAME, CertKind, agent_server_name
-from .revocation import CertificateLedger
+from .revocation import AdminIdentity, CertificateLedger
 from .tokens import JoinTokens
 
 log = logging.getLogger(__name__)
@@ -193,9 +193,17 @@ class MasterPKI:
         once: bool = False,
         ttl_s: float | None = None,
         join_port: int | None = None,
+        for_name: str | None = None,
+        replace: bool = False,
     ) -> str:
         """An extra join token; see :meth:`JoinTokens.create`."""
-        return self.tokens.create(once=once, ttl_s=ttl_s, join_port=join_port)
+        if for_name is not None:
+            validate_agent_name(for_name)
+        return self.tokens.create(once=once, ttl_s=ttl_s, join_port=join_port, for_name=for_name, replace=replace)
+
+    def agent_name_is_bound(self, name: str) -> bool:
+        """Whether agent ``name`` holds a certificate that was not revoked."""
+        return self._ledger.holds_valid(f"agent/{name}")
 
     # ------------------------------------------------------------ issuing
 
@@ -219,24 +227,43 @@ class MasterPKI:
         )
         return ca.cert_to_pem(cert)
 
-    def export_admin_bundle(self, path: Path, name: str | None = None) -> None:
-        """Write a 0600 credentials file for a remote operator.
+    def export_admin_bundle(self, path: Path, name: str) -> None:
+        """Write a 0600 credentials file holding a new identity ``admin:<name>``.
 
-        Without ``name`` it holds the local admin identity; with one, a fresh
-        ``admin:<name>`` certificate that :meth:`revoke_admin` can cut off alone.
+        Every bundle is a person of its own: recorded by name in the run
+        history, listed by :meth:`admins`, revoked alone by :meth:`revoke_admin`.
+        The master's own ``admin:local`` never leaves its data dir, and a name
+        in use is refused rather than silently revoking its holder.
         """
-        if name is None or name == LOCAL_ADMIN:
-            write_admin_bundle(path, self.admin_tls, f"admin:{LOCAL_ADMIN}")
-            return
         validate_agent_name(name, "admin")
+        if name == LOCAL_ADMIN:
+            raise UsageError(
+                f"admin:{LOCAL_ADMIN} is the master's own identity (the local CLI and console); "
+                "give the operator a name of their own with --name"
+            )
+        if self._ledger.holds_valid(f"admin/{name}"):
+            raise NameTakenError(
+                f"admin:{name} already exists; choose another --name, or revoke it first with "
+                f"`sloth-runner master credentials revoke {name}`"
+            )
         key = ca.generate_key()
         cert = self._issue(key.public_key(), "admin", name, dns_name=None)
         self._ledger.record(f"admin/{name}", cert.serial_number, supersede=True)
-        write_admin_bundle(
-            path,
-            TLSConfig(self.ca_pem, ca.cert_to_pem(cert), ca.key_to_pem(key)),
-            f"admin:{name}",
-        )
+        self._ledger.note_admin(name, str(path))
+        try:
+            write_admin_bundle(
+                path,
+                TLSConfig(self.ca_pem, ca.cert_to_pem(cert), ca.key_to_pem(key)),
+                f"admin:{name}",
+            )
+        except CredentialsError:
+            self._ledger.revoke(f"admin/{name}")  # nobody holds it: free the name again
+            raise
+
+    def admins(self) -> list[AdminIdentity]:
+        """Every exported admin identity, and the master's own ``admin:local``."""
+        exported = [a for a in self._ledger.admins() if a.name != LOCAL_ADMIN]
+        return [AdminIdentity(LOCAL_ADMIN, True, 0.0, 0.0, ""), *exported]
 
     def _issue(
         self,
@@ -257,8 +284,18 @@ class MasterPKI:
         return serials
 
     def revoke_admin(self, name: str) -> list[int]:
-        """Revoke the admin certificates exported under ``name``."""
+        """Revoke admin ``name``'s certificates; the master ends its open streams too."""
+        if name == LOCAL_ADMIN:
+            raise UsageError(
+                f"admin:{LOCAL_ADMIN} is the master's own identity; it cannot be revoked "
+                "(the files in the master's data dir are its access check)"
+            )
         serials = self._ledger.revoke(f"admin/{name}")
+        if not serials:
+            known = {a.name for a in self._ledger.admins()}
+            if name in known:
+                raise NotFoundError(f"admin:{name} was already revoked")
+            raise NotFoundError(f"no admin identity {name!r}; see `sloth-runner master credentials list`")
         log.info("revoked %d certificate(s) of admin %s", len(serials), name)
         return serials
 

@@ -8,6 +8,8 @@ Persisted in ``pki/certificates.json`` (0600) so revocations survive restarts.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,18 @@ from ._files import JsonState
 
 
 def _empty() -> dict[str, Any]:
-    return {"issued": {}, "revoked": []}
+    return {"issued": {}, "revoked": [], "admins": {}}
+
+
+@dataclass(frozen=True)
+class AdminIdentity:
+    """An ``admin:NAME`` identity as ``master credentials list`` shows it."""
+
+    name: str
+    active: bool
+    created_at: float  # 0 when unknown (issued before the master kept notes)
+    revoked_at: float
+    exported_to: str
 
 
 class CertificateLedger:
@@ -47,7 +60,37 @@ class CertificateLedger:
         with self._state.update() as data:
             serials: list[str] = data["issued"].pop(identity, [])
             data["revoked"] = sorted({*data["revoked"], *serials})
+            kind, _, name = identity.partition("/")
+            admin = data.setdefault("admins", {}).get(name) if kind == "admin" else None
+            if admin is not None and serials:
+                admin["revoked_at"] = time.time()
         return [int(s, 16) for s in serials]
+
+    def note_admin(self, name: str, exported_to: str) -> None:
+        """Remember when and where admin ``name``'s bundle was exported (for listing)."""
+        with self._state.update() as data:
+            data.setdefault("admins", {})[name] = {
+                "created_at": time.time(), "file": exported_to, "revoked_at": None,
+            }
+
+    def admins(self) -> list[AdminIdentity]:
+        """Every admin identity the master issued, active ones and revoked ones."""
+        data = self._state.read()
+        notes: dict[str, dict[str, Any]] = data.get("admins", {})
+        active = {key.partition("/")[2] for key, serials in data["issued"].items() if key.startswith("admin/") and serials}
+        found = [
+            AdminIdentity(
+                name, name in active, float(note.get("created_at") or 0.0),
+                float(note.get("revoked_at") or 0.0), str(note.get("file") or ""),
+            )
+            for name, note in notes.items()
+        ]
+        found += [AdminIdentity(name, True, 0.0, 0.0, "") for name in active - set(notes)]
+        return sorted(found, key=lambda a: a.name)
+
+    def holds_valid(self, identity: str) -> bool:
+        """Whether ``identity`` has a certificate that is not revoked."""
+        return bool(self._state.read()["issued"].get(identity))
 
     def is_revoked(self, serial: int) -> bool:
         """Constant-time-ish set lookup; re-reads the file only if it changed."""

@@ -93,6 +93,14 @@ class JoinToken:
         return cls(port, token_id, secret, pin)
 
 
+@dataclass(frozen=True)
+class JoinGrant:
+    """What a verified token allows: any name, or one (and whether to take it over)."""
+
+    for_name: str | None = None
+    replace: bool = False
+
+
 def _empty() -> dict[str, Any]:
     return {"join_port": None, "tokens": {}}
 
@@ -160,21 +168,33 @@ class JoinTokens:
         once: bool = False,
         ttl_s: float | None = None,
         join_port: int | None = None,
+        for_name: str | None = None,
+        replace: bool = False,
     ) -> str:
         """An extra token, optionally single-use and/or expiring after ``ttl_s``.
 
-        Rotation leaves extra tokens alone; they end by use or expiry.
+        ``for_name`` admits only the agent of that name; with ``replace`` it
+        may take that name over from the certificate that holds it (the
+        operator's explicit act; see :class:`~.join.JoinServicer`). A
+        replacing token is always single-use. Rotation leaves extra tokens
+        alone; they end by use or expiry.
         """
         if ttl_s is not None and ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
+        if replace and not for_name:
+            raise ValueError("a replacing token names the agent it replaces")
         with self._state.update() as data:
-            token_id = self._add(data, default=False, once=once, ttl_s=ttl_s)
+            token_id = self._add(data, default=False, once=once or replace, ttl_s=ttl_s)
+            if for_name:
+                data["tokens"][token_id].update({"for": for_name, "replace": replace})
         return self._format(self._state.read(), token_id, join_port)
 
     # ------------------------------------------------------------ checking
 
-    def verify(self, token_id: str, proof: bytes, csr_pem: bytes, *, consume: bool = True) -> None:
+    def verify(self, token_id: str, proof: bytes, csr_pem: bytes, *, consume: bool = True) -> JoinGrant:
         """Check a join proof; consume a single-use token unless told not to.
+
+        Returns what the token allows (:class:`JoinGrant`).
 
         The proof is checked first, so someone without the secret learns
         nothing about a token (not even whether it expired). Raises
@@ -192,6 +212,7 @@ class JoinTokens:
             raise CredentialsError(USED)
         if consume:
             self.consume(token_id)
+        return JoinGrant(for_name=record.get("for"), replace=bool(record.get("replace")))
 
     def consume(self, token_id: str) -> None:
         """Mark a single-use token as spent (no-op for reusable ones)."""

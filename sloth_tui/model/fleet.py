@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sloth_core.escape import shown
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.status_words import agent_word
+from sloth_tui.model.connection import CONNECTING, DISCONNECTED, Connection
 
 # Sorting by status puts the agents that need attention next to each other.
 _STATUS_ORDER = {"online": 0, "offline": 1, "stopped": 2, "unknown": 3}
@@ -31,11 +33,12 @@ class Agent:
     def from_pb(cls, info: pb.AgentInfo) -> Agent:
         return cls(
             name=info.name,
-            address=info.address,
-            version=info.version,
-            hostname=info.hostname,
-            os=info.os,
-            labels=dict(info.labels),
+            # What an agent reports is shown escaped, never obeyed by the terminal.
+            address=shown(info.address),
+            version=shown(info.version),
+            hostname=shown(info.hostname),
+            os=shown(info.os),
+            labels={shown(k): shown(v) for k, v in info.labels.items()},
             status=agent_word(info.status),
             registered_at=info.registered_at,
             last_seen=info.last_seen,
@@ -270,3 +273,17 @@ class FleetModel:
         for agent in self.agents.values():
             out[agent.status] = out.get(agent.status, 0) + 1
         return out
+
+
+def empty_message(fleet: FleetModel, conn: Connection) -> str:
+    """Why the agent table has no row: nothing matches, no link to the master, or no agent yet."""
+    if fleet.agents and fleet.filter:
+        return f"No agent matches the filter “{fleet.filter.text}”. Esc clears it."
+    if fleet.agents:
+        return ""
+    if conn.state == DISCONNECTED:
+        reason = f": {conn.detail}" if conn.detail else ""
+        return f"Not connected to {conn.target}{reason}. Retrying; agents appear once connected."
+    if conn.state == CONNECTING:
+        return f"Connecting to {conn.target}…"
+    return "No agents yet. They appear here as they register (sloth-runner agent start --name NAME --master ADDRESS)."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from sloth_core.ids import short_ids
+
 
 def ago(seconds: float) -> str:
     """A compact age: ``4s``, ``12m``, ``3h``, ``5d``."""
@@ -36,8 +38,16 @@ def clock_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def short_id(value: str, width: int = 8) -> str:
-    return value[:width]
+def short_time(ts: float) -> str:
+    """``06-15 14:46:40``: local month-day and time, for narrow lists."""
+    if not ts:
+        return "—"
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def short_id(value: str) -> str:
+    """A run or job id as the CLI lists it (``r-`` and 8 hex digits), so either can be typed to the other."""
+    return short_ids([value])[value]
 
 
 def plural(n: int, word: str) -> str:

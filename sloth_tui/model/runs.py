@@ -11,12 +11,13 @@ switching panes costs nothing and no line is stored twice.
 from __future__ import annotations
 
 import codecs
-import re
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from rich.cells import cell_len
 
+from sloth_core.escape import clean_output
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_word
 
@@ -30,31 +31,27 @@ DEFAULT_MAX_RUNS = 2_000
 ACTIVE = RUN_ACTIVE
 FAILED = RUN_FAILED
 
-# ANSI CSI / OSC / two-character escapes, then any other C0 or C1 control
-# (C1 matters: a terminal may read U+009B as CSI).
-_ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
-)
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_NEEDS_CLEANING = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# One escaping home (sloth_core.escape); the console strips sequences from output.
+clean_text = clean_output
 
 
-def clean_text(text: str) -> str:
-    """Text safe to paint: no escape sequences or controls, tabs expanded, CRLF as LF.
+def end_of(info: pb.RunInfo) -> str:
+    """How a finished run ended, said the same way everywhere: ``exit 3``, ``signal 15 (SIGTERM)``.
 
-    A lone carriage return (a progress bar redrawing its line) keeps what
-    was written after it, as a terminal would show.
+    An agent reports a run killed by a signal with the shell's exit code too
+    (143 for SIGTERM); the signal is what happened, so it is what is shown.
     """
-    if not _NEEDS_CLEANING.search(text):
-        return text
-    text = text.replace("\r\n", "\n")
-    if "\r" in text:
-        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
-    if "\x1b" in text:
-        text = _ESCAPES.sub("", text)
-    if "\t" in text:
-        text = text.expandtabs(8)
-    return _CONTROLS.sub("\ufffd", text)
+    if info.status in RUN_ACTIVE or info.status in (pb.RUN_REJECTED, pb.RUN_STATUS_UNSPECIFIED):
+        return ""
+    if info.signal:
+        try:
+            name = signal.Signals(info.signal).name
+        except ValueError:
+            return f"signal {info.signal}"
+        return f"signal {info.signal} ({name})"
+    if info.exit_code >= 0:
+        return f"exit {info.exit_code}"
+    return ""
 
 
 def text_width(line: str) -> int:
@@ -77,6 +74,8 @@ class RunView:
         self.width = 0
         self.dropped_lines = 0
         """Lines pruned from the head to respect ``max_lines``."""
+        self.resets = 0
+        """How many times the output was forgotten to be delivered again (views recount then)."""
         self.detached = False
         """The stream carrying this run broke; its state may be stale."""
         self._open_kind: int | None = None
@@ -147,6 +146,7 @@ class RunView:
 
     def reset_output(self) -> None:
         """Forget the output (a replay is about to deliver all of it again)."""
+        self.resets += 1
         self.lines.clear()
         self.kinds.clear()
         self.width = 0
@@ -211,6 +211,8 @@ class Job:
     targets: list[str] = field(default_factory=list)
     started_here: bool = True
     stream_open: bool = True
+    warning: str = ""
+    """The master's word when it runs the job but may not keep its history."""
 
 
 @dataclass(frozen=True)
@@ -220,10 +222,6 @@ class Summary:
     failed: int = 0
     rejected: int = 0
     cancelled: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.running + self.succeeded + self.failed + self.rejected + self.cancelled
 
 
 class RunStore:

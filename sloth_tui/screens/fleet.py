@@ -3,6 +3,7 @@ the job summary, and the command prompt."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -12,9 +13,12 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
+from sloth_core import escape
+from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui import keymap
 from sloth_tui.model import fmt
-from sloth_tui.model.fleet import FleetChanges
+from sloth_tui.model.connection import Connection
+from sloth_tui.model.fleet import FleetChanges, empty_message
 from sloth_tui.model.runs import RunsChanged, RunView
 from sloth_tui.widgets.agent_table import AgentTable
 from sloth_tui.widgets.filter_input import FilterInput
@@ -22,13 +26,16 @@ from sloth_tui.widgets.job_summary import JobSummary
 from sloth_tui.widgets.output_log import OutputLog
 from sloth_tui.widgets.output_pane import OutputPane
 from sloth_tui.widgets.prompt import PromptBar, PromptInput
-from sloth_tui.widgets.status_bar import Connection, StatusBar, fleet_text
+from sloth_tui.widgets.status_bar import StatusBar, fleet_items
 
 if TYPE_CHECKING:
     from sloth_tui.app import SlothApp
 
 FILTER_DELAY_S = 0.08
 """Typing in the filter re-filters once the keys pause this long."""
+
+
+_SCREEN_ACTIONS = frozenset(spec.action for spec in keymap.specs("fleet"))
 
 
 class FleetScreen(Screen[None]):
@@ -40,6 +47,7 @@ class FleetScreen(Screen[None]):
         super().__init__()
         self.shown_agent: str | None = None
         self._filter_timer: Timer | None = None
+        self._paste_note: Text | None = None
 
     @property
     def sloth(self) -> SlothApp:
@@ -55,15 +63,21 @@ class FleetScreen(Screen[None]):
                 yield JobSummary(id="summary")
                 yield OutputPane(id="pane")
         yield PromptBar(id="prompt-bar")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        app = self.sloth
+        app.subscribe(app.fleet_signal, self, self.fleet_changed)
+        app.subscribe(app.runs_signal, self, self.runs_changed)
+        app.subscribe(app.tick_signal, self, self.tick)
+        app.subscribe(app.connection_signal, self, self.connection_changed)
+        app.subscribe(app.health_signal, self, self.health_changed)
         self.query_one(JobSummary).show(None, None)
         self.query_one(FilterInput).display = False
         self.table.focus()
         self._show_pane()
         self._update_targets()
-        self.connection_changed(self.sloth.connection)
+        self.connection_changed(app.connection)
 
     # ------------------------------------------------------------ parts
 
@@ -94,6 +108,13 @@ class FleetScreen(Screen[None]):
     def palette_contexts(self) -> list[str]:
         return ["fleet", "table", "pane"]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While typing in the prompt or the filter, the screen's letter keys
+        # are text: the footer shows the input's own keys instead.
+        if isinstance(self.focused, Input) and action in _SCREEN_ACTIONS:
+            return False
+        return True
+
     # ------------------------------------------------------------ updates from the app
 
     @property
@@ -105,8 +126,13 @@ class FleetScreen(Screen[None]):
     def connection_changed(self, conn: Connection) -> None:
         if not self._built:
             return
-        self.table.set_class(conn.state == "disconnected", "-stale")
+        self.table.set_stale(conn.stale, self.sloth.fleet, self.sloth.now())
         self._update_status()
+        self._update_empty()
+
+    def health_changed(self, health: pb.StoreHealth) -> None:
+        if self._built:
+            self._update_status()
 
     def fleet_changed(self, changes: FleetChanges | None) -> None:
         """Redraw what ``changes`` touched (None: every row)."""
@@ -114,6 +140,7 @@ class FleetScreen(Screen[None]):
             return
         self.table.sync(self.sloth.fleet, changes, self.sloth.now())
         self._update_status()
+        self._update_empty()
         self._update_targets()
         if self.shown_agent is None or self.table.cursor_agent is not None:
             self._follow_cursor()
@@ -141,7 +168,12 @@ class FleetScreen(Screen[None]):
     def tick(self, now: float) -> None:
         if not self._built:
             return
-        self.table.tick(self.sloth.fleet, now)
+        if not self.sloth.connection.stale:
+            # While disconnected "Seen" stays as it was when the link broke: the
+            # master did not stop hearing from the agents, we stopped hearing from it.
+            self.table.tick(self.sloth.fleet, now)
+        if self.sloth.connection.state == "disconnected":
+            self._update_status()  # the retry countdown, the age of what is shown
         run = self.pane.run
         if run is not None and run.active:
             self.pane.refresh_header(now)
@@ -176,7 +208,7 @@ class FleetScreen(Screen[None]):
 
     def _placeholder(self, agent: str | None) -> str:
         if agent is None:
-            return "No agents yet. They appear here as they register with the master."
+            return empty_message(self.sloth.fleet, self.sloth.connection)
         if self.sloth.fleet.active_run_of(agent) is not None:
             return f"{agent} is running a command started elsewhere. Enter follows it."
         return f"{agent}: nothing run from here yet. Enter shows its last run, h its history, : runs a command."
@@ -188,8 +220,29 @@ class FleetScreen(Screen[None]):
 
     def _update_status(self) -> None:
         fleet = self.sloth.fleet
-        text = fleet_text(fleet.counts(), len(fleet.marks), len(self.table.order), fleet.filter.text)
-        self.query_one(StatusBar).show(self.sloth.connection, text)
+        conn = self.sloth.connection
+        mono = time.monotonic()
+        items = fleet_items(
+            fleet.counts(),
+            marked=len(fleet.marks),
+            hidden_marked=len(self._hidden_marks()),
+            shown=len(self.table.order),
+            filter_text=fleet.filter.text,
+            stale_for=mono - conn.lost_at if conn.stale and conn.lost_at is not None else None,
+            warning=self.sloth.feed.history_health.warning,
+        )
+        self.query_one(StatusBar).show(conn, mono, items)
+
+    def _update_empty(self) -> None:
+        fleet = self.sloth.fleet
+        self.table.set_empty_text(Text(empty_message(fleet, self.sloth.connection), "dim"))
+        if self.shown_agent is None:
+            self._show_pane()
+
+    def _hidden_marks(self) -> set[str]:
+        """Marked agents the filter hides: they still receive the command."""
+        fleet = self.sloth.fleet
+        return fleet.marks - set(self.table.order) if fleet.filter else set()
 
     # ------------------------------------------------------------ targets and the prompt
 
@@ -202,7 +255,19 @@ class FleetScreen(Screen[None]):
         return [agent] if agent else []
 
     def _update_targets(self) -> None:
-        self.query_one(PromptBar).set_targets(self.targets(), bool(self.sloth.fleet.marks))
+        marked = bool(self.sloth.fleet.marks)
+        self.query_one(PromptBar).set_targets(
+            self.targets(), marked, len(self._hidden_marks()), note=self._paste_note
+        )
+
+    def on_prompt_input_pasted_lines(self, event: PromptInput.PastedLines) -> None:
+        event.stop()
+        self._paste_note = Text(
+            f"⚠ pasted {event.count} lines: the prompt runs one line, so it kept the first "
+            "(join lines with ; or && to run them together)",
+            "bold yellow",
+        )
+        self._update_targets()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -221,17 +286,23 @@ class FleetScreen(Screen[None]):
             return
         fleet = self.sloth.fleet
         everyone = len(targets) > 1 and set(targets) >= set(fleet.agents)
-        if len(targets) > self.sloth.confirm_over or everyone:
+        hidden = self._hidden_marks()
+        if len(targets) > self.sloth.confirm_over or everyone or hidden:
             scope = f"all {len(targets)} agents" if everyone else fmt.plural(len(targets), "agent")
             body = Text.assemble(
                 ("$ ", "dim"), (command, "bold"), "\n\n",
                 ("on ", "dim"), (scope, "bold"), ": ", fmt.name_list(targets, limit=8),
             )
+            if hidden:
+                body.append(f"\n\n{len(hidden)} of them hidden by the filter: ", "bold yellow")
+                body.append(fmt.name_list(fleet.ordered(hidden), limit=8))
             self.sloth.confirm(f"Run on {scope}?", body, lambda: self._run(command, targets), yes="Run")
         else:
             self._run(command, targets)
 
     def _run(self, command: str, targets: list[str]) -> None:
+        self._paste_note = None
+        self._update_targets()
         self.sloth.history.add(command)
         self.prompt.value = ""
         self.sloth.start_job(command, targets)
@@ -389,7 +460,7 @@ class FleetScreen(Screen[None]):
         self.sloth.confirm(
             "Cancel this run?",
             Text.assemble(
-                ("$ ", "dim"), (run.command, "bold"), "\n\n",
+                ("$ ", "dim"), (escape.shown(run.command), "bold"), "\n\n",
                 ("on ", "dim"), (run.agent, "bold"), (f"  (run {fmt.short_id(run.run_id)})", "dim"),
             ),
             lambda: self.sloth.cancel(run.run_id, f"run {fmt.short_id(run.run_id)} on {run.agent}"),
@@ -409,7 +480,7 @@ class FleetScreen(Screen[None]):
         self.sloth.confirm(
             "Cancel the whole job?",
             Text.assemble(
-                ("$ ", "dim"), (job.command, "bold"), "\n\n",
+                ("$ ", "dim"), (escape.shown(job.command), "bold"), "\n\n",
                 f"{fmt.plural(len(active), 'run')} still in flight: ",
                 fmt.name_list([r.agent for r in active], limit=8),
             ),
@@ -424,10 +495,11 @@ class FleetScreen(Screen[None]):
         if job is None:
             return
         targets = list(job.targets)
-        if len(targets) > self.sloth.confirm_over:
+        if len(targets) > 1:
+            # Re-running is one key away from anywhere: more than one agent is worth a question.
             self.sloth.confirm(
                 f"Re-run on {fmt.plural(len(targets), 'agent')}?",
-                Text.assemble(("$ ", "dim"), (job.command, "bold"), "\n\non ", fmt.name_list(targets, 8)),
+                Text.assemble(("$ ", "dim"), (escape.shown(job.command), "bold"), "\n\non ", fmt.name_list(targets, 8)),
                 lambda: self.sloth.start_job(job.command, targets),
                 yes="Run",
             )
@@ -440,9 +512,22 @@ class FleetScreen(Screen[None]):
         self._agent_call("stop", "Stop", "The agent process exits; it shows as stopped until it starts again.")
 
     def action_delete_agent(self) -> None:
-        self._agent_call("delete", "Delete", "The master forgets the agent (it can register again).")
+        agent = self.table.cursor_agent or ""
+        self._agent_call(
+            "delete",
+            "Delete",
+            Text.assemble(
+                "The master forgets ", (agent, "bold"), " and ", ("revokes its certificate", "bold"),
+                ": it can no longer register or run commands.\n\nTo bring it back, re-join it with a token: "
+                "print one with ", ("sloth-runner master token", "bold"),
+                " and start the agent with ", (f"--name {agent} --token TOKEN", "bold"), ".",
+            ),
+        )
 
-    def _agent_call(self, verb: str, title: str, explain: str) -> None:
+    def action_toggle_wrap(self) -> None:
+        self.pane.log_view.action_toggle_wrap()
+
+    def _agent_call(self, verb: str, title: str, explain: Text | str) -> None:
         agent = self.table.cursor_agent
         if agent is None:
             return

@@ -11,13 +11,15 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
+from sloth_core import escape
 from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.status_words import RUN_ACTIVE
 from sloth_tui import keymap
 from sloth_tui.messages import HistoryLoaded
 from sloth_tui.model import fmt
 from sloth_tui.model.runs import RunsChanged, RunView
 from sloth_tui.widgets.output_log import OutputLog
-from sloth_tui.widgets.output_pane import RUN_STYLE, OutputPane
+from sloth_tui.widgets.output_pane import OutputPane, run_badge
 
 if TYPE_CHECKING:
     from sloth_tui.app import SlothApp
@@ -27,7 +29,9 @@ REPLAY_DELAY_S = 0.15
 
 
 class HistoryTable(DataTable[object]):
-    """Past runs of one agent, newest first, keyed by run id."""
+    """Past runs of one agent, newest first, keyed by run id; j/k move as in the agent table."""
+
+    BINDINGS = keymap.bindings("runs")
 
 
 class HistoryScreen(Screen[None]):
@@ -51,16 +55,21 @@ class HistoryScreen(Screen[None]):
         with Vertical(id="history-main"):
             yield HistoryTable(id="history-runs", cursor_type="row")
             yield OutputPane(id="history-pane")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        app = self.sloth
+        app.subscribe(app.runs_signal, self, self.runs_changed)
+        app.subscribe(app.tick_signal, self, self.tick)
+        app.subscribe(app.history_signal, self, self.history_loaded)
         table = self.query_one(HistoryTable)
+        # The command comes early: on a narrow terminal it is what tells runs apart.
         table.add_column("Started", key="started")
-        table.add_column("Run", key="run")
         table.add_column("Status", key="status")
-        table.add_column("Duration", key="duration")
-        table.add_column("By", key="by")
+        table.add_column("Took", key="duration")
         table.add_column("Command", key="command")
+        table.add_column("Run", key="run")
+        table.add_column("By", key="by")
         table.focus()
         self.pane.show(None, self.sloth.now(), placeholder="")
         self.sloth.load_history(self.agent)
@@ -70,7 +79,7 @@ class HistoryScreen(Screen[None]):
         return self.query_one(OutputPane)
 
     def active_contexts(self) -> list[str]:
-        return ["pane" if isinstance(self.focused, OutputLog) else "history", "pane"]
+        return ["pane" if isinstance(self.focused, OutputLog) else "runs", "history", "pane"]
 
     def palette_contexts(self) -> list[str]:
         return ["history", "pane"]
@@ -78,7 +87,7 @@ class HistoryScreen(Screen[None]):
     # ------------------------------------------------------------ data
 
     def history_loaded(self, message: HistoryLoaded) -> None:
-        if message.agent != self.agent:
+        if message.agent != self.agent or not self.is_attached:
             return
         title = self.query_one("#history-title", Static)
         if message.error:
@@ -106,18 +115,14 @@ class HistoryScreen(Screen[None]):
 
     def _cells(self, info: pb.RunInfo, now: float) -> tuple[object, ...]:
         run = RunView(info)
-        mark, colour = RUN_STYLE.get(info.status, ("?", "grey50"))
-        status = Text(f"{mark} {run.status_word}", colour)
-        if not run.active and info.status != pb.RUN_REJECTED and info.exit_code >= 0:
-            status.append(f" ({info.exit_code})", colour)
         # Text, never str: a str cell is parsed as markup, and commands are anything.
         return (
-            Text(fmt.clock_time(info.started_at or info.created_at)),
-            Text(fmt.short_id(info.run_id)),
-            status,
+            Text(fmt.short_time(info.started_at or info.created_at)),
+            run_badge(run, bold=False),
             Text(fmt.duration(run.duration(now))),
-            Text(info.requested_by or "—"),
-            Text(info.command),
+            Text(escape.shown(info.command)),
+            Text(fmt.short_id(info.run_id)),
+            Text(escape.shown(info.requested_by) or "—"),
         )
 
     def _cursor_run(self) -> str | None:
@@ -151,7 +156,7 @@ class HistoryScreen(Screen[None]):
         info = self.runs[run_id]
         run = self.sloth.store.runs.get(run_id)
         if run is None or force or (not run.lines and not run.active):
-            run = self.sloth.attach_run(info, follow=info.status in (pb.RUN_PENDING, pb.RUN_RUNNING))
+            run = self.sloth.attach_run(info, follow=info.status in RUN_ACTIVE)
         self._show(run)
 
     def _show(self, run: RunView) -> None:
@@ -194,7 +199,7 @@ class HistoryScreen(Screen[None]):
             return
         self.sloth.confirm(
             "Cancel this run?",
-            Text.assemble(("$ ", "dim"), (run.command, "bold"), "\n\non ", (run.agent, "bold")),
+            Text.assemble(("$ ", "dim"), (escape.shown(run.command), "bold"), "\n\non ", (run.agent, "bold")),
             lambda: self.sloth.cancel(run.run_id, f"run {fmt.short_id(run.run_id)} on {run.agent}"),
             yes="Cancel run",
             danger=True,
@@ -202,6 +207,9 @@ class HistoryScreen(Screen[None]):
 
     def action_focus_table(self) -> None:
         self.query_one(HistoryTable).focus()
+
+    def action_toggle_wrap(self) -> None:
+        self.pane.log_view.action_toggle_wrap()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -6,6 +6,12 @@ about 40 ms for a screenful, which alone breaks a 50 ms budget on a live
 fleet. This view keeps one rendered strip per agent, invalidated only when
 that agent's cells change, and draws the cursor on top; filter and sort are
 list operations on the model, never widget rebuilds.
+
+Columns have a priority (:data:`PRIORITY`): on a narrow terminal the table
+shows name and status first and drops the rest from the end of that list
+(labels and address go first). With no row to show it says why
+(:attr:`AgentTable.empty_text`). While the console is disconnected the
+statuses are drawn as stale: the last word the master gave, not a fact.
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("running", "Runs"),
 )
 SORTABLE = {"name", "status", "address", "version", "last_seen", "running"}
+PRIORITY = ("mark", "name", "status", "running", "last_seen", "version", "address", "labels")
+"""Columns in the order they are given room: the first ones are always shown."""
+ALWAYS = 3
+"""Mark, name and status are shown however narrow the table."""
+NAME = 1
 SEEN = 6
+MIN_NAME = 8
 GAP = 2
 """Spaces between columns."""
 
@@ -50,7 +62,10 @@ OFFLINE_AFTER_S = 15.0
 Cells = tuple[Text, ...]
 
 
-def status_text(status: str) -> Text:
+def status_text(status: str, *, stale: bool = False) -> Text:
+    """``● online``; stale (disconnected): ``◌ online?`` in grey, the last known word."""
+    if stale:
+        return Text(f"◌ {status}?", "grey50")
     dot, colour = STATUS_STYLE.get(status, STATUS_STYLE["unknown"])
     return Text.assemble((dot, colour), " ", (status, colour if status != "online" else ""))
 
@@ -93,6 +108,11 @@ class AgentTable(ScrollView, can_focus=True):
         self._cursor = 0
         self._cursor_name: str | None = None
         self._header_style: Style | None = None
+        self._shown = list(range(len(COLUMNS)))
+        """Indices of the columns drawn, in table order."""
+        self.stale = False
+        self.empty_text = Text()
+        """What the table says when it has no row (set by the screen)."""
 
     # -------------------------------------------------------------- queries
 
@@ -133,7 +153,7 @@ class AgentTable(ScrollView, can_focus=True):
         return (
             Text("✓" if marked else "", style=style),
             Text(agent.name, style=style),
-            status_text(agent.status),
+            status_text(agent.status, stale=self.stale),
             Text(agent.address),
             Text(agent.labels_text),
             Text(agent.version),
@@ -185,12 +205,46 @@ class AgentTable(ScrollView, can_focus=True):
                     widths[i] = cell.cell_len
         if widths != self._widths or labels != self._labels:
             self._widths, self._labels = widths, labels
-            self._strips.clear()
-            self.virtual_size = Size(self._total_width(), len(self._order) + 1)
-            self.refresh()
+            self._lay_out()
+
+    def _lay_out(self) -> None:
+        """Choose the columns that fit the width, by priority; redraw if that changed."""
+        room = self.scrollable_content_region.width
+        natural = self._widths
+        shown = set(range(ALWAYS))
+        used = sum(natural[i] + GAP for i in shown)
+        if room > 0:
+            for key in PRIORITY[ALWAYS:]:
+                i = next(n for n, (k, _) in enumerate(COLUMNS) if k == key)
+                if used + natural[i] + GAP <= room:
+                    shown.add(i)
+                    used += natural[i] + GAP
+        else:
+            shown = set(range(len(COLUMNS)))
+        order = sorted(shown)
+        self._shown = order
+        self._strips.clear()
+        self.virtual_size = Size(self._total_width(), len(self._order) + 1)
+        self.refresh()
+
+    def _drawn_widths(self) -> list[int]:
+        """Widths of the shown columns; the name gives way when even they do not fit."""
+        widths = [self._widths[i] for i in self._shown]
+        room = self.scrollable_content_region.width
+        if room > 0:
+            excess = sum(widths) + GAP * len(widths) - room
+            if excess > 0:
+                widths[NAME] = max(MIN_NAME, widths[NAME] - excess)
+        return widths
 
     def _total_width(self) -> int:
-        return sum(self._widths) + GAP * len(self._widths)
+        widths = self._drawn_widths()
+        return sum(widths) + GAP * len(widths)
+
+    @property
+    def columns(self) -> list[str]:
+        """Keys of the columns drawn now, in order."""
+        return [COLUMNS[i][0] for i in self._shown]
 
     def refresh_names(self, fleet: FleetModel, names: set[str], now: float) -> None:
         """Re-render the rows of ``names`` (their marks changed)."""
@@ -207,6 +261,20 @@ class AgentTable(ScrollView, can_focus=True):
         row = self._index.get(name)
         if row is not None:
             self._refresh_row(row)
+
+    def set_stale(self, stale: bool, fleet: FleetModel, now: float) -> None:
+        """Draw the statuses as stale (disconnected) or live again."""
+        if stale != self.stale:
+            self.stale = stale
+            self.set_class(stale, "-stale")
+            self.sync(fleet, None, now)
+            self.refresh()
+
+    def set_empty_text(self, text: Text) -> None:
+        if text != self.empty_text:
+            self.empty_text = text
+            if not self._order:
+                self.refresh()
 
     def tick(self, fleet: FleetModel, now: float) -> None:
         """Advance the "Seen" column: only the rows whose text changes."""
@@ -266,6 +334,7 @@ class AgentTable(ScrollView, can_focus=True):
             self._set_cursor(row)
 
     def on_resize(self) -> None:
+        self._lay_out()
         self._scroll_to_cursor()
 
     def on_focus(self) -> None:
@@ -283,12 +352,24 @@ class AgentTable(ScrollView, can_focus=True):
 
     def _row_strip(self, cells: Cells, base: Style) -> Strip:
         line = Text(style=base, no_wrap=True, end="")
-        for cell, width in zip(cells, self._widths, strict=True):
-            piece = cell.copy()
+        widths = self._drawn_widths()
+        for i, width in zip(self._shown, widths, strict=True):
+            piece = cells[i].copy()
             piece.truncate(width, overflow="ellipsis", pad=True)
             line.append_text(piece)
             line.append(" " * GAP)
-        return Strip(line.render(self.app.console), self._total_width())
+        return Strip(line.render(self.app.console), sum(widths) + GAP * len(widths))
+
+    def _empty_line(self, index: int, width: int, base: Style) -> Strip:
+        """A line of :attr:`empty_text`, wrapped to the width, one blank line below the header."""
+        if index < 0 or width <= 2:
+            return Strip.blank(width, base)
+        lines = self.empty_text.wrap(self.app.console, width - 2)
+        if index >= len(lines):
+            return Strip.blank(width, base)
+        text = Text(" ", style=base, end="")
+        text.append_text(lines[index])
+        return Strip(text.render(self.app.console)).crop_extend(0, width, base)
 
     def render_line(self, y: int) -> Strip:
         scroll_x = int(self.scroll_x)
@@ -300,6 +381,8 @@ class AgentTable(ScrollView, can_focus=True):
             header = self._row_strip(tuple(Text(label) for label in self._labels), self._header_style)
             return header.crop_extend(scroll_x, scroll_x + width, self._header_style)
         row = y - 1 + int(self.scroll_y)
+        if not self._order:
+            return self._empty_line(y - 2, width, base)
         if row >= len(self._order):
             return Strip.blank(width, base)
         name = self._order[row]

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from sloth_core import escape
 from sloth_tui.model import fmt
 from sloth_tui.model.runs import Job, Summary
+from sloth_tui.widgets.flow import Flow
 
 
-def summary_text(job: Job, summary: Summary) -> Text:
-    text = Text.assemble(
-        ("job ", "dim"),
-        (fmt.short_id(job.job_id), "bold"),
-        ("  $ ", "dim"),
-        (job.command, "bold"),
-        ("  → ", "dim"),
-        fmt.plural(len(job.run_ids), "agent"),
-        "\n",
-    )
+def summary_items(job: Job, summary: Summary) -> tuple[list[Text], list[Text]]:
+    """The job, its command and its size; then one item per outcome. Wrapped between items only."""
+    head = [
+        Text.assemble(("job ", "dim"), (fmt.short_id(job.job_id), "bold")),
+        Text.assemble(("$ ", "dim"), (escape.shown(job.command), "bold")),
+        Text.assemble(("→ ", "dim"), fmt.plural(len(job.run_ids), "agent")),
+    ]
+    if job.warning:
+        head.append(Text(f"⚠ {job.warning}", "bold yellow"))
     parts = [
         (summary.running, "running", "cyan", "●"),
         (summary.succeeded, "succeeded", "green", "✔"),
@@ -27,11 +29,8 @@ def summary_text(job: Job, summary: Summary) -> Text:
     ]
     if summary.cancelled:
         parts.append((summary.cancelled, "cancelled", "yellow", "■"))
-    for i, (count, word, colour, mark) in enumerate(parts):
-        if i:
-            text.append("  ")
-        text.append(f"{mark} {count} {word}", colour if count else "dim")
-    return text
+    counts = [Text(f"{mark} {count} {word}", colour if count else "dim") for count, word, colour, mark in parts]
+    return head, counts
 
 
 class JobSummary(Static):
@@ -40,4 +39,5 @@ class JobSummary(Static):
     def show(self, job: Job | None, summary: Summary | None) -> None:
         self.display = job is not None
         if job is not None and summary is not None:
-            self.update(summary_text(job, summary))
+            head, counts = summary_items(job, summary)
+            self.update(Group(Flow(head), Flow(counts)))

@@ -4,12 +4,19 @@ It renders straight from :class:`~sloth_tui.model.runs.RunView` (no copy of
 the lines), so switching between agents is instant and a 100,000-line run
 costs only the lines on screen. It follows the tail until the operator
 scrolls up, and counts the lines that arrive meanwhile.
+
+Long lines wrap by default (``w`` toggles to one row per line with
+horizontal scrolling). Wrapping keeps, per kept line, the row it starts on,
+extended as lines arrive and trimmed as the buffer drops its head, so a
+frame costs only the rows on screen; a new width recounts once.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.geometry import Size
@@ -53,6 +60,28 @@ class OutputLog(ScrollView, can_focus=True):
         self._pending = 0
         self._redraw_timer: Timer | None = None
         self._last_redraw = 0.0
+        self.wrap = True
+        # Wrapping: the absolute row each kept line starts on, the absolute
+        # row of the first kept line, and the row after the last one.
+        self._starts: list[int] = []
+        self._base = 0
+        self._end = 0
+        self._rows_width = 0
+        self._rows_dropped = 0
+        self._rows_run: RunView | None = None
+        self._rows_resets = 0
+
+    class WrapChanged(Message):
+        """Wrapping was switched on or off."""
+
+        def __init__(self, log: OutputLog, wrap: bool) -> None:
+            super().__init__()
+            self.log = log
+            self.wrap = wrap
+
+        @property
+        def control(self) -> OutputLog:
+            return self.log
 
     # -------------------------------------------------------------- feeding
 
@@ -95,9 +124,13 @@ class OutputLog(ScrollView, can_focus=True):
         run = self.run
         if run is None:
             return
+        base = self._base
         if run.dropped_lines != self._dropped_seen:
             shift = run.dropped_lines - self._dropped_seen
             self._dropped_seen = run.dropped_lines
+            self._sync_size()
+            if self._wrapping:
+                shift = self._base - base
             if not self.follow:
                 # Keep the same lines under the operator's eyes.
                 self.scroll_to(y=max(0, self.scroll_y - shift), animate=False, immediate=True, force=True)
@@ -110,9 +143,79 @@ class OutputLog(ScrollView, can_focus=True):
 
     def _sync_size(self) -> None:
         run = self.run
-        size = Size(run.width, len(run.lines)) if run else Size(0, 0)
+        if run is None:
+            size = Size(0, 0)
+        elif self._wrapping:
+            self._sync_rows(run)
+            size = Size(self._rows_width, self._end - self._base)
+        else:
+            size = Size(run.width, len(run.lines))
         if size != self.virtual_size:
             self.virtual_size = size
+
+    # -------------------------------------------------------------- wrapping
+
+    @property
+    def _wrapping(self) -> bool:
+        return self.wrap and self.scrollable_content_region.width > 0
+
+    def _sync_rows(self, run: RunView) -> None:
+        """Bring the row index up to date with ``run``'s buffer (see the module doc)."""
+        width = self.scrollable_content_region.width
+        starts = self._starts
+        lines = run.lines
+        dropped = run.dropped_lines - self._rows_dropped
+        if (
+            run is not self._rows_run
+            or run.resets != self._rows_resets
+            or width != self._rows_width
+            or dropped < 0
+            or dropped > len(starts)
+            or len(lines) < len(starts) - dropped
+        ):
+            starts.clear()
+            self._base = self._end = 0
+            self._rows_run, self._rows_width, self._rows_resets, dropped = run, width, run.resets, 0
+        if dropped:
+            self._base = starts[dropped] if dropped < len(starts) else self._end
+            del starts[:dropped]
+        self._rows_dropped = run.dropped_lines
+        count = len(starts)
+        end = starts[-1] + _rows(lines[count - 1], width) if count else self._base
+        for line in lines[count:] if count < len(lines) else ():
+            starts.append(end)
+            end += _rows(line, width)
+        self._end = end
+
+    def action_toggle_wrap(self) -> None:
+        """Wrap long lines, or show each on one row with horizontal scrolling."""
+        top = self._line_at(int(self.scroll_y))
+        self.wrap = not self.wrap
+        self._rows_run = None
+        self._sync_size()
+        self.post_message(self.WrapChanged(self, self.wrap))
+        if self.follow:
+            self._scroll_to_end()
+        elif top is not None:
+            row = self._starts[top] - self._base if self._wrapping else top
+            self.scroll_to(y=row, animate=False, immediate=True, force=True)
+        self.refresh()
+
+    def _line_at(self, row: int) -> int | None:
+        """The index of the line drawn on ``row`` (a row of the whole view)."""
+        run = self.run
+        if run is None or not run.lines:
+            return None
+        if not self._wrapping:
+            return min(row, len(run.lines) - 1)
+        return max(0, bisect_right(self._starts, row + self._base) - 1)
+
+    def on_resize(self) -> None:
+        if self.wrap and self.run is not None:
+            self._sync_size()
+            if self.follow:
+                self._scroll_to_end()
+            self.refresh()
 
     def _scroll_to_end(self) -> None:
         # force: right after the run changed, the scrollbars of the new size
@@ -179,10 +282,37 @@ class OutputLog(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
-        index = scroll_y + y
         run = self.run
+        if run is not None and self._wrapping and self._rows_run is run:
+            return self._render_wrapped(run, scroll_y + y, width)
+        index = scroll_y + y
         if run is None or index >= len(run.lines):
             return Strip.blank(width, self.rich_style)
         line = run.lines[index]
         strip = Strip([Segment(line, self._style(run.kinds[index]))], text_width(line))
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def _render_wrapped(self, run: RunView, row: int, width: int) -> Strip:
+        absolute = row + self._base
+        if row < 0 or absolute >= self._end:
+            return Strip.blank(width, self.rich_style)
+        index = bisect_right(self._starts, absolute) - 1
+        if index >= len(run.lines):
+            # The buffer was reset (a replay starts over) and the rows are not recounted yet.
+            return Strip.blank(width, self.rich_style)
+        line = run.lines[index]
+        step = self._rows_width
+        start = (absolute - self._starts[index]) * step
+        style = self._style(run.kinds[index])
+        if line.isascii():
+            piece = line[start : start + step]
+            strip = Strip([Segment(piece, style)], len(piece))
+        else:
+            strip = Strip([Segment(line, style)], cell_len(line)).crop(start, start + step)
+        return strip.crop_extend(0, width, self.rich_style)
+
+
+def _rows(line: str, width: int) -> int:
+    """Rows ``line`` takes when wrapped at ``width`` cells (an empty line takes one)."""
+    cells = len(line) if line.isascii() else cell_len(line)
+    return max(1, -(-cells // width))

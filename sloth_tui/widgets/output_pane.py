@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from sloth_core import escape
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui.model import fmt
-from sloth_tui.model.runs import RunView
+from sloth_tui.model.runs import RunView, end_of
+from sloth_tui.widgets.flow import Flow
 from sloth_tui.widgets.output_log import OutputLog
 
 RUN_STYLE = {
@@ -24,37 +27,48 @@ RUN_STYLE = {
 }
 
 
-def run_badge(run: RunView) -> Text:
-    """``✘ failed · exit 3`` in the run's colour."""
+def run_badge(run: RunView, *, bold: bool = True) -> Text:
+    """``✘ failed · exit 3`` in the run's colour (the pane and the history say it alike)."""
     mark, colour = RUN_STYLE.get(run.status, ("?", "grey50"))
-    text = Text.assemble((f"{mark} {run.status_word}", f"bold {colour}"))
-    info = run.info
-    if not run.active and run.status not in (pb.RUN_REJECTED, pb.RUN_STATUS_UNSPECIFIED):
-        if info.signal:
-            text.append(f" · signal {info.signal}", colour)
-        elif info.exit_code >= 0:
-            text.append(f" · exit {info.exit_code}", colour)
+    text = Text.assemble((f"{mark} {run.status_word}", f"bold {colour}" if bold else colour))
+    end = end_of(run.info)
+    if end:
+        text.append(f" · {end}", colour)
     return text
 
 
-def run_header(run: RunView, now: float) -> Text:
-    """Two lines: agent, status, exit code, duration; then the command and run id."""
-    head = Text.assemble((run.agent, "bold"), "  ", run_badge(run))
+def dropped_text(run: RunView) -> Text:
+    """The pane keeps the newest lines only: say how many are gone and where they are."""
+    return Text.assemble(
+        ("⋯ ", "bold"),
+        (f"{run.dropped_lines:,} earlier lines not kept here", "bold"),
+        f" (the pane keeps the last {run.max_lines:,}) · all of it: ",
+        (f"sloth-runner runs show {fmt.short_id(run.run_id)}", "bold"),
+    )
+
+
+def run_header(run: RunView, now: float) -> Group:
+    """Agent, status, exit code, duration; then the command and run id; then the error.
+
+    Each part wraps as a whole on a narrow pane (a command longer than the
+    line is cut with an ellipsis), never in the middle of ``run 1a2b3c4d``.
+    """
+    badge = run_badge(run)
     took = run.duration(now)
     if took is not None:
-        head.append(f" · {fmt.duration(took)}", "dim")
+        badge.append(f" · {fmt.duration(took)}", "dim")
+    first = [Text(run.agent, "bold"), badge]
     if run.detached and run.active:
-        head.append("  ⚠ stream lost, reattaching…", "yellow")
-    head.append("\n")
-    head.append("$ ", "dim")
-    head.append(run.command, "bold")
-    head.append(f"  run {fmt.short_id(run.run_id)}", "dim")
-    if run.info.requested_by:
-        head.append(f" by {run.info.requested_by}", "dim")
+        first.append(Text("⚠ stream lost, reattaching…", "yellow"))
+    by = f" by {escape.shown(run.info.requested_by)}" if run.info.requested_by else ""
+    second = [
+        Text.assemble(("$ ", "dim"), (escape.shown(run.command), "bold")),
+        Text(f"run {fmt.short_id(run.run_id)}{by}", "dim"),
+    ]
+    parts: list[Flow | Text] = [Flow(first), Flow(second)]
     if run.info.error:
-        head.append("\n")
-        head.append(run.info.error, "red")
-    return head
+        parts.append(Text(escape.shown(run.info.error), "red"))
+    return Group(*parts)
 
 
 class OutputPane(Vertical):
@@ -66,6 +80,7 @@ class OutputPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="pane-header", classes="pane-header")
+        yield Static(id="pane-dropped", classes="pane-dropped")
         yield OutputLog(id="pane-log")
         yield Static(id="pane-indicator", classes="pane-indicator")
 
@@ -78,10 +93,19 @@ class OutputPane(Vertical):
         self.log_view.show(run)
         self.set_class(run is None, "-empty")
         self.refresh_header(now, placeholder=placeholder)
+        self._update_dropped()
         self._update_indicator()
 
     def lines_added(self, count: int) -> None:
         self.log_view.lines_added(count)
+        self._update_dropped()
+
+    def _update_dropped(self) -> None:
+        notice = self.query_one("#pane-dropped", Static)
+        run = self.run
+        notice.display = run is not None and run.dropped_lines > 0
+        if run is not None and run.dropped_lines:
+            notice.update(dropped_text(run))
 
     def refresh_header(self, now: float, *, placeholder: str = "") -> None:
         header = self.query_one("#pane-header", Static)

@@ -2,59 +2,63 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rich.text import Text
 from textual.widgets import Static
 
 from sloth_tui.model import fmt
+from sloth_tui.model.connection import CONNECTED, CONNECTING, Connection
+from sloth_tui.widgets.flow import Flow
 
 
-@dataclass
-class Connection:
-    """The link to the master, as the status bar shows it."""
-
-    state: str = "connecting"
-    target: str = ""
-    detail: str = ""
-    retry_in: float | None = None
-    attempt: int = 0
-
-
-def connection_text(conn: Connection) -> Text:
-    if conn.state == "connected":
-        return Text.assemble(("● connected", "bold green"), (f" to {conn.target}", ""))
-    if conn.state == "connecting":
-        return Text.assemble(("◌ connecting", "bold yellow"), (f" to {conn.target}…", ""))
-    text = Text.assemble(("✘ disconnected", "bold red"), (f" from {conn.target}", ""))
-    if conn.retry_in is not None:
-        text.append(f" · retrying in {conn.retry_in:g}s (attempt {conn.attempt})", "yellow")
+def connection_items(conn: Connection, now: float) -> list[Text]:
+    """The link as the operator should read it; ``now`` is on the monotonic clock."""
+    if conn.state == CONNECTED:
+        return [Text.assemble(("● connected", "bold green"), f" to {conn.target}")]
+    if conn.state == CONNECTING:
+        return [Text.assemble(("◌ connecting", "bold yellow"), f" to {conn.target}…")]
+    items = [Text.assemble(("✘ disconnected", "bold red"), f" from {conn.target}")]
+    retry = conn.retry_in(now)
+    if retry is not None:
+        when = "now" if retry == 0 else f"in {retry}s"
+        items.append(Text(f"retrying {when} (attempt {conn.attempt})", "yellow"))
     if conn.detail:
-        text.append(f" · {conn.detail}", "red")
-    return text
+        items.append(Text(conn.detail, "red"))
+    return items
 
 
-def fleet_text(counts: dict[str, int], marked: int, shown: int, filter_text: str) -> Text:
+def fleet_items(
+    counts: dict[str, int], *, marked: int, hidden_marked: int, shown: int, filter_text: str,
+    stale_for: float | None = None, warning: str = "",
+) -> list[Text]:
+    """``7 agents (5 online, 1 offline, 1 stopped)``, the master's warning, the filter, the marks; each an item."""
     total = sum(counts.values())
-    text = Text(fmt.plural(total, "agent"))
+    head = Text(fmt.plural(total, "agent"))
     bits = [
         (counts.get("online", 0), "online", "green"),
         (counts.get("offline", 0), "offline", "red"),
         (counts.get("stopped", 0), "stopped", "yellow"),
     ]
-    text.append(" (")
-    text.append_text(Text(", ").join(Text(f"{n} {w}", c if n else "dim") for n, w, c in bits))
-    text.append(")")
+    head.append(" (")
+    head.append_text(Text(", ").join(Text(f"{n} {w}", c if n else "dim") for n, w, c in bits))
+    head.append(")")
+    items = [head]
+    if warning:
+        items.append(Text(f"⚠ {warning}", "bold red"))
+    if stale_for is not None:
+        items.append(Text(f"statuses as of {fmt.ago(stale_for)} ago", "bold yellow"))
     if filter_text:
-        text.append(f" · filter “{filter_text}”: {shown} shown", "bold")
+        items.append(Text(f"filter “{filter_text}”: {shown} shown", "bold"))
     if marked:
-        text.append(f" · {marked} marked", "bold magenta")
-    return text
+        text = Text(f"{marked} marked", "bold magenta")
+        if hidden_marked:
+            text.append(f" ({hidden_marked} hidden by the filter)", "bold yellow")
+        items.append(text)
+    return items
 
 
 class StatusBar(Static):
-    """Connection state on the left, fleet counts after it."""
+    """Connection state first, fleet counts after it; wraps between items on a narrow terminal."""
 
-    def show(self, conn: Connection, fleet: Text) -> None:
-        self.update(Text.assemble(connection_text(conn), "  │  ", fleet))
-        self.set_class(conn.state != "connected", "-degraded")
+    def show(self, conn: Connection, now: float, fleet: list[Text]) -> None:
+        self.update(Flow([*connection_items(conn, now), *fleet], separator=" · "))
+        self.set_class(conn.state != CONNECTED, "-degraded")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sloth_core import errors
-from sloth_core.cli.ids import short_ids
+from sloth_core.ids import short_ids
 from sloth_core.master.id_prefix import resolve_id
 from sloth_core.storage import RunRecord
 from sloth_core.storage.sqlite import SQLiteStorage

@@ -50,7 +50,11 @@ async def test_join_then_restart_reuses_stored_certificates(master: RunningMaste
 async def test_rejoin_replaces_the_old_certificate(master: RunningMaster, tmp_path: Path) -> None:
     token = master.pki.token_string()
     old = await join_master("127.0.0.1", token, "web1", tmp_path / "a")
-    new = await join_master("127.0.0.1", token, "web1", tmp_path / "b")
+    # The name is bound to that certificate: taking it over needs a token made for it.
+    with pytest.raises(NameTakenError, match="belongs to an existing agent's certificate"):
+        await join_master("127.0.0.1", token, "web1", tmp_path / "b")
+    replacing = master.pki.create_token(for_name="web1", replace=True)
+    new = await join_master("127.0.0.1", replacing, "web1", tmp_path / "b")
     await heartbeat(master.target, new, "web1")
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await heartbeat(master.target, old, "web1")
@@ -126,7 +130,7 @@ async def test_malformed_token_and_unreachable_join_port(tmp_path: Path) -> None
 async def test_exported_admin_bundle_works_from_another_dir(master: RunningMaster, tmp_path: Path) -> None:
     remote = tmp_path / "remote-operator"
     remote.mkdir()
-    master.pki.export_admin_bundle(remote / "creds.json")
+    master.pki.export_admin_bundle(remote / "creds.json", "remote")
     await list_agents(master.target, load_admin_bundle(remote / "creds.json"))
 
     # A named export is its own identity and can be revoked alone.

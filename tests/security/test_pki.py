@@ -140,9 +140,10 @@ def test_admin_bundle_round_trip_and_clear_errors(tmp_path: Path) -> None:
     pki = MasterPKI.load_or_create(tmp_path / "master")
     bundle = tmp_path / "elsewhere" / "admin.json"
     bundle.parent.mkdir()
-    pki.export_admin_bundle(bundle)
+    pki.export_admin_bundle(bundle, "ops")
     assert _mode(bundle) == 0o600
-    assert load_admin_bundle(bundle) == pki.admin_tls
+    exported = load_admin_bundle(bundle)
+    assert exported.ca_pem == pki.admin_tls.ca_pem and exported.cert_pem != pki.admin_tls.cert_pem
 
     with pytest.raises(CredentialsError, match=r"not found at .*missing\.json"):
         load_admin_bundle(tmp_path / "missing.json")
@@ -180,4 +181,5 @@ def test_incomplete_pki_dir_and_unwritable_bundle_are_clear_errors(tmp_path: Pat
 
     pki = MasterPKI.load_or_create(tmp_path / "fresh")
     with pytest.raises(CredentialsError, match="cannot write credentials to"):
-        pki.export_admin_bundle(tmp_path / "no" / "such" / "dir.json")
+        pki.export_admin_bundle(tmp_path / "no" / "such" / "dir.json", "ops")
+    pki.export_admin_bundle(tmp_path / "ops.json", "ops")  # the failed export left the name free

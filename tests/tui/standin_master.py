@@ -11,7 +11,7 @@ Tests start it with :class:`StandinServer`; by hand::
     python tests/tui/standin_master.py --agents 1000 [--port 0]
 
 prints ``PORT <n>`` once it listens, then serves until stdin closes, taking
-test hooks from stdin (``status web-2 offline``; answered ``ok``).
+test hooks from stdin (``status web-2 offline``, ``clear``; answered ``ok``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ FLEET: tuple[tuple[str, str, dict[str, str], str], ...] = (
 
 
 def _id(prefix: str, n: int) -> str:
-    return hashlib.sha1(f"{prefix}{n}".encode()).hexdigest()[:16]
+    """Shaped like the master's ids: ``r-`` or ``j-`` and ten hex digits."""
+    kind = "r" if prefix == "run" else "j"
+    return f"{kind}-" + hashlib.sha1(f"{prefix}{n}".encode()).hexdigest()[:10]
 
 
 # ---------------------------------------------------------------- scripts
@@ -333,7 +335,8 @@ class StandinMaster(sloth_pb2_grpc.MasterServicer):
                 break
         info.finished_at = info.started_at + (elapsed or 0.1)
         if cancelled:
-            info.status, info.exit_code, info.signal = pb.RUN_CANCELLED, -1, 15
+            # As a real agent reports it: the signal, and the shell's code for it.
+            info.status, info.exit_code, info.signal = pb.RUN_CANCELLED, 128 + 15, 15
         else:
             info.status = pb.RUN_SUCCEEDED if code == 0 else pb.RUN_FAILED
             info.exit_code = code
@@ -485,6 +488,16 @@ def _control(master: StandinMaster, line: str) -> None:
     elif verb == "add":
         labels = dict(pair.split("=", 1) for pair in args[2:])
         master.add_agent(args[0], args[1], labels)
+    elif verb == "clear":
+        for name in list(master.agents):
+            info = master.agents.pop(name)
+            master.emit(pb.WatchEvent(agent=pb.AgentEvent(type=pb.AGENT_DELETED, agent=info)))
+    elif verb == "store":  # store failing CAUSE... | store ok
+        failing = args[0] == "failing"
+        cause = " ".join(args[1:])
+        health = pb.StoreHealth(store="sqlite", failing=failing, cause=cause,
+                                warning=f"history is not being saved: {cause}" if failing else "")
+        master.emit(pb.WatchEvent(store=health))
     elif verb == "touch":
         names = sorted(master.agents)[: int(args[0])]
         master.touch(names, float(args[1]))

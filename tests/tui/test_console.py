@@ -78,7 +78,7 @@ async def test_marks_choose_the_targets_shown_by_the_prompt(standin: StandinServ
         await shows(pilot, "→ web-1")
         await mark(pilot, "web-1", "web-2", "db-1")
         assert screen.targets() == ["db-1", "web-1", "web-2"]
-        await shows(pilot, "→ 3 agents: db-1, web-1, web-2")
+        await shows(pilot, "→ 3 marked: db-1, web-1, web-2")
         await pilot.press("space")  # marking db-1 moved the cursor on to db-2
         assert app.fleet.marks == {"db-1", "db-2", "web-1", "web-2"}
         await pilot.press("u")
@@ -135,7 +135,7 @@ async def test_a_failure_shows_its_exit_code_and_stderr_in_red(standin: StandinS
         row = err[-1] - log.scroll_offset.y
         styles = {seg.style.color for seg in log.render_line(row) if seg.style and seg.text.strip()}
         assert styles == {stderr_colour}
-        assert log.render_line(0)._segments[0].style != Style(color=stderr_colour)
+        assert next(iter(log.render_line(0))).style != Style(color=stderr_colour)
         # The rejected agent says why.
         await pilot.press("n")  # only one failure: stays on web-2
         assert screen.shown_agent == "web-2"
@@ -332,7 +332,7 @@ async def test_quit_asks_while_runs_are_in_flight(standin: StandinServer) -> Non
         await run(pilot, "sleep 100")
         await wait_for(pilot, lambda: app.store.for_agent("web-1").lines)
         await pilot.press("q")
-        await shows(pilot, "1 run(s) started here are still running")
+        await shows(pilot, "1 run started here still running")
         await pilot.press("n")
         assert app.is_running
         await pilot.press("q", "y")
@@ -389,3 +389,16 @@ async def test_pane_follows_until_scrolled_up(standin: StandinServer) -> None:
         assert not log.follow and log.scroll_offset.y == 0
         await pilot.press("end")
         assert log.follow and log.is_vertical_scroll_end
+
+
+async def test_a_bug_in_a_screen_update_is_reported_not_swallowed(standin: StandinServer, monkeypatch) -> None:
+    from sloth_tui.screens.fleet import FleetScreen
+
+    def broken(self, changes) -> None:
+        raise RuntimeError("a bug in a screen update")
+
+    monkeypatch.setattr(FleetScreen, "fleet_changed", broken)
+    app = console(standin.address)
+    with pytest.raises(RuntimeError, match="a bug in a screen update"):
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: not app.is_running)

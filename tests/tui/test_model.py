@@ -6,12 +6,17 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 
+from sloth_core import errors
 from sloth_core.proto import sloth_pb2 as pb
+from sloth_tui.app import unusable_credentials
 from sloth_tui.batching import Coalescer
-from sloth_tui.model.fleet import Agent, Filter, FleetModel
+from sloth_tui.model.connection import Connection
+from sloth_tui.model.fleet import Agent, Filter, FleetModel, empty_message
 from sloth_tui.model.prompt_history import PromptHistory
-from sloth_tui.model.runs import NOTICE, STDERR, STDOUT, RunStore, RunView, clean_text
+from sloth_tui.model.runs import NOTICE, STDERR, STDOUT, RunStore, RunView, clean_text, end_of
+from sloth_tui.widgets.flow import flow_lines
 
 
 def agent(name: str, status: str = "online", **labels: str) -> Agent:
@@ -178,3 +183,68 @@ async def test_coalescer_batches_in_order_and_flushes_urgent_items() -> None:
     batch.add(5)
     batch.add(6, urgent=True)
     assert batches[-1] == [5, 6]
+
+
+def test_a_run_ends_are_described_the_same_way_everywhere() -> None:
+    cancelled = pb.RunInfo(status=pb.RUN_CANCELLED, exit_code=143, signal=15)
+    assert end_of(cancelled) == "signal 15 (SIGTERM)"  # not "143": the signal is what happened
+    assert end_of(pb.RunInfo(status=pb.RUN_FAILED, exit_code=3)) == "exit 3"
+    assert end_of(pb.RunInfo(status=pb.RUN_RUNNING, exit_code=-1)) == ""
+    assert end_of(pb.RunInfo(status=pb.RUN_REJECTED, exit_code=-1)) == ""
+
+
+def test_summaries_wrap_between_items_never_inside_one() -> None:
+    items = [Text("job 8170bb3d"), Text("$ apt-get upgrade -y"), Text("→ 4 agents"), Text("● 2 running")]
+    lines = [line.plain for line in flow_lines(items, 40)]
+    assert lines == ["job 8170bb3d  $ apt-get upgrade -y", "→ 4 agents  ● 2 running"]
+    assert [t.plain for t in flow_lines([Text("x" * 50)], 20)] == ["x" * 19 + "…"]
+
+
+def test_an_empty_table_says_why() -> None:
+    conn = Connection(target="10.0.0.2:50053")
+    empty = FleetModel()
+    assert empty_message(empty, conn) == "Connecting to 10.0.0.2:50053…"
+    conn.failed("cannot reach the master at 10.0.0.2:50053", attempt=1, retry_at=5.0, now=0.0)
+    assert empty_message(empty, conn).startswith(
+        "Not connected to 10.0.0.2:50053: cannot reach the master at 10.0.0.2:50053."
+    )
+    conn.connected()
+    assert empty_message(empty, conn).startswith("No agents yet.")
+    fleet = fleet_of(agent("web-1"))
+    fleet.set_filter("db")
+    assert empty_message(fleet, conn) == "No agent matches the filter “db”. Esc clears it."
+
+
+def test_the_retry_countdown_counts_and_statuses_go_stale_only_after_a_connection() -> None:
+    conn = Connection(target="m")
+    conn.failed("down", attempt=1, retry_at=104.0, now=100.0)
+    assert not conn.stale  # nothing was shown yet, so nothing is stale
+    assert [conn.retry_in(t) for t in (100.0, 101.2, 103.5, 104.0, 109.0)] == [4, 3, 1, 0, 0]
+    conn.connected()
+    assert conn.retry_in(100.0) is None
+    conn.failed("lost the connection", attempt=1, retry_at=201.0, now=200.0)
+    assert conn.stale and conn.lost_at == 200.0
+
+
+def test_credentials_that_cannot_work_end_the_console_like_the_cli() -> None:
+    assert unusable_credentials(errors.CredentialsError("no admin credentials"), connected_once=False)
+    assert unusable_credentials(errors.CertificateRevokedError("revoked"), connected_once=True)
+    # After a session worked, a closed handshake is likelier a restarting master: keep trying.
+    assert not unusable_credentials(errors.TLSRefusedError("refused"), connected_once=True)
+    assert not unusable_credentials(errors.MasterUnreachableError("down"), connected_once=False)
+
+
+def test_a_job_whose_history_may_be_lost_says_so_in_its_summary() -> None:
+    from sloth_tui.model.runs import Job, Summary
+    from sloth_tui.widgets.job_summary import summary_items
+
+    job = Job("j-1", "uptime", run_ids=["r-1"], warning="history is not being saved: disk full")
+    head, _ = summary_items(job, Summary(running=1))
+    assert "⚠ history is not being saved: disk full" in [item.plain for item in head]
+
+
+def test_ids_are_shown_as_the_cli_lists_them() -> None:
+    from sloth_tui.model.fmt import short_id
+
+    assert short_id("r-9f72ba01c3") == "r-9f72ba01"  # `runs show r-9f72ba01` finds it
+    assert short_id("j-348bbc7d10") == "j-348bbc7d"

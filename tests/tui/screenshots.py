@@ -1,31 +1,37 @@
 """Render SVG screenshots of the console's main states, deterministically.
 
-    python -m sloth_tui.screenshots [OUT_DIR]      (default: screenshots/)
+    python -m tests.tui.screenshots [OUT_DIR]      (from the repository root; default: screenshots/)
 
-The console runs headless against the stand-in master of the test suite
-(``tests/tui/standin_master.py``: the real gRPC protocol, a fixed fleet,
-scripted output, a fixed clock), so the pictures are the same on every run.
-The snapshot tests drive the same scenarios.
+Each scenario is shot at two sizes: the wide one as ``NAME.svg`` and the
+80x24 one as ``NAME-80x24.svg``. The console runs headless against the
+stand-in master of the test suite (``tests/tui/standin_master.py``: the real
+gRPC protocol, a fixed fleet, scripted output, a fixed clock), so the
+pictures are the same on every run. The snapshot tests drive the same
+scenarios at the same sizes. This lives with the tests, not in the shipped
+package: it needs the stand-in master.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
+
+from tests.tui.standin_master import StandinServer
 
 if TYPE_CHECKING:
     from textual.pilot import Pilot
 
     from sloth_tui.app import SlothApp
 
-SIZE = (150, 42)
+WIDE = (160, 45)
+NARROW = (80, 24)
+SIZES = {"": WIDE, "-80x24": NARROW}
+"""File-name suffix: terminal size."""
 SHOWN_ADDRESS = "10.0.0.2:50053"
 CLOCK = 1_750_000_010.0
 """Ten seconds after the stand-in master's fixed "now"."""
@@ -161,34 +167,16 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def load_standin() -> ModuleType:
-    """The stand-in master lives with the tests; load it from the source tree."""
-    path = Path(__file__).resolve().parent.parent / "tests" / "tui" / "standin_master.py"
-    if not path.exists():
-        raise SystemExit(f"screenshots need the source tree: {path} not found")
-    spec = importlib.util.spec_from_file_location("standin_master", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-async def _shoot(name: str, scenario: Scenario, out: Path, standin: ModuleType) -> Path:
-    server = standin.StandinServer()
-    address = server.start()
-    try:
-        app = build_app(address)
-        async with app.run_test(size=SIZE) as pilot:
+async def _shoot(name: str, scenario: Scenario, size: tuple[int, int], path: Path) -> Path:
+    with StandinServer() as server:
+        app = build_app(server.address)
+        async with app.run_test(size=size) as pilot:
             await scenario(pilot)
             await pilot.wait_for_scheduled_animations()
             await pilot.pause()
-            svg = app.export_screenshot(title=f"sloth-runner tui — {name}")
-        path = out / f"{name}.svg"
-        path.write_text(svg, encoding="utf-8")
-        return path
-    finally:
-        server.stop()
+            svg = app.export_screenshot(title=f"sloth-runner tui — {name} ({size[0]}x{size[1]})")
+    path.write_text(svg, encoding="utf-8")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,10 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TZ"] = "UTC"
     time.tzset()
     out.mkdir(parents=True, exist_ok=True)
-    standin = load_standin()
     for name, scenario in SCENARIOS.items():
-        path = asyncio.run(_shoot(name, scenario, out, standin))
-        print(path)
+        for suffix, size in SIZES.items():
+            print(asyncio.run(_shoot(name, scenario, size, out / f"{name}{suffix}.svg")))
     return 0
 
 

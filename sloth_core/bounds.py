@@ -1,0 +1,130 @@
+"""The limits on everything an agent or a client sends (DESIGN.md, "Bounds").
+
+Pure functions, no grpc: the servicers call them first thing, and a breach
+raises :class:`~sloth_core.errors.InvalidArgumentError` (``INVALID_ARGUMENT``,
+exit 255 in the CLI) with a one-line reason. Nothing unbounded then reaches
+storage, logs, listings or a terminal. The defaults are in :class:`Limits`;
+the master's configuration may change them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sloth_core.errors import InvalidArgumentError
+from sloth_core.escape import has_unsafe, shortened
+
+DEFAULT_MAX_COMMAND_BYTES = 128 * 1024
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what the network may send the master."""
+
+    max_labels: int = 64
+    max_label_key: int = 63
+    max_label_value: int = 255
+    #: All labels together: 64 pairs at their longest would be ~20 KiB per
+    #: agent, which a fleet of thousands would multiply into every listing.
+    max_labels_total: int = 4096
+    max_text: int = 255  # hostname, os, version
+    max_address: int = 255
+    max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _printable(value: str, what: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidArgumentError(f"{what} is {len(value):,} characters long; the limit is {limit}")
+    if has_unsafe(value):
+        raise InvalidArgumentError(f"{what} holds control characters: {shortened(value, 60)}")
+
+
+def check_agent_metadata(
+    *,
+    address: str,
+    hostname: str,
+    os: str,
+    version: str,
+    labels: Mapping[str, str],
+    limits: Limits = DEFAULT_LIMITS,
+) -> None:
+    """What an agent reports about itself when it registers."""
+    if not address:
+        raise InvalidArgumentError("an agent must report the address the master can dial (host:port)")
+    _printable(address, "the agent's address", limits.max_address)
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+        raise InvalidArgumentError(f"the agent's address {shortened(address, 60)} is not host:port")
+    _printable(hostname, "the agent's hostname", limits.max_text)
+    _printable(os, "the agent's os", limits.max_text)
+    _printable(version, "the agent's version", limits.max_text)
+    if len(labels) > limits.max_labels:
+        raise InvalidArgumentError(f"the agent has {len(labels):,} labels; the limit is {limits.max_labels}")
+    total = 0
+    for key, value in labels.items():
+        if not key:
+            raise InvalidArgumentError("a label has an empty key")
+        _printable(key, "a label key", limits.max_label_key)
+        _printable(value, f"the value of label {key!r}", limits.max_label_value)
+        total += len(key) + len(value)
+    if total > limits.max_labels_total:
+        raise InvalidArgumentError(
+            f"the agent's labels hold {total:,} characters in all; the limit is {limits.max_labels_total:,}"
+        )
+
+
+def check_command(command: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """A command to run: valid UTF-8 (a ``str`` with no lone surrogates), no NUL, bounded."""
+    try:
+        size = len(command.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("the command is not valid UTF-8") from None
+    if size > limits.max_command_bytes:
+        raise InvalidArgumentError(
+            f"the command is {size:,} bytes; the master accepts at most {limits.max_command_bytes:,}"
+        )
+    if "\x00" in command:
+        raise InvalidArgumentError("the command holds a NUL byte, which bash cannot run")
+
+
+# ---------------------------------------------------------------- listings
+
+#: Commands and errors in listings (``runs list``, ``Watch``) are cut to this;
+#: ``runs show`` / ``GetRun`` still give all of a command.
+LISTING_TEXT_CHARS = 1024
+#: A page of a listing stays far below the 64 MiB message limit.
+LISTING_PAGE_BYTES = 4 * 1024 * 1024
+
+
+def listed_text(text: str, limit: int = LISTING_TEXT_CHARS) -> str:
+    """``text`` cut for a listing, saying how long it was (not escaped: clients escape)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} chars in all; `runs show` has all of it)"
+
+
+def listed_run(info: Any) -> Any:
+    """Shorten a ``RunInfo``'s command and error in place, for a listing or a feed."""
+    if len(info.command) > LISTING_TEXT_CHARS:
+        info.command = listed_text(info.command)
+    if len(info.error) > LISTING_TEXT_CHARS:
+        info.error = listed_text(info.error)
+    return info
+
+
+def page(items: Iterable[T], size: Callable[[T], int], budget: int = LISTING_PAGE_BYTES) -> list[T]:
+    """The longest prefix of ``items`` whose sizes add up to at most ``budget`` (at least one)."""
+    taken: list[T] = []
+    used = 0
+    for item in items:
+        used += size(item)
+        if taken and used > budget:
+            break
+        taken.append(item)
+    return taken
