@@ -302,3 +302,7 @@ class MasterPKI:
     def is_revoked(self, serial: int) -> bool:
         """Whether a certificate serial was revoked (see :class:`~.identity.Authorizer`)."""
         return self._ledger.is_revoked(serial)
+
+    def revoked_serials(self) -> frozenset[int]:
+        """Every revoked serial; the same object until the list changes."""
+        return self._ledger.revoked_serials()
