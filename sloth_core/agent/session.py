@@ -103,10 +103,13 @@ class MasterSession:
 
     async def register_once(self) -> None:
         """Open the session; raises a user-facing error for anything that will not heal by waiting."""
+        # Facts are read before the call opens: a call that fails while we
+        # wait would refuse the write with InvalidStateError, not an RPC error.
+        facts = await self.facts.hello()
         call = self._stub.Connect()
         try:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
-                await call.write(self._hello(await self.facts.hello()))
+                await call.write(self._hello(facts))
                 first = await call.read()
         except grpc.aio.AioRpcError as exc:
             call.cancel()

@@ -221,7 +221,7 @@ def _agent_parser(sub: Any) -> None:
     s.add_argument("--daemon", action="store_true", help="run in the background; logs go to the log dir")
     s.add_argument("--insecure", action="store_true", help="plaintext, no authentication: for tests only")
     s.add_argument("--no-facts", dest="facts", action="store_false", help="do not report load, memory, disk and the like to the master")
-    s.add_argument("--facts-interval", type=float, default=15.0, help=argparse.SUPPRESS)  # tests
+    s.add_argument("--facts-interval", type=flags.duration, default=15.0, help=argparse.SUPPRESS)  # tests
     s.add_argument("--facts-proc", default="/proc", help=argparse.SUPPRESS)  # tests: a /proc of their own
     s.add_argument("--pid-file", help=argparse.SUPPRESS)
     s.add_argument("--log-file", help=argparse.SUPPRESS)
