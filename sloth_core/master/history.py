@@ -19,8 +19,9 @@ DEFAULT_RUNS_LIMIT = 50
 MAX_RUNS_LIMIT = 10_000
 
 
-# RunInfo is RunRecord on the wire, field for field.
-_RUN_FIELDS = [f.name for f in fields(RunRecord)]
+# RunInfo is RunRecord on the wire, field for field (but the driving master's
+# lease id, which only masters use).
+_RUN_FIELDS = [f.name for f in fields(RunRecord) if f.name != "driver"]
 
 
 def run_info(rec: RunRecord) -> pb.RunInfo:
