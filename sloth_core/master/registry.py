@@ -28,6 +28,13 @@ MISSED_BEATS_OFFLINE = 3
 _INFO_FIELDS = [f.name for f in fields(AgentRecord) if f.name != "instance_id"]
 
 
+_STATUS_EVENTS = {
+    pb.AGENT_ONLINE: pb.AGENT_WENT_ONLINE,
+    pb.AGENT_OFFLINE: pb.AGENT_WENT_OFFLINE,
+    pb.AGENT_STOPPED: pb.AGENT_WENT_STOPPED,
+}
+
+
 class Registry:
     def __init__(
         self,
@@ -45,6 +52,11 @@ class Registry:
         self._running: dict[str, int] = {}
         # last_seen changes every beat; it is flushed in batches, not per beat.
         self._dirty: set[str] = set()
+        #: With several masters: the agents that registered or beat here. Only
+        #: those are this master's to mark offline; the others are mirrored
+        #: from the store (:meth:`mirror`), kept alive by their own master.
+        self.clustered = False
+        self._here: set[str] = set()
 
     async def load(self) -> None:
         """Recover the registry. Agents are online again when they next beat."""
@@ -129,6 +141,7 @@ class Registry:
             instance_id=req.instance_id,
         )
         self._agents[req.name] = record
+        self._here.add(req.name)
         self._dirty.discard(req.name)
         self._storage.save_agent(record)
         log.info("agent %s registered from %s", req.name, req.address)
@@ -139,6 +152,7 @@ class Registry:
         if rec is None or rec.instance_id != req.instance_id:
             raise errors.AgentNotFoundError(f"agent {req.name!r} is not registered")
         rec.last_seen = self._clock()
+        self._here.add(rec.name)
         if rec.status != pb.AGENT_ONLINE:
             rec.status = pb.AGENT_ONLINE
             self._storage.save_agent(rec)
@@ -165,6 +179,7 @@ class Registry:
     def delete(self, name: str) -> None:
         info = self.info(self.require(name).name)
         del self._agents[name]
+        self._here.discard(name)
         self._running.pop(name, None)
         self._dirty.discard(name)
         self._storage.delete_agent(name)
@@ -233,7 +248,10 @@ class Registry:
         now = self._clock()
         deadline = now - MISSED_BEATS_OFFLINE * self.heartbeat_interval_s
         for rec in self._agents.values():
+            if self.clustered and rec.name not in self._here:
+                continue  # another master's agent: that master (or the sweeper lock's holder) decides
             if rec.status == pb.AGENT_ONLINE and rec.last_seen < deadline:
+                self._here.discard(rec.name)
                 rec.status = pb.AGENT_OFFLINE
                 self._dirty.discard(rec.name)
                 self._storage.save_agent(rec)
@@ -244,6 +262,33 @@ class Registry:
             self._storage.save_agents([self._agents[n] for n in beaten])
             self._bus.heartbeats(beaten, now)
             self._dirty.clear()
+
+    def connected_here(self) -> int:
+        """Online agents that registered or beat on this master."""
+        return sum(1 for n in self._here if (rec := self._agents.get(n)) is not None and rec.status == pb.AGENT_ONLINE)
+
+    def mirror(self, records: list[AgentRecord]) -> None:
+        """Take the store's view of the agents other masters hold (several masters).
+
+        Agents of this master keep their in-memory record; the others follow
+        the store, and a change of status is an event here too, so every
+        console sees the whole cluster's agents.
+        """
+        seen: set[str] = set()
+        for record in records:
+            seen.add(record.name)
+            if record.name in self._here:
+                continue
+            old = self._agents.get(record.name)
+            self._agents[record.name] = record
+            if old is None:
+                self._bus.agent(pb.AGENT_REGISTERED, self.info(record.name))
+            elif old.status != record.status:
+                self._bus.agent(_STATUS_EVENTS.get(record.status, pb.AGENT_WENT_ONLINE), self.info(record.name))
+        for name in [n for n in self._agents if n not in seen and n not in self._here]:
+            info = self.info(name)
+            del self._agents[name]
+            self._bus.agent(pb.AGENT_DELETED, info)
 
     async def run_sweeper(self) -> None:
         period = max(0.05, min(1.0, self.heartbeat_interval_s / 2))

@@ -24,7 +24,7 @@ from sloth_core.master.watch_budget import WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
-from sloth_core.storage import open_store
+from sloth_core.storage import STORE_ENV, open_store
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,20 @@ class Master:
         self._server: Any = None
         self._join_server: Any = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: Several masters (a PostgreSQL store): this master's lease and the cluster sweeper.
+        self.lease: Any = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self.master_id = ""
         self._revocations: asyncio.Task[None] | None = None
+
+    @property
+    def _store_url(self) -> str:
+        return self.config.store or os.environ.get(STORE_ENV, "")
+
+    @property
+    def is_clustered(self) -> bool:
+        """Whether this master shares its store with others (PostgreSQL)."""
+        return self._store_url.startswith(("postgresql://", "postgres://"))
 
     @property
     def address(self) -> str:
@@ -58,11 +71,18 @@ class Master:
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _warn_if_shared(cfg.data_dir)
         await self.storage.open()
-        lost = await self.storage.mark_unfinished(
-            pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
-        )
-        if lost:
-            log.warning("%d run(s) were in flight when the master stopped; recorded as lost", lost)
+        if self.is_clustered:
+            from sloth_core.master.lease import new_master_id
+
+            # Other masters drive runs in this store: only an expired lease makes a run lost (lease.py).
+            self.master_id = new_master_id()
+            self.registry.clustered = True
+        else:
+            lost = await self.storage.mark_unfinished(
+                pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
+            )
+            if lost:
+                log.warning("%d run(s) were in flight when the master stopped; recorded as lost", lost)
         await self.registry.load()
 
         from sloth_core.security.identity import Authorizer
@@ -73,7 +93,10 @@ class Master:
         if not cfg.insecure:
             from sloth_core.security import MasterPKI
 
-            self.pki = await asyncio.to_thread(MasterPKI.load_or_create, cfg.data_dir)
+            # With a server store the cluster's tokens and ledger live there, for every master.
+            self.pki = await asyncio.to_thread(
+                MasterPKI.load_or_create, cfg.data_dir, self._store_url if self.is_clustered else ""
+            )
             tls = self.pki.master_tls
             auth = Authorizer(self.pki)
             on_agent_deleted = self.pki.revoke_agent
@@ -87,6 +110,7 @@ class Master:
             output_cap=cfg.output_cap,
             runs_per_agent=cfg.runs_per_agent,
             on_agent_deleted=on_agent_deleted,
+            driver=self.master_id,
         )
         service = MasterService(
             self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
@@ -106,6 +130,9 @@ class Master:
             sloth_pb2_grpc.add_JoinServicer_to_server(
                 JoinServicer(self.pki, name_in_use=self._name_in_use), self._join_server
             )
+            from sloth_core.security.cluster_join import cluster_join_handler
+
+            self._join_server.add_generic_rpc_handlers((cluster_join_handler(self.pki),))
             join_port = cfg.join_port if cfg.join_port is not None else (cfg.port + 1 if cfg.port else 0)
             self.join_port = transport.bind_server_tls_only(
                 self._join_server,
@@ -116,6 +143,16 @@ class Master:
             self.pki.set_join_port(self.join_port)
             await self._join_server.start()
 
+        if self.is_clustered:
+            from sloth_core.master.lease import MasterLease
+
+            self.lease = MasterLease(
+                self._store_url, self.storage, self.registry, master_id=self.master_id, address=self.address,
+                identity=self.pki.identity_label if self.pki is not None else "insecure (no TLS)",
+                heartbeat_interval_s=cfg.heartbeat_interval_s,
+            )
+            await self.lease.start()  # before serving: our runs must never look orphaned
+            self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
         self._revocations = asyncio.create_task(auth.end_revoked_calls(), name="revocations")
@@ -143,6 +180,8 @@ class Master:
     async def stop(self, grace: float = 2.0) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._lease_task is not None:
+            self._lease_task.cancel()
         if self._revocations is not None:
             self._revocations.cancel()
         if self.dispatcher is not None:
@@ -152,6 +191,8 @@ class Master:
                 await server.stop(grace)
         self.registry.sweep()  # flush last_seen
         await self.storage.close()
+        if self.lease is not None:
+            await self.lease.close()
         remove_endpoint(self.config.data_dir)
 
 

@@ -34,8 +34,9 @@ class AdminIdentity:
 class CertificateLedger:
     """Issued and revoked serials, keyed by identity (``"agent/web1"``)."""
 
-    def __init__(self, path: Path) -> None:
-        self._state = JsonState(path, _empty)
+    def __init__(self, path: Path, shared: Any = None) -> None:
+        # The cluster's shared document (a SharedState) when several masters share a store.
+        self._state = shared if shared is not None else JsonState(path, _empty)
         self._revoked: frozenset[int] = frozenset()
         self._revoked_source: list[str] | None = None
 
