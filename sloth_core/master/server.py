@@ -47,6 +47,7 @@ class Master:
         #: Several masters (a PostgreSQL store): this master's lease and the cluster sweeper.
         self.lease: Any = None
         self._lease_task: asyncio.Task[None] | None = None
+        self.feed: Any = None
         self.master_id = ""
         self._revocations: asyncio.Task[None] | None = None
 
@@ -153,6 +154,11 @@ class Master:
             )
             await self.lease.start()  # before serving: our runs must never look orphaned
             self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
+            from sloth_core.master.cluster_feed import ClusterFeed
+
+            # Agents' changes come with the lease's mirror of the store; this carries runs.
+            self.feed = ClusterFeed(self._store_url, self.master_id, self.bus)
+            await self.feed.start()
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
         self._revocations = asyncio.create_task(auth.end_revoked_calls(), name="revocations")
@@ -191,6 +197,8 @@ class Master:
                 await server.stop(grace)
         self.registry.sweep()  # flush last_seen
         await self.storage.close()
+        if self.feed is not None:
+            await self.feed.close()
         if self.lease is not None:
             await self.lease.close()
         remove_endpoint(self.config.data_dir)
