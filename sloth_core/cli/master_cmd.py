@@ -108,7 +108,38 @@ def status(args: argparse.Namespace) -> int:
         print(f"  {key + ':':<11}{value}")
     if endpoint is not None:
         print(_history_state(endpoint, data_dir))
+    _print_cluster(data_dir)
     return 0
+
+
+def _print_cluster(data_dir: Path) -> None:
+    """Several masters: each one's address, identity, uptime and agents, read from the shared store."""
+    from sloth_core.cli.render import duration
+    from sloth_core.security.pki import shared_store_of
+    from sloth_core.storage.postgres import redact
+
+    try:
+        url = shared_store_of(data_dir / "pki")
+    except SlothError:
+        return
+    if not url:
+        return
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT address, id, identity, started_at, agents, lease_until >= now(), "
+                "extract(epoch from now()) FROM masters ORDER BY started_at"
+            ).fetchall()
+    except Exception as exc:
+        print(f"cluster: unknown (cannot read {redact(url)}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc})")
+        return
+    print(f"cluster: {len(rows)} master(s) sharing {redact(url)}")
+    for address, master_id, identity, started_at, agents, alive, now in rows:
+        state = "" if alive else "  LEASE EXPIRED (stopped?)"
+        print(f"  {address:<22}{master_id:<14}{identity:<28}up {duration(max(0.0, float(now) - started_at)):<10}"
+              f"{agents} agent(s) connected{state}")
 
 
 def _agent_counts(endpoint: Any, data_dir: Path) -> str:

@@ -67,3 +67,21 @@ def test_a_revocation_on_one_master_is_refused_on_the_other(cluster: Cluster) ->
                        "B to refuse the revoked admin")
     assert "revoked" in refused.stderr.decode()
     assert b"Traceback" not in refused.stderr
+
+
+def test_master_status_shows_every_master_of_the_cluster(cluster: Cluster) -> None:
+    cluster.join_b()
+    cluster.b.start_agent("w1")
+    from sloth_core.harness import wait_for
+
+    def status() -> str:
+        shown = cluster.a.cli("master", "status")
+        assert shown.returncode == 0, shown.stderr.decode()
+        return shown.stdout.decode()
+
+    text = wait_for(lambda: "1 agent(s) connected" in (t := status()) and t, 15, "B's agent to be counted")
+    assert "cluster: 2 master(s) sharing postgresql://" in text
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  127.0.0.1:")}
+    assert "root CA" in lines[cluster.a.master_address]
+    assert "master CA (b)" in lines[cluster.b.master_address]
+    assert "1 agent(s) connected" in lines[cluster.b.master_address]
