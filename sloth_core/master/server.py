@@ -113,8 +113,9 @@ class Master:
             on_agent_deleted=on_agent_deleted,
             driver=self.master_id,
         )
+        self.history = RunHistory(self.dispatcher, self.storage)
         service = MasterService(
-            self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
+            self.registry, self.dispatcher, self.history, self.bus, auth,
             answers=link.answers, clock=time.time, store_health=self.storage.health,
             limits=Limits(max_command_bytes=cfg.max_command_bytes),
             admission=Admission(cfg.max_calls),
@@ -155,6 +156,10 @@ class Master:
             await self.lease.start()  # before serving: our runs must never look orphaned
             self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
             from sloth_core.master.cluster_feed import ClusterFeed
+            from sloth_core.master.peers import Peers
+
+            # Cancel and follow of runs another master drives go to that master.
+            self.history.peers = Peers(self.lease, self.storage, tls)
 
             # Agents' changes come with the lease's mirror of the store; this carries runs.
             self.feed = ClusterFeed(self._store_url, self.master_id, self.bus)

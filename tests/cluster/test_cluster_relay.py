@@ -1,0 +1,32 @@
+"""Cancel and follow from any master: a run driven by A, operated from B (relayed over mTLS)."""
+
+from __future__ import annotations
+
+import json
+
+from sloth_core.harness import wait_for
+from tests.cluster.conftest import Cluster
+
+
+def test_follow_and_cancel_from_the_other_master(cluster: Cluster) -> None:
+    cluster.join_b()
+    a, b = cluster.a, cluster.b
+    a.start_agent("w1")
+    a.spawn(["agent", "run", "w1", "echo $((20+1)); sleep 1; echo $((40+2)); sleep 60"], "run-on-a")
+
+    def running() -> str | None:
+        listed = b.cli("runs", "list", "--json")
+        runs = [r for r in json.loads(listed.stdout) if r["status"] == "running"] if listed.returncode == 0 else []
+        return runs[0]["run_id"] if runs else None
+
+    run_id = wait_for(running, 15, "the run on A to show on B")
+    follower = b.spawn(["runs", "show", run_id, "--follow"], "follow-on-b")
+    wait_for(lambda: b"\n42\n" in follower.log.read_bytes(), 15, "B's follower to relay A's live output")
+
+    cancelled = b.cli("runs", "cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr.decode()
+    assert cancelled.stdout.decode() == f"cancelling 1 run(s): {run_id[:10]}\n"
+    wait_for(lambda: not follower.alive(), 15, "the follower to end with the run")
+    shown = b.cli("runs", "show", run_id, "--json")
+    assert json.loads(shown.stdout)["status"] == "cancelled"
+    assert b"\n21\n42\n" in follower.log.read_bytes(), "A's output, live, through B"
