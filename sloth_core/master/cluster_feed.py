@@ -1,11 +1,12 @@
 """Watch across masters: run events travel between masters by PostgreSQL ``LISTEN/NOTIFY``.
 
-Each master sends its runs' starts and ends on the channel ``sloth_events``
+Each master sends its agents' changes and its runs' starts and ends on the channel ``sloth_events``
 (output never: a notification carries at most 8,000 bytes, and output is
 fetched from the master that drives the run) and re-publishes what the
 others send on its own :class:`~.events.EventBus`, so every console's Watch
-shows the whole cluster's runs. Agents' changes reach the other masters by
-the lease's mirror of the store (:mod:`.lease`).
+shows the whole cluster's runs. Agents' changes travel the same way and are
+applied to the registry (a deleted agent is dropped everywhere at once); the
+lease's mirror of the store (:mod:`.lease`) repairs whatever was missed.
 
 A notification sent while a listener is disconnected is never delivered to
 it; after a reconnect the listener asks ``on_reconnect`` to re-read the state
@@ -62,12 +63,19 @@ class ClusterFeed:
     """Sends this master's run events to the others and publishes theirs here."""
 
     def __init__(
-        self, url: str, master_id: str, bus: EventBus, *, on_reconnect: Callable[[], None] | None = None
+        self,
+        url: str,
+        master_id: str,
+        bus: EventBus,
+        *,
+        on_agent: Callable[[pb.AgentEvent], None] | None = None,
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self._url = url
         self._master_id = master_id
         self._bus = bus
         self._on_reconnect = on_reconnect
+        self._on_agent = on_agent
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_LIMIT)
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -117,12 +125,19 @@ class ClusterFeed:
                     async for note in conn.notifies():
                         decoded = decode(note.payload)
                         if decoded is not None and decoded[0] != self._master_id:
-                            self._bus.remote(decoded[1])
+                            self._receive(decoded[1])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("cluster events: listening failed (%s); trying again", _first_line(exc))
             await asyncio.sleep(RECONNECT_S)
+
+    def _receive(self, event: pb.WatchEvent) -> None:
+        if event.HasField("agent"):
+            if self._on_agent is not None:
+                self._on_agent(event.agent)  # the registry applies it and tells its watchers
+        else:
+            self._bus.remote(event)
 
     async def _send(self) -> None:
         conn: Any = None

@@ -147,8 +147,8 @@ class EventBus:
     def __init__(self, budget: WatchBudget | None = None) -> None:
         self._subscribers: set[Subscription] = set()
         self.budget = budget or WatchBudget()
-        #: Several masters: where this master's run starts and ends go so the
-        #: others' watchers see them too (:mod:`.cluster_feed`); output stays local.
+        #: Several masters: where this master's agent changes and run starts and
+        #: ends go so the others see them too (:mod:`.cluster_feed`); output stays local.
         self.outbound: Callable[[pb.WatchEvent], None] | None = None
 
     def subscribe(self, include_output: bool) -> Subscription:
@@ -181,7 +181,9 @@ class EventBus:
             if not sub.offer(event, size):
                 self._subscribers.discard(sub)
 
-    def agent(self, kind: int, info: pb.AgentInfo) -> None:
+    def agent(self, kind: int, info: pb.AgentInfo, *, remote: bool = False) -> None:
+        if self.outbound is not None and not remote:
+            self.outbound(pb.WatchEvent(agent=pb.AgentEvent(type=kind, agent=info)))  # type: ignore[arg-type]
         if self._subscribers:
             self._publish(pb.WatchEvent(agent=pb.AgentEvent(type=kind, agent=info)))  # type: ignore[arg-type]
 

@@ -282,13 +282,35 @@ class Registry:
             old = self._agents.get(record.name)
             self._agents[record.name] = record
             if old is None:
-                self._bus.agent(pb.AGENT_REGISTERED, self.info(record.name))
+                self._bus.agent(pb.AGENT_REGISTERED, self.info(record.name), remote=True)
             elif old.status != record.status:
-                self._bus.agent(_STATUS_EVENTS.get(record.status, pb.AGENT_WENT_ONLINE), self.info(record.name))
+                kind = _STATUS_EVENTS.get(record.status, pb.AGENT_WENT_ONLINE)
+                self._bus.agent(kind, self.info(record.name), remote=True)
         for name in [n for n in self._agents if n not in seen and n not in self._here]:
             info = self.info(name)
             del self._agents[name]
-            self._bus.agent(pb.AGENT_DELETED, info)
+            self._bus.agent(pb.AGENT_DELETED, info, remote=True)
+
+    def apply_remote(self, event: pb.AgentEvent) -> None:
+        """An agent change another master announced (several masters)."""
+        name = event.agent.name
+        if event.type == pb.AGENT_DELETED:
+            # Deleted (and revoked) cluster-wide: even an agent connected here is no longer one of ours.
+            if self._agents.pop(name, None) is not None:
+                self._here.discard(name)
+                self._dirty.discard(name)
+                self._running.pop(name, None)
+                self._bus.agent(pb.AGENT_DELETED, event.agent, remote=True)
+            return
+        if event.type in (pb.AGENT_REGISTERED, pb.AGENT_WENT_ONLINE):
+            self._here.discard(name)  # it registered with another master: that one holds it now
+        elif name in self._here:
+            return
+        old = self._agents.get(name)
+        fields_shown = {f: getattr(event.agent, f) for f in _INFO_FIELDS}
+        fields_shown["labels"] = dict(event.agent.labels)
+        self._agents[name] = AgentRecord(**fields_shown, instance_id=old.instance_id if old else "")
+        self._bus.agent(event.type, self.info(name), remote=True)
 
     async def run_sweeper(self) -> None:
         period = max(0.05, min(1.0, self.heartbeat_interval_s / 2))

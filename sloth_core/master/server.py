@@ -161,8 +161,8 @@ class Master:
             # Cancel and follow of runs another master drives go to that master.
             self.history.peers = Peers(self.lease, self.storage, tls)
 
-            # Agents' changes come with the lease's mirror of the store; this carries runs.
-            self.feed = ClusterFeed(self._store_url, self.master_id, self.bus)
+            # Agents' changes and runs' starts and ends, between masters.
+            self.feed = ClusterFeed(self._store_url, self.master_id, self.bus, on_agent=self.registry.apply_remote)
             await self.feed.start()
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")

@@ -30,3 +30,24 @@ def test_follow_and_cancel_from_the_other_master(cluster: Cluster) -> None:
     shown = b.cli("runs", "show", run_id, "--json")
     assert json.loads(shown.stdout)["status"] == "cancelled"
     assert b"\n21\n42\n" in follower.log.read_bytes(), "A's output, live, through B"
+
+
+def test_stop_and_delete_on_one_master_take_effect_on_the_other(cluster: Cluster) -> None:
+    cluster.join_b()
+    a, b = cluster.a, cluster.b
+    agent = b.start_agent("w1")
+    a.wait_status("w1", "online")  # A sees B's agent (mirrored from the store)
+
+    stopped = a.cli("agent", "stop", "w1")
+    assert stopped.returncode == 0, stopped.stderr.decode()
+    wait_for(lambda: not agent.alive(), 15, "the agent to stop")
+    b.wait_status("w1", "stopped")
+
+    deleted = a.cli("agent", "delete", "w1", "--yes")
+    assert deleted.returncode == 0, deleted.stderr.decode()
+    wait_for(lambda: "w1" not in b.agents(), 5, "B to forget the agent A deleted")
+    # Nothing brings it back: B's next flush and the store's mirror agree.
+    again = b.spawn(["agent", "start", "--name", "w1", "--master", b.master_address, "--port", "0",
+                     "--bind-address", "127.0.0.1"], "agent-w1-again")
+    wait_for(lambda: not again.alive(), 15, "the deleted agent's restart to be refused")
+    assert "w1" not in b.agents()
