@@ -254,8 +254,8 @@ class Cluster:
         offsets = {name: log.stat().st_size if log.exists() else 0 for name, log in logs.items()}
         started = {
             name: spawn(
-                [*cli_argv(), "agent", "start", "--name", name, "--master", self.address,
-                 "--bind-address", "127.0.0.1", *(extra or ("--port", "0")), *self.flags],
+                # As `agent start` runs by default: dialing out, no inbound port.
+                [*cli_argv(), "agent", "start", "--name", name, "--master", self.address, *extra, *self.flags],
                 env=self.env, log=logs[name],
             )
             for name in names

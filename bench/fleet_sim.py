@@ -2,14 +2,14 @@
 
 Each simulated agent is the project's own agent, assembled exactly as
 `sloth-runner agent start` assembles it (:class:`sloth_core.agent.server.Agent`:
-its own ``grpc.aio`` server on its own loopback port, its own
-:class:`~sloth_core.agent.service.AgentService` running `bash -c` in a new
-process group, its own :class:`~sloth_core.agent.registration.Registrar`
-with its own channel to the master). Each has its own name, data dir and
+its own :class:`~sloth_core.agent.runs.RunTable` running `bash -c` in a new
+process group, its own :class:`~sloth_core.agent.session.MasterSession`
+with its own TLS channel and session stream to the master; like a default
+`agent start`, no inbound port). Each has its own name, data dir and
 certificate, obtained through the real join flow (CSR + token proof to the
 master's join port). The master cannot tell them from agent processes: only
 the Python process they share is different, so 1,000 of them fit on a
-2-core machine (4 processes x 250 agents).
+2-core machine (4 processes x 250 agents; 10,000 as 20 x 500).
 
 Host process (started by :class:`SimFleet`)::
 
@@ -38,6 +38,8 @@ from typing import Any
 
 PREFIX = "sim"
 START_CONCURRENCY = 25  # agents starting at once in one host process
+JOINS_AT_ONCE = 40  # across all host processes: the master signs one CSR at a time
+JOIN_ATTEMPTS = 5
 
 
 def agent_name(index: int) -> str:
@@ -55,8 +57,7 @@ def _config(name: str, args: argparse.Namespace) -> Any:
         name=name,
         master=args.master,
         data_dir=home / "agents" / name,
-        port=0,
-        bind_address="127.0.0.1",
+        port=None,  # dials out only, as `agent start` does by default
         labels={"sim": "yes", "group": str(int(name.rsplit("-", 1)[1]) % 10)},
         insecure=args.insecure,
         master_data_dir=home / "master",  # same user, same machine: the local token is found
@@ -78,13 +79,35 @@ def _emit(document: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+async def _join(config: Any) -> None:
+    """The real join flow, in this process: `agent start` runs the same in a child
+    process of its own (:mod:`sloth_core.agent.joining`), which for 10,000 agents
+    would be 10,000 interpreters."""
+    from sloth_core import paths
+    from sloth_core.errors import MasterUnreachableError
+    from sloth_core.security import join
+
+    token = join.find_local_token(paths.master_data_dir(config.master_data_dir))
+    if not token:
+        raise RuntimeError("no local join token")
+    for attempt in range(JOIN_ATTEMPTS):
+        try:
+            await join.join_master(config.master, token, config.name, config.data_dir)
+            return
+        except MasterUnreachableError:
+            # A busy join port times out: try again later, as an operator would.
+            if attempt == JOIN_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(1 + attempt)
+
+
 async def _host(args: argparse.Namespace) -> int:
-    from sloth_core.agent.server import Agent, agent_tls
+    from sloth_core.agent.server import Agent
 
     names = [agent_name(i) for i in range(args.first, args.first + args.count)]
     started = time.perf_counter()
     if args.join_only:
-        outcomes = await _gather_limited([agent_tls(_config(n, args)) for n in names], args.concurrency)
+        outcomes = await _gather_limited([_join(_config(n, args)) for n in names], args.concurrency)
         errors = [repr(o) for o in outcomes if isinstance(o, BaseException)]
         _emit({"event": "joined", "count": len(names) - len(errors), "errors": errors[:5],
                "elapsed_s": time.perf_counter() - started})
@@ -125,10 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 class SimFleet:
     """Starts and stops host processes for agents ``sim-0000`` .. ``sim-{count-1}``."""
 
-    def __init__(self, cluster: Any, count: int, per_process: int = 250) -> None:
+    def __init__(self, cluster: Any, count: int, per_process: int = 250, max_processes: int = 20) -> None:
         self.cluster = cluster
         self.count = count
-        self.per_process = per_process
+        # Past max_processes x per_process, processes grow instead: 40 Python
+        # processes would cost the 2-core machine more than the master does.
+        self.per_process = max(per_process, math.ceil(count / max_processes))
         self.hosts: list[subprocess.Popen[bytes]] = []
 
     def _slices(self) -> list[tuple[int, int]]:
@@ -155,7 +180,8 @@ class SimFleet:
         from bench._infra import stop
 
         started = time.perf_counter()
-        procs = [self._spawn(first, count, "--join-only") for first, count in self._slices()]
+        per = str(max(1, JOINS_AT_ONCE // self.processes))
+        procs = [self._spawn(first, count, "--join-only", "--concurrency", per) for first, count in self._slices()]
         try:
             for proc in procs:
                 out, _ = proc.communicate(timeout=timeout)

@@ -29,7 +29,7 @@ class Profile:
     output_runs: int = 20
     stream_mib: int = 1024
     stream_runs: int = 3
-    sizes: list[int] = field(default_factory=lambda: [10, 100, 1000])
+    sizes: list[int] = field(default_factory=lambda: [10, 100, 1000, 10_000])
     agents_per_process: int = 250
     scale_runs: int = 10
     idle_window_s: float = 15.0
@@ -64,7 +64,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a smoke check in under 2 minutes (smaller sizes, fewer runs)")
     p.add_argument("--smallest", action="store_true", help="with --quick: the smallest sizes (what the test suite runs)")
     p.add_argument("--only", metavar="GROUPS", help=f"comma list of groups to run: {','.join(g for g, _ in GROUPS)}")
-    p.add_argument("--sizes", metavar="N,N,...", help="fleet sizes for the scale benchmarks (default 10,100,1000)")
+    p.add_argument("--sizes", metavar="N,N,...", help="fleet sizes for the scale benchmarks (default 10,100,1000,10000; --quick 10,100)")
     p.add_argument("--runs", type=int, metavar="N", help="repetitions of each timed command")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary homes (logs, databases) for inspection")

@@ -21,26 +21,47 @@ if TYPE_CHECKING:
 # (ListRuns, Watch snapshots of big fleets) without allowing unbounded ones.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-# Keepalive on both ends bounds dead-peer detection: grpcio only honours
+# Keepalive bounds dead-peer detection: grpcio only honours
 # http2.ping_timeout_ms for the ping deadline (keepalive_timeout_ms alone did
 # not catch a frozen peer for ~60 s).
-_KEEPALIVE_MS = 2_000
-_PING_TIMEOUT_MS = 2_000
+#
+# Clients (CLI, console) ping every 2 s while a call is open, so they notice
+# a dead master quickly. Servers ping every 5 s with a 5 s deadline: every
+# agent holds its session open all the time, so this is what notices a
+# frozen or vanished agent (within ~10 s, also mid-run; a killed one's socket
+# closes at once). grpc's core answers pings without the Python loop, so a
+# busy peer is not taken for a frozen one. At 2 s, 10,000 sessions would be
+# 5,000 pings a second at the master (~60 us each).
+_CLIENT_KEEPALIVE_MS = 2_000
+_CLIENT_PING_TIMEOUT_MS = 2_000
+_SERVER_KEEPALIVE_MS = 5_000
+_SERVER_PING_TIMEOUT_MS = 5_000
+# The agent's side of its session pings rarely: the master's pings keep the
+# connection honest; these only notice a master host that vanished.
+_AGENT_KEEPALIVE_MS = 60_000
+_AGENT_PING_TIMEOUT_MS = 20_000
+
+
+def _keepalive(every_ms: int, timeout_ms: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.keepalive_time_ms", every_ms),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+    ]
+
 
 _COMMON_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
-    ("grpc.keepalive_timeout_ms", _PING_TIMEOUT_MS),
-    ("grpc.http2.ping_timeout_ms", _PING_TIMEOUT_MS),
     # Ping only while calls are open: that is when a dead peer matters (a run
-    # in flight, a Watch); an idle fleet of 1,000 connections stays quiet.
+    # in flight, a Watch).
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
 ]
 
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     *_COMMON_OPTIONS,
+    *_keepalive(_SERVER_KEEPALIVE_MS, _SERVER_PING_TIMEOUT_MS),
     # Off so that a second master on a taken port fails instead of silently
     # sharing it.
     ("grpc.so_reuseport", 0),
@@ -60,6 +81,7 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     *_COMMON_OPTIONS,
+    *_keepalive(_CLIENT_KEEPALIVE_MS, _CLIENT_PING_TIMEOUT_MS),
     # grpc's default reconnect backoff grows to minutes; an agent waiting for
     # a restarted master should be back within a few seconds.
     # (Not min_reconnect_backoff_ms: grpc also uses it as the connect
@@ -67,6 +89,12 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.enable_retries", 0),
+]
+
+# An agent's session to its master (see CHANNEL_OPTIONS for the rest).
+AGENT_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    *[o for o in CHANNEL_OPTIONS if not o[0].startswith(("grpc.keepalive_t", "grpc.http2.ping_timeout"))],
+    *_keepalive(_AGENT_KEEPALIVE_MS, _AGENT_PING_TIMEOUT_MS),
 ]
 
 
@@ -136,18 +164,20 @@ def open_channel(
     *,
     server_name: str | None = None,
     root_pem: bytes | None = None,
+    options: list[tuple[str, Any]] | None = None,
 ) -> grpc.aio.Channel:
     """A grpc.aio channel to ``target``.
 
     ``server_name`` is the name the peer's certificate must carry (our certs
     name identities, not hosts, so it overrides the address for verification).
     ``root_pem`` without ``tls`` gives a server-authenticated channel with no
-    client certificate (used only to join).
+    client certificate (used only to join). ``options`` replaces
+    :data:`CHANNEL_OPTIONS` (agents' sessions use :data:`AGENT_CHANNEL_OPTIONS`).
     """
     import grpc
     import grpc.aio
 
-    options = list(CHANNEL_OPTIONS)
+    options = list(CHANNEL_OPTIONS if options is None else options)
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     if tls is not None:

@@ -154,6 +154,18 @@ async def master_status(
         return await status_of(call(rpc.MasterStub(channel)))
 
 
+async def hello_status(address: str, tls: TLSConfig | None, name: str) -> Status:
+    """Open an agent session to the master saying hello as agent ``name``."""
+    async with open_channel(address, tls, server_name=MASTER_SERVER_NAME if tls else None) as channel:
+        call = rpc.AgentSessionStub(channel).Connect(timeout=RPC_TIMEOUT_S)
+
+        async def exchange() -> None:
+            await call.write(pb.AgentUp(hello=pb.RegisterRequest(name=name, instance_id="evil")))
+            await call.read()
+
+        return await status_of(exchange())
+
+
 async def execute_status(address: str, tls: TLSConfig | None, agent: str, command: str) -> Status:
     async with open_channel(address, tls, server_name=agent_server_name(agent) if tls else None) as channel:
         stub = rpc.AgentStub(channel)
@@ -388,10 +400,6 @@ def test_agent_certificate_cannot_command_or_impersonate(fleet: Fleet, fleets: M
     join_root = (layout.pki_dir(fleet.master_dir) / layout.JOIN_CERT).read_bytes()
 
     async def probes() -> dict[str, tuple[grpc.StatusCode, str]]:
-        def register(name: str) -> Callable[[rpc.MasterStub], Awaitable[object]]:
-            request = pb.RegisterRequest(name=name, address="127.0.0.1:9", instance_id="evil")
-            return lambda stub: stub.Register(request, timeout=RPC_TIMEOUT_S)
-
         run = pb.RunRequest(target=pb.Target(names=["a2"]), command=f"touch {marker}")
         results = {
             "admin lists": await master_status(master, ours, list_agents),
@@ -400,14 +408,11 @@ def test_agent_certificate_cannot_command_or_impersonate(fleet: Fleet, fleets: M
             "a1 lists": await master_status(master, a1, list_agents),
             "a1 runs": await master_status(master, a1, lambda s: s.Run(run, timeout=RPC_TIMEOUT_S).read()),
             "a1 deletes": await master_status(master, a1, lambda s: s.DeleteAgent(pb.AgentRef(name="a2"), timeout=RPC_TIMEOUT_S)),
-            "a1 registers as a2": await master_status(master, a1, register("a2")),
-            "a1 registers as ghost": await master_status(master, a1, register("ghost")),
-            "a1 heartbeats as a2": await master_status(
-                master, a1, lambda s: s.Heartbeat(pb.HeartbeatRequest(name="a2"), timeout=RPC_TIMEOUT_S)
-            ),
+            "a1 registers as a2": await hello_status(master, a1, "a2"),
+            "a1 registers as ghost": await hello_status(master, a1, "ghost"),
             "plaintext to master": await master_status(master, None, list_agents),
             "plaintext to agent": await execute_status(a2_address, None, "a2", f"touch {marker}"),
-            "foreign agent to master": await master_status(master, foreign_agent, register("b1")),
+            "foreign agent to master": await hello_status(master, foreign_agent, "b1"),
             "foreign admin to master": await master_status(master, other_admin, list_agents),
             "foreign admin to agent": await execute_status(a2_address, other_admin, "a2", f"touch {marker}"),
         }
@@ -425,7 +430,7 @@ def test_agent_certificate_cannot_command_or_impersonate(fleet: Fleet, fleets: M
     assert results.pop("admin executes on a2") == (denied, "only the master may do this; the caller is admin:local")
     for probe in ("a1 lists", "a1 runs", "a1 deletes"):
         assert results.pop(probe) == (denied, "only an admin may do this; the caller is agent:a1"), probe
-    for probe, name in (("a1 registers as a2", "a2"), ("a1 registers as ghost", "ghost"), ("a1 heartbeats as a2", "a2")):
+    for probe, name in (("a1 registers as a2", "a2"), ("a1 registers as ghost", "ghost")):
         assert results.pop(probe) == (denied, f"the caller's certificate is for agent 'a1', not {name!r}"), probe
     assert results.pop("master rpc on join port")[0] == grpc.StatusCode.UNIMPLEMENTED
     for probe, (code, _) in results.items():  # refused in the TLS handshake
@@ -455,11 +460,10 @@ def test_deleted_agent_cannot_register_again(fleet: Fleet) -> None:
     assert len(log.splitlines()) <= 3, log  # one try, no retry loop
     assert "registered with the master" not in log
 
-    async def heartbeat() -> tuple[grpc.StatusCode, str]:
-        hb = pb.HeartbeatRequest(name="a1")
-        return await master_status(fleet.master_address, agent_tls(fleet, "a1"), lambda s: s.Heartbeat(hb, timeout=5))
+    async def hello() -> tuple[grpc.StatusCode, str]:
+        return await hello_status(fleet.master_address, agent_tls(fleet, "a1"), "a1")
 
-    assert asyncio.run(heartbeat()) == (
+    assert asyncio.run(hello()) == (
         grpc.StatusCode.PERMISSION_DENIED, "the certificate of agent:a1 was revoked; re-join with a new token"
     )
     assert fleet.agents() == {}

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import errors, transport
-from sloth_core.agent.registration import AgentProfile, Registrar, dialable_address
 from sloth_core.agent.runs import RunTable
 from sloth_core.agent.service import AgentService
+from sloth_core.agent.session import AgentProfile, MasterSession, dialable_address
 from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
@@ -28,7 +28,10 @@ class AgentConfig:
     name: str
     master: str
     data_dir: Path
-    port: int = DEFAULT_AGENT_PORT
+    # None: no inbound port at all (the agent dials out to its master). A
+    # port (or a bind address) also serves the Agent service there, for
+    # direct callers with the master's identity.
+    port: int | None = None
     bind_address: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     insecure: bool = False
@@ -63,7 +66,13 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
             "(print one with `sloth-runner master token` on the master's machine)"
         )
     log.info("joining the master at %s", config.master)
-    return await join.join_master(config.master, token, config.name, config.data_dir)
+    from sloth_core.agent.joining import join_once
+
+    await join_once(config.master, token, config.name, config.data_dir)
+    tls = join.load_agent_tls(config.data_dir)
+    if tls is None:
+        raise errors.CredentialsError(f"joining stored no certificate in {config.data_dir}")
+    return tls
 
 
 class Agent:
@@ -75,69 +84,76 @@ class Agent:
         self._server: Any = None
         self.service: AgentService | None = None
         self.runs = RunTable(config.name)
-        self.registrar: Registrar | None = None
+        self.session: MasterSession | None = None
         self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def listens(self) -> bool:
+        return self.config.port is not None or bool(self.config.bind_address)
 
     async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
         _watch_children_with_pidfd()
         tls = await agent_tls(cfg, rejoin=rejoin)
-        from sloth_core.security.identity import Authorizer
+        if self.listens:
+            await self._listen(tls)
 
-        # No revocation list here: the agent only ever admits its master.
-        self.service = AgentService(self.runs, Authorizer(), on_shutdown=self.stopping.set)
-        self._server = transport.create_server()
-        sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
-        bind_host = cfg.bind_address or "0.0.0.0"
-        self.port = transport.bind(self._server, join_host_port(bind_host, cfg.port), tls)
-        await self._server.start()
-
-        master_host, _ = split_host_port(cfg.master, default_port=DEFAULT_MASTER_PORT, what="master address")
-        host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
-        self.address = join_host_port(host, self.port)
-        if cfg.bind_address in WILDCARDS:
-            log.info("listening on %s; reporting %s to the master (set --bind-address to choose)", join_host_port(bind_host, self.port), self.address)
-        else:
-            log.info("listening on %s", self.address)
-
-        runs = self.runs
-        self.registrar = Registrar(
+        self.session = MasterSession(
             cfg.master,
             tls,
             AgentProfile(cfg.name, self.address, secrets.token_hex(8), dict(cfg.labels)),
-            running=lambda: runs.running,
+            self.runs,
+            on_shutdown=self.stopping.set,
         )
-        # The first registration decides whether we may start at all: a name
-        # held by another online agent or a refused certificate are fatal.
+        # The first hello decides whether we may start at all: a name held by
+        # another online agent or a refused certificate are fatal.
         said = ""  # what we already told the operator, so the retry loop does not repeat it
         try:
-            await self.registrar.register_once()
+            await self.session.register_once()
         except errors.PermissionDeniedError as exc:
             await self.stop()
             if rejoin or tls is None or not isinstance(exc, errors.CertificateRevokedError) or not explicit_token(cfg):
                 raise
             log.warning("%s; joining again with the token given", exc)
-            self._server = self.service = self.registrar = None
+            self._server = self.service = self.session = None
             await self.start(rejoin=True)
             return
         except (errors.NameTakenError, errors.UsageError):
             await self.stop()
             raise
         except errors.SlothError as exc:
-            said = self.registrar.explain(exc)
+            said = self.session.explain(exc)
             log.warning("%s; will keep trying", said)
-        self._loop_task = asyncio.create_task(self.registrar.run(already_said=said), name="heartbeat")
+        self._loop_task = asyncio.create_task(self.session.run(already_said=said), name="session")
+
+    async def _listen(self, tls: transport.TLSConfig | None) -> None:
+        """Also serve the Agent service on --port/--bind-address (the seed's direct mode)."""
+        from sloth_core.security.identity import Authorizer
+
+        cfg = self.config
+        # No revocation list here: the agent only ever admits its master.
+        self.service = AgentService(self.runs, Authorizer(), on_shutdown=self.stopping.set)
+        self._server = transport.create_server()
+        sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
+        bind_host = cfg.bind_address or "0.0.0.0"
+        port = DEFAULT_AGENT_PORT if cfg.port is None else cfg.port
+        self.port = transport.bind(self._server, join_host_port(bind_host, port), tls)
+        await self._server.start()
+        master_host, _ = split_host_port(cfg.master, default_port=DEFAULT_MASTER_PORT, what="master address")
+        host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
+        self.address = join_host_port(host, self.port)
+        log.info("also listening on %s", self.address)
 
     async def stop(self, grace: float = 1.0) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
-            if self.registrar is not None:
-                await self.registrar.leave()
+            if self.session is not None:
+                await self.session.leave()
         await self.runs.cancel_all()
         if self._server is not None:
             await self._server.stop(grace)
-        if self.registrar is not None:
-            await self.registrar.close()
+        if self.session is not None:
+            await self.session.close()
 
 
 def _watch_children_with_pidfd() -> None:

@@ -30,7 +30,8 @@ def start(args: argparse.Namespace) -> int:
     if args.insecure:
         from sloth_core.cli.render import print_warning
 
-        print_warning("--insecure: this agent accepts commands from anyone who can reach its port")
+        print_warning("--insecure: this agent takes commands from whatever answers at the master's address"
+                      + (" and from anyone who can reach its port" if args.port is not None else ""))
     if args.daemon:
         return daemon.launch(_kind(name), args.argv, f"agent {name}")
 

@@ -226,8 +226,11 @@ def _agent_parser(sub: Any) -> None:
         "--master", metavar="HOST:PORT",
         help=f"the master to register with (default: ${MASTER_ENV}, else the address the local master recorded)",
     )
-    s.add_argument("--port", type=flags.port, default=DEFAULT_AGENT_PORT, help=f"port the master dials (default {DEFAULT_AGENT_PORT}; 0 picks a free one)")
-    s.add_argument("--bind-address", default="", metavar="IP", help="address to listen on and report to the master (default: all interfaces, reporting the address that routes to the master)")
+    s.add_argument(
+        "--port", type=flags.port, default=None,
+        help=f"also listen on this port for direct calls from the master's identity (default: none, the agent dials out to the master; with only --bind-address, {DEFAULT_AGENT_PORT}; 0 picks a free one)",
+    )
+    s.add_argument("--bind-address", default="", metavar="IP", help="with --port: the address to listen on and report to the master (default: all interfaces, reporting the address that routes to the master)")
     s.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label for targeting (repeatable)")
     s.add_argument("--token", help="join token from `sloth-runner master token` (default: $SLOTH_RUNNER_TOKEN, or the local master's)")
     s.add_argument("--data-dir", metavar="DIR", help="where the agent keeps its certificate")

@@ -147,6 +147,7 @@ class Dispatcher:
         self._background: set[asyncio.Task[None]] = set()
         self._since_prune: dict[str, int] = {}
         self._closing = False
+        self.finished_runs = 0  # ever, in this process (memory.trim_when_idle watches it)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -164,6 +165,11 @@ class Dispatcher:
         await self._link.close()
 
     # ------------------------------------------------------------ views
+
+    @property
+    def busy(self) -> bool:
+        """Runs are in flight."""
+        return bool(self._active)
 
     def live_records(self) -> list[RunRecord]:
         """The records of the runs in flight (they change as the runs go on)."""
@@ -369,6 +375,7 @@ class Dispatcher:
             status = pb.RUN_CANCELLED
         rec.status, rec.exit_code, rec.signal, rec.error = status, exit_code, signal, error
         rec.finished_at = self._clock()
+        self.finished_runs += 1
         run.recorder.flush_tail()
         self._storage.save_run(rec)
         self._prune_later(rec.agent)

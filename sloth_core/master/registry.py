@@ -24,6 +24,22 @@ from sloth_core.storage import AgentRecord, Storage
 log = logging.getLogger(__name__)
 
 MISSED_BEATS_OFFLINE = 3
+# Idle beats cost the master ~0.3 ms each (grpc aio, measured with
+# bench/shapes.py): the idle interval grows with the fleet so that all beats
+# together stay near this many a second (1,000 agents: every 20 s; 10,000:
+# every 200 s). A killed agent is still noticed at once (its session's socket
+# closes), a vanished host by the session's keepalive.
+BEATS_PER_S = 50.0
+# A frozen agent (its runs in flight) is not judged here: its session's
+# HTTP/2 keepalive (transport.py) ends the session within ~10 s, and grpc's
+# core answers those pings even while a busy agent's Python is behind, so
+# overload cannot pass for a freeze.
+# A sweep this much later than planned means the master itself was stalled:
+# it saw no beats meanwhile, so silence is not held against agents until
+# STALL_GRACE_S after it recovers. Overload slows things down; it never makes
+# healthy agents offline.
+STALL_S = 1.0
+STALL_GRACE_S = 3.0
 # What AgentInfo shows of an AgentRecord (not its instance id); plus `running`.
 _INFO_FIELDS = [f.name for f in fields(AgentRecord) if f.name != "instance_id"]
 
@@ -43,13 +59,18 @@ class Registry:
         *,
         heartbeat_interval_s: float,
         clock: Callable[[], float] = time.time,
+        on_unresponsive: Callable[[str], None] | None = None,
     ) -> None:
         self._storage = storage
         self._bus = bus
         self._clock = clock
         self.heartbeat_interval_s = heartbeat_interval_s
+        self._on_unresponsive = on_unresponsive
         self._agents: dict[str, AgentRecord] = {}
         self._running: dict[str, int] = {}
+        self._online: set[str] = set()
+        self._paces: dict[str, float] = {}  # the idle interval each agent was given
+        self._quiet_until = 0.0  # no silence counts before this (the master was stalled)
         # last_seen changes every beat; it is flushed in batches, not per beat.
         self._dirty: set[str] = set()
         #: With several masters: the agents that registered or beat here. Only
@@ -66,6 +87,7 @@ class Registry:
                 # Give agents a full window to beat before the sweeper decides.
                 record.last_seen = max(record.last_seen, now)
             self._agents[record.name] = record
+            self._count_online(record)
 
     # ------------------------------------------------------------ views
 
@@ -142,6 +164,7 @@ class Registry:
         )
         self._agents[req.name] = record
         self._here.add(req.name)
+        self._count_online(record)
         self._dirty.discard(req.name)
         self._storage.save_agent(record)
         log.info("agent %s registered from %s", req.name, req.address)
@@ -155,11 +178,40 @@ class Registry:
         self._here.add(rec.name)
         if rec.status != pb.AGENT_ONLINE:
             rec.status = pb.AGENT_ONLINE
+            self._count_online(rec)
             self._storage.save_agent(rec)
             log.info("agent %s is online again", rec.name)
             self._bus.agent(pb.AGENT_WENT_ONLINE, self.info(rec.name))
         else:
             self._dirty.add(rec.name)
+
+    def touch(self, name: str) -> None:
+        """Word from ``name`` other than a beat (a run's events): it is alive."""
+        rec = self._agents.get(name)
+        if rec is not None and rec.status == pb.AGENT_ONLINE:
+            rec.last_seen = self._clock()
+            self._dirty.add(name)
+
+    def disconnected(self, name: str, instance_id: str) -> None:
+        """``name``'s session ended: offline now (stopped if it said goodbye first)."""
+        rec = self._agents.get(name)
+        self._paces.pop(name, None)
+        if rec is None or rec.instance_id != instance_id or rec.status != pb.AGENT_ONLINE:
+            return
+        self._go_offline(rec, "its session ended")
+
+    def pace_for(self, name: str) -> float:
+        """The idle beat interval for ``name`` now (it grows with the fleet)."""
+        pace = max(self.heartbeat_interval_s, len(self._online) / BEATS_PER_S)
+        self._paces[name] = pace
+        return pace
+
+    def _count_online(self, rec: AgentRecord) -> None:
+        """Keep the set of online agents (its size sets the pace) in step with ``rec``."""
+        if rec.status == pb.AGENT_ONLINE and self._agents.get(rec.name) is rec:
+            self._online.add(rec.name)
+        else:
+            self._online.discard(rec.name)
 
     # ------------------------------------------------------------ operators' calls
 
@@ -173,6 +225,7 @@ class Registry:
     def mark_stopped(self, name: str) -> None:
         rec = self.require(name)
         rec.status = pb.AGENT_STOPPED
+        self._count_online(rec)
         self._storage.save_agent(rec)
         self._bus.agent(pb.AGENT_WENT_STOPPED, self.info(name))
 
@@ -180,6 +233,8 @@ class Registry:
         info = self.info(self.require(name).name)
         del self._agents[name]
         self._here.discard(name)
+        self._online.discard(name)
+        self._paces.pop(name, None)
         self._running.pop(name, None)
         self._dirty.discard(name)
         self._storage.delete_agent(name)
@@ -246,17 +301,17 @@ class Registry:
 
     def sweep(self) -> None:
         now = self._clock()
-        deadline = now - MISSED_BEATS_OFFLINE * self.heartbeat_interval_s
-        for rec in self._agents.values():
-            if self.clustered and rec.name not in self._here:
-                continue  # another master's agent: that master (or the sweeper lock's holder) decides
-            if rec.status == pb.AGENT_ONLINE and rec.last_seen < deadline:
-                self._here.discard(rec.name)
-                rec.status = pb.AGENT_OFFLINE
-                self._dirty.discard(rec.name)
-                self._storage.save_agent(rec)
-                log.warning("agent %s is offline (no heartbeat for %.0f s)", rec.name, now - rec.last_seen)
-                self._bus.agent(pb.AGENT_WENT_OFFLINE, self.info(rec.name))
+        if now >= self._quiet_until:
+            # Silent agents: after MISSED_BEATS_OFFLINE of their own interval.
+            base = MISSED_BEATS_OFFLINE * self.heartbeat_interval_s
+            for rec in self._agents.values():
+                if rec.status != pb.AGENT_ONLINE:
+                    continue
+                if self.clustered and rec.name not in self._here:
+                    continue  # another master's agent: that master (or the sweeper lock's holder) decides
+                silent = now - rec.last_seen
+                if silent > base and silent > MISSED_BEATS_OFFLINE * self._paces.get(rec.name, 0.0):
+                    self._go_offline(rec, f"no heartbeat for {silent:.0f} s")
         if self._dirty:
             beaten = sorted(n for n in self._dirty if n in self._agents)
             self._storage.save_agents([self._agents[n] for n in beaten])
@@ -298,6 +353,7 @@ class Registry:
             # Deleted (and revoked) cluster-wide: even an agent connected here is no longer one of ours.
             if self._agents.pop(name, None) is not None:
                 self._here.discard(name)
+                self._online.discard(name)
                 self._dirty.discard(name)
                 self._running.pop(name, None)
                 self._bus.agent(pb.AGENT_DELETED, event.agent, remote=True)
@@ -312,8 +368,30 @@ class Registry:
         self._agents[name] = AgentRecord(**fields_shown, instance_id=old.instance_id if old else "")
         self._bus.agent(event.type, self.info(name), remote=True)
 
+    def _go_offline(self, rec: AgentRecord, why: str) -> None:
+        self._here.discard(rec.name)
+        rec.status = pb.AGENT_OFFLINE
+        self._count_online(rec)
+        self._dirty.discard(rec.name)
+        self._storage.save_agent(rec)
+        log.warning("agent %s is offline (%s)", rec.name, why)
+        self._bus.agent(pb.AGENT_WENT_OFFLINE, self.info(rec.name))
+        if self._on_unresponsive is not None:
+            self._on_unresponsive(rec.name)
+
+    def stalled(self, late_s: float) -> None:
+        """The master could not look at its agents for ``late_s`` seconds."""
+        self._quiet_until = max(self._quiet_until, self._clock() + STALL_GRACE_S + late_s)
+        log.warning("the master was stalled for %.1f s; liveness judged again in %.0f s", late_s, STALL_GRACE_S)
+
     async def run_sweeper(self) -> None:
-        period = max(0.05, min(1.0, self.heartbeat_interval_s / 2))
+        period = max(0.05, min(0.5, self.heartbeat_interval_s / 2))
+        loop = asyncio.get_running_loop()
+        planned = loop.time() + period
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(max(0.0, planned - loop.time()))
+            late = loop.time() - planned
+            if late > STALL_S:
+                self.stalled(late)
             self.sweep()
+            planned = loop.time() + period

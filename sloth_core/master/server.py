@@ -13,13 +13,15 @@ from sloth_core import __version__, transport
 from sloth_core.bounds import Limits
 from sloth_core.endpoint import MasterEndpoint, remove_endpoint, write_endpoint
 from sloth_core.master.admission import Admission
-from sloth_core.master.agent_link import GrpcAgentLink
 from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
+from sloth_core.master.memory import trim_when_idle
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
+from sloth_core.master.session_service import AgentSessionService
+from sloth_core.master.sessions import SessionHub
 from sloth_core.master.watch_budget import WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
@@ -38,7 +40,13 @@ class Master:
         self.storage = open_store(config.store, config.data_dir, config.history_queue)
         self.bus = EventBus(WatchBudget(config.watch_budget_bytes))
         self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
-        self.registry = Registry(self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s)
+        self.hub = SessionHub()
+        self.registry = Registry(
+            self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s,
+            # A frozen agent's session is cut: its runs are lost now, and when
+            # it wakes it finds its runs hung up (and kills them) and says hello again.
+            on_unresponsive=lambda name: self.hub.drop_agent(name, "it stopped answering"),
+        )
         self.pki: Any = None
         self.dispatcher: Dispatcher | None = None
         self._server: Any = None
@@ -49,6 +57,7 @@ class Master:
         self._lease_task: asyncio.Task[None] | None = None
         self.feed: Any = None
         self.master_id = ""
+        self._trimmer: asyncio.Task[None] | None = None
         self._revocations: asyncio.Task[None] | None = None
 
     @property
@@ -102,7 +111,7 @@ class Master:
             auth = Authorizer(self.pki)
             on_agent_deleted = self.pki.revoke_agent
 
-        link = GrpcAgentLink(tls)
+        link = self.hub
         self.dispatcher = Dispatcher(
             self.registry,
             self.storage,
@@ -113,16 +122,20 @@ class Master:
             on_agent_deleted=on_agent_deleted,
             driver=self.master_id,
         )
+        limits = Limits(max_command_bytes=cfg.max_command_bytes)
         self.history = RunHistory(self.dispatcher, self.storage)
         service = MasterService(
             self.registry, self.dispatcher, self.history, self.bus, auth,
-            answers=link.answers, clock=time.time, store_health=self.storage.health,
-            limits=Limits(max_command_bytes=cfg.max_command_bytes),
+            clock=time.time, store_health=self.storage.health,
+            limits=limits,
             admission=Admission(cfg.max_calls),
         )
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
-        await _add_health_and_reflection(self._server, ["sloth.v1.Master"])
+        sloth_pb2_grpc.add_AgentSessionServicer_to_server(
+            AgentSessionService(self.registry, self.hub, auth, limits=limits), self._server
+        )
+        await _add_health_and_reflection(self._server, ["sloth.v1.Master", "sloth.v1.AgentSession"])
         self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
 
         if self.pki is not None:
@@ -166,6 +179,10 @@ class Master:
             await self.feed.start()
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
+        dispatcher = self.dispatcher
+        self._trimmer = asyncio.create_task(
+            trim_when_idle(lambda: dispatcher.busy, lambda: dispatcher.finished_runs), name="trim"
+        )
         self._revocations = asyncio.create_task(auth.end_revoked_calls(), name="revocations")
         self._write_endpoint()
 
@@ -189,12 +206,9 @@ class Master:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        if self._lease_task is not None:
-            self._lease_task.cancel()
-        if self._revocations is not None:
-            self._revocations.cancel()
+        for task in (self._sweeper, self._trimmer, self._revocations, self._lease_task):
+            if task is not None:
+                task.cancel()
         if self.dispatcher is not None:
             await self.dispatcher.close()
         for server in (self._join_server, self._server):

@@ -23,11 +23,10 @@ from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory, run_info
 from sloth_core.master.registry import Registry
-from sloth_core.names import validate_agent_name
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
 from sloth_core.rpc_errors import abort
-from sloth_core.storage import AgentRecord, StoreHealth
+from sloth_core.storage import StoreHealth
 
 
 class Authorizer(Protocol):
@@ -106,11 +105,9 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         bus: EventBus,
         auth: Authorizer,
         *,
-        answers: Callable[[AgentRecord], Awaitable[bool]],
         clock: Callable[[], float],
         limits: bounds.Limits = bounds.DEFAULT_LIMITS,
         admission: Admission | None = None,
-
         store_health: Callable[[], StoreHealth],
     ) -> None:
         self._registry = registry
@@ -118,38 +115,11 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
         self._history = history
         self._bus = bus
         self._auth = auth
-        self._answers = answers
         self._clock = clock
         self._limits = limits
         self._admission = admission or Admission()
-
         self._started_at = clock()
         self._store_health = store_health
-
-    # ------------------------------------------------------------ agents' calls
-
-    @unary
-    async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
-        validate_agent_name(request.name)
-        await self._auth.require_agent(context, request.name)
-        bounds.check_agent_metadata(
-            address=request.address, hostname=request.hostname, os=request.os,
-            version=request.version, labels=request.labels, limits=self._limits,
-        )
-        await self._registry.admit(request, self._answers)
-        return pb.RegisterResponse(heartbeat_interval_s=self._registry.heartbeat_interval_s)
-
-    @unary
-    async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
-        await self._auth.require_agent(context, request.name)
-        self._registry.heartbeat(request)
-        return pb.HeartbeatResponse(heartbeat_interval_s=self._registry.heartbeat_interval_s)
-
-    @unary
-    async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
-        await self._auth.require_agent(context, request.name)
-        self._registry.leave(request)
-        return pb.LeaveResponse()
 
     # ------------------------------------------------------------ operators' calls
 

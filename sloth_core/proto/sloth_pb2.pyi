@@ -142,6 +142,58 @@ class RunInfo(_message.Message):
     timeout_s: float
     def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., agent: _Optional[str] = ..., command: _Optional[str] = ..., requested_by: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., error: _Optional[str] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., dropped_bytes: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
+class AgentUp(_message.Message):
+    __slots__ = ("hello", "beat", "goodbye")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    BEAT_FIELD_NUMBER: _ClassVar[int]
+    GOODBYE_FIELD_NUMBER: _ClassVar[int]
+    hello: RegisterRequest
+    beat: Beat
+    goodbye: Goodbye
+    def __init__(self, hello: _Optional[_Union[RegisterRequest, _Mapping]] = ..., beat: _Optional[_Union[Beat, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
+
+class Beat(_message.Message):
+    __slots__ = ("running",)
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    running: int
+    def __init__(self, running: _Optional[int] = ...) -> None: ...
+
+class Goodbye(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MasterDown(_message.Message):
+    __slots__ = ("welcome", "execute", "cancel", "shutdown", "pace")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    PACE_FIELD_NUMBER: _ClassVar[int]
+    welcome: RegisterResponse
+    execute: ExecuteRequest
+    cancel: CancelRequest
+    shutdown: ShutdownRequest
+    pace: Pace
+    def __init__(self, welcome: _Optional[_Union[RegisterResponse, _Mapping]] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelRequest, _Mapping]] = ..., shutdown: _Optional[_Union[ShutdownRequest, _Mapping]] = ..., pace: _Optional[_Union[Pace, _Mapping]] = ...) -> None: ...
+
+class Pace(_message.Message):
+    __slots__ = ("heartbeat_interval_s",)
+    HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_interval_s: float
+    def __init__(self, heartbeat_interval_s: _Optional[float] = ...) -> None: ...
+
+class RunReport(_message.Message):
+    __slots__ = ("run_id", "event")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    event: ExecuteEvent
+    def __init__(self, run_id: _Optional[str] = ..., event: _Optional[_Union[ExecuteEvent, _Mapping]] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class RegisterRequest(_message.Message):
     __slots__ = ("name", "address", "version", "hostname", "os", "labels", "instance_id")
     class LabelsEntry(_message.Message):

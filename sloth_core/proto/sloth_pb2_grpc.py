@@ -36,21 +36,6 @@ class MasterStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Register = channel.unary_unary(
-                '/sloth.v1.Master/Register',
-                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.RegisterRequest.SerializeToString,
-                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.RegisterResponse.FromString,
-                _registered_method=True)
-        self.Heartbeat = channel.unary_unary(
-                '/sloth.v1.Master/Heartbeat',
-                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.HeartbeatRequest.SerializeToString,
-                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.HeartbeatResponse.FromString,
-                _registered_method=True)
-        self.Leave = channel.unary_unary(
-                '/sloth.v1.Master/Leave',
-                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.LeaveRequest.SerializeToString,
-                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.LeaveResponse.FromString,
-                _registered_method=True)
         self.ListAgents = channel.unary_unary(
                 '/sloth.v1.Master/ListAgents',
                 request_serializer=sloth__core_dot_proto_dot_sloth__pb2.ListAgentsRequest.SerializeToString,
@@ -113,28 +98,8 @@ class MasterServicer:
 
     """
 
-    def Register(self, request, context):
-        """Called by agents.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Heartbeat(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Leave(self, request, context):
-        """A gracefully stopping agent says goodbye: it is "stopped", not "offline".
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def ListAgents(self, request, context):
-        """Called by operators (CLI, console).
+        """Called by operators (CLI, console). Agents use AgentSession.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,21 +173,6 @@ class MasterServicer:
 
 def add_MasterServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Register': grpc.unary_unary_rpc_method_handler(
-                    servicer.Register,
-                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.RegisterRequest.FromString,
-                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.RegisterResponse.SerializeToString,
-            ),
-            'Heartbeat': grpc.unary_unary_rpc_method_handler(
-                    servicer.Heartbeat,
-                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.HeartbeatRequest.FromString,
-                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.HeartbeatResponse.SerializeToString,
-            ),
-            'Leave': grpc.unary_unary_rpc_method_handler(
-                    servicer.Leave,
-                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.LeaveRequest.FromString,
-                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.LeaveResponse.SerializeToString,
-            ),
             'ListAgents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAgents,
                     request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.ListAgentsRequest.FromString,
@@ -290,87 +240,6 @@ class Master:
     """---------------------------------------------------------------- master
 
     """
-
-    @staticmethod
-    def Register(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sloth.v1.Master/Register',
-            sloth__core_dot_proto_dot_sloth__pb2.RegisterRequest.SerializeToString,
-            sloth__core_dot_proto_dot_sloth__pb2.RegisterResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Heartbeat(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sloth.v1.Master/Heartbeat',
-            sloth__core_dot_proto_dot_sloth__pb2.HeartbeatRequest.SerializeToString,
-            sloth__core_dot_proto_dot_sloth__pb2.HeartbeatResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Leave(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sloth.v1.Master/Leave',
-            sloth__core_dot_proto_dot_sloth__pb2.LeaveRequest.SerializeToString,
-            sloth__core_dot_proto_dot_sloth__pb2.LeaveResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def ListAgents(request,
@@ -659,6 +528,142 @@ class Master:
             '/sloth.v1.Master/GetStatus',
             sloth__core_dot_proto_dot_sloth__pb2.GetStatusRequest.SerializeToString,
             sloth__core_dot_proto_dot_sloth__pb2.MasterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AgentSessionStub:
+    """---------------------------------------------------------------- agent sessions
+
+    Agents dial out: the master never opens a connection to an agent. Each
+    agent keeps one Connect stream open (register, then beats up; run
+    requests, cancels and shutdown down) and opens one Report call per run the
+    master asks for, carrying that run's events. Agents need no inbound port,
+    and the master holds one connection per agent, opened by the agent.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Connect = channel.stream_stream(
+                '/sloth.v1.AgentSession/Connect',
+                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.AgentUp.SerializeToString,
+                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.MasterDown.FromString,
+                _registered_method=True)
+        self.Report = channel.stream_unary(
+                '/sloth.v1.AgentSession/Report',
+                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.RunReport.SerializeToString,
+                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.ReportAck.FromString,
+                _registered_method=True)
+
+
+class AgentSessionServicer:
+    """---------------------------------------------------------------- agent sessions
+
+    Agents dial out: the master never opens a connection to an agent. Each
+    agent keeps one Connect stream open (register, then beats up; run
+    requests, cancels and shutdown down) and opens one Report call per run the
+    master asks for, carrying that run's events. Agents need no inbound port,
+    and the master holds one connection per agent, opened by the agent.
+    """
+
+    def Connect(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Report(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AgentSessionServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Connect': grpc.stream_stream_rpc_method_handler(
+                    servicer.Connect,
+                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.AgentUp.FromString,
+                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.MasterDown.SerializeToString,
+            ),
+            'Report': grpc.stream_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.RunReport.FromString,
+                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.ReportAck.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'sloth.v1.AgentSession', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('sloth.v1.AgentSession', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AgentSession:
+    """---------------------------------------------------------------- agent sessions
+
+    Agents dial out: the master never opens a connection to an agent. Each
+    agent keeps one Connect stream open (register, then beats up; run
+    requests, cancels and shutdown down) and opens one Report call per run the
+    master asks for, carrying that run's events. Agents need no inbound port,
+    and the master holds one connection per agent, opened by the agent.
+    """
+
+    @staticmethod
+    def Connect(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sloth.v1.AgentSession/Connect',
+            sloth__core_dot_proto_dot_sloth__pb2.AgentUp.SerializeToString,
+            sloth__core_dot_proto_dot_sloth__pb2.MasterDown.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Report(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/sloth.v1.AgentSession/Report',
+            sloth__core_dot_proto_dot_sloth__pb2.RunReport.SerializeToString,
+            sloth__core_dot_proto_dot_sloth__pb2.ReportAck.FromString,
             options,
             channel_credentials,
             insecure,

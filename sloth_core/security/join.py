@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,6 +145,8 @@ async def join_master(
     spent or foreign token, refused join), :class:`NameTakenError`,
     :class:`MasterUnreachableError` or :class:`UsageError` (bad name).
     """
+    import ssl  # not at the top: a running agent needs neither it nor cryptography
+
     from . import ca  # cryptography: only where keys and CSRs are made
 
     validate_agent_name(name)
@@ -208,6 +209,8 @@ def fetch_certificate_der(host: str, port: int, timeout_s: float) -> bytes:
 
     Blocking; run it in a thread.
     """
+    import ssl
+
     address = join_host_port(host, port)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False

@@ -18,7 +18,7 @@ from sloth_core.client import MasterClient
 from sloth_core.escape import shown
 from sloth_core.proto import sloth_pb2 as pb
 from tests.fleet import EXE, Fleet, wait_for
-from tests.hostile.trust_support import RPC_TIMEOUT_S, admin_tls, agent_tls, master_status, one_error
+from tests.hostile.trust_support import RPC_TIMEOUT_S, admin_tls, agent_tls, hello_status, master_status, one_error
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,9 +34,7 @@ def test_agent_metadata_beyond_the_limits_is_refused_in_one_line(fleet: Fleet) -
     def register(**fields: object) -> tuple[grpc.StatusCode, str]:
         base: dict[str, object] = {"name": "evil", "address": address, "instance_id": "x", "hostname": "h"}
         request = pb.RegisterRequest(**{**base, **fields})  # type: ignore[arg-type]
-        return asyncio.run(master_status(
-            fleet.master_address, evil, lambda s: s.Register(request, timeout=RPC_TIMEOUT_S)
-        ))
+        return asyncio.run(hello_status(fleet.master_address, evil, request))
 
     bad = grpc.StatusCode.INVALID_ARGUMENT
     # 40 MB of labels once made `agent list` and every console fail.

@@ -65,3 +65,19 @@ def token(fleet: Fleet, *args: str) -> str:
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode().strip()
 
+
+async def hello_status(address: str, tls: TLSConfig, hello: object) -> Status:
+    """Open an agent session saying ``hello`` (a RegisterRequest); how the master answered."""
+    from sloth_core.proto import sloth_pb2 as pb
+
+    async with open_channel(address, tls, server_name=MASTER_SERVER_NAME) as channel:
+        call = rpc.AgentSessionStub(channel).Connect(timeout=RPC_TIMEOUT_S)
+        try:
+            await call.write(pb.AgentUp(hello=hello))
+            reply = await call.read()
+            if reply is grpc.aio.EOF:
+                await call
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details() or ""
+        call.cancel()
+        return grpc.StatusCode.OK, ""

@@ -26,7 +26,7 @@ Context = grpc.aio.ServicerContext
 
 
 class FakeMaster(sloth_pb2_grpc.MasterServicer):
-    """ListAgents is an operator RPC, Heartbeat an agent RPC."""
+    """ListAgents is an operator RPC (agents say hello on FakeSession)."""
 
     def __init__(self, authz: Authorizer) -> None:
         self.authz = authz
@@ -35,9 +35,18 @@ class FakeMaster(sloth_pb2_grpc.MasterServicer):
         await self.authz.require_admin(context)
         return sloth_pb2.ListAgentsResponse()
 
-    async def Heartbeat(self, request: sloth_pb2.HeartbeatRequest, context: Context) -> sloth_pb2.HeartbeatResponse:
-        await self.authz.require_agent(context, request.name)
-        return sloth_pb2.HeartbeatResponse(heartbeat_interval_s=1.0)
+
+
+class FakeSession(sloth_pb2_grpc.AgentSessionServicer):
+    """An agent's session: its hello must come from that agent."""
+
+    def __init__(self, authz: Authorizer) -> None:
+        self.authz = authz
+
+    async def Connect(self, request_iterator: object, context: Context) -> None:
+        first = await context.read()
+        await self.authz.require_agent(context, first.hello.name)
+        await context.write(sloth_pb2.MasterDown(welcome=sloth_pb2.RegisterResponse(heartbeat_interval_s=1.0)))
 
 
 class FakeAgent(sloth_pb2_grpc.AgentServicer):
@@ -85,6 +94,7 @@ async def start_master(data_dir: Path) -> RunningMaster:
     pki = MasterPKI.load_or_create(data_dir)
     main = transport.create_server()
     sloth_pb2_grpc.add_MasterServicer_to_server(FakeMaster(Authorizer(pki)), main)
+    sloth_pb2_grpc.add_AgentSessionServicer_to_server(FakeSession(Authorizer(pki)), main)
     port = transport.bind(main, "127.0.0.1:0", pki.master_tls)
     # Joining gets a server of its own: a server serves all its services on
     # all its ports, and this port takes clients without certificates.
@@ -111,8 +121,14 @@ def _master_channel(target: str, tls: TLSConfig | None) -> grpc.aio.Channel:
 
 
 async def heartbeat(target: str, tls: TLSConfig | None, name: str) -> None:
+    """Say hello on an agent session as ``name`` (beats then follow on the same stream)."""
     async with _master_channel(target, tls) as channel:
-        await sloth_pb2_grpc.MasterStub(channel).Heartbeat(sloth_pb2.HeartbeatRequest(name=name), timeout=RPC_TIMEOUT_S)
+        call = sloth_pb2_grpc.AgentSessionStub(channel).Connect(timeout=RPC_TIMEOUT_S)
+        await call.write(sloth_pb2.AgentUp(hello=sloth_pb2.RegisterRequest(name=name)))
+        reply = await call.read()
+        if reply is grpc.aio.EOF:
+            await call  # raises the status it ended with
+        call.cancel()
 
 
 async def list_agents(target: str, tls: TLSConfig | None) -> None:

@@ -1,6 +1,6 @@
 """Every port is mTLS and every RPC checks who is calling.
 
-A real master endpoint (ListAgents: admin only; Heartbeat: that agent only)
+A real master endpoint (ListAgents: admin only; an agent session's hello: that agent only)
 and real agent endpoints (Cancel: master only), over real TLS on 127.0.0.1.
 """
 

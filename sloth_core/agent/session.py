@@ -1,0 +1,249 @@
+"""The agent's one connection to its master: it dials out, the master never dials in.
+
+:class:`MasterSession` keeps one ``AgentSession.Connect`` stream open:
+hello first (the registration), then beats up (as often as the master's
+pace says: rarely, in a big fleet); run requests, cancels and shutdown come
+down. For each run the
+master asks for, the agent opens a ``Report`` call and writes that run's
+events on it; when the master hangs up that call, the run is killed. A lost
+stream is re-opened with capped backoff, and the master learns we are
+back from the hello.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from sloth_core import __version__, errors
+from sloth_core.agent.runs import RunTable
+from sloth_core.client import map_rpc_error
+from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.proto import sloth_pb2_grpc
+from sloth_core.security.names import MASTER_SERVER_NAME
+from sloth_core.transport import AGENT_CHANNEL_OPTIONS, TLSConfig, open_channel
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 3.0
+HELLO_TIMEOUT_S = 10.0
+LEAVE_TIMEOUT_S = 1.0
+
+
+@dataclass
+class AgentProfile:
+    """What this agent tells the master about itself in its hello."""
+
+    name: str
+    address: str  # where it also listens (--port), else ""
+    instance_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class MasterSession:
+    """Register, beat, take run requests; reconnect when the stream breaks."""
+
+    def __init__(
+        self,
+        master: str,
+        tls: TLSConfig | None,
+        profile: AgentProfile,
+        runs: RunTable,
+        on_shutdown: Callable[[], None],
+    ) -> None:
+        self._master = master
+        self._insecure = tls is None
+        self._profile = profile
+        self._runs = runs
+        self._on_shutdown = on_shutdown
+        self._channel = open_channel(master, tls, server_name=MASTER_SERVER_NAME, options=AGENT_CHANNEL_OPTIONS)
+        self._stub = sloth_pb2_grpc.AgentSessionStub(self._channel)
+        self._call: Any = None
+        self._reports: set[asyncio.Task[None]] = set()
+        self.interval_s = 5.0
+        self.registered = asyncio.Event()
+
+    def _hello(self) -> pb.AgentUp:
+        profile = self._profile
+        return pb.AgentUp(hello=pb.RegisterRequest(
+            name=profile.name,
+            address=profile.address,
+            version=__version__,
+            hostname=socket.gethostname(),
+            os=f"{platform.system()} {platform.release()}",
+            labels=profile.labels,
+            instance_id=profile.instance_id,
+        ))
+
+    async def register_once(self) -> None:
+        """Open the session; raises a user-facing error for anything that will not heal by waiting."""
+        call = self._stub.Connect()
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                await call.write(self._hello())
+                first = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            call.cancel()
+            raise map_rpc_error(exc, self._master) from None
+        except TimeoutError:
+            call.cancel()
+            raise errors.MasterUnreachableError(f"the master at {self._master} did not answer our hello") from None
+        if first is grpc.aio.EOF or not first.HasField("welcome"):
+            call.cancel()
+            raise errors.MasterUnreachableError(f"the master at {self._master} ended our session at once")
+        self.interval_s = first.welcome.heartbeat_interval_s or self.interval_s
+        if not self.registered.is_set():
+            where = f" ({self._profile.address})" if self._profile.address else ""
+            log.info("registered with the master at %s as %s%s", self._master, self._profile.name, where)
+        self.registered.set()
+        self._call = call
+
+    async def run(self, already_said: str = "") -> None:
+        """Serve the session until cancelled, re-opening it whenever it breaks.
+
+        ``already_said`` is a complaint the caller already logged.
+        """
+        backoff = BACKOFF_START_S
+        complained = already_said
+        while True:
+            try:
+                if self._call is None:
+                    await self.register_once()
+                if complained:
+                    log.info("the master at %s answers again", self._master)
+                    complained = ""
+                backoff = BACKOFF_START_S
+                await self._serve(self._call)
+                log.info("the master at %s ended our session; connecting again", self._master)
+            except grpc.aio.AioRpcError as exc:
+                complained = self._complain(map_rpc_error(exc, self._master), complained)
+            except errors.SlothError as exc:
+                complained = self._complain(exc, complained)
+            self._call = None
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    async def _serve(self, call: Any) -> None:
+        beats = asyncio.create_task(self._beat(call), name="beats")
+        try:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                kind = message.WhichOneof("kind")
+                if kind == "execute":
+                    self._start_report(message.execute)
+                elif kind == "cancel":
+                    self._runs.cancel(message.cancel.run_id)
+                elif kind == "pace":
+                    self.interval_s = message.pace.heartbeat_interval_s or self.interval_s
+                elif kind == "shutdown":
+                    log.info("the master asked this agent to shut down")
+                    self._on_shutdown()
+        finally:
+            beats.cancel()
+
+    async def _beat(self, call: Any) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
+            await call.write(pb.AgentUp(beat=pb.Beat(running=self._runs.running)))
+
+    # ------------------------------------------------------------ runs
+
+    def _start_report(self, request: pb.ExecuteRequest) -> None:
+        task = asyncio.create_task(self._report(request), name=f"run {request.run_id}")
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _report(self, request: pb.ExecuteRequest) -> None:
+        """Run it and write its events on a Report call; a hung-up call kills the run."""
+        call = self._stub.Report()
+        # The master hanging up (a cancel, or the master gone) ends the call
+        # even while the command prints nothing: kill the run then.
+        call.add_done_callback(lambda _call: self._runs.cancel(request.run_id))
+        try:
+            try:
+                events = self._runs.start(request.run_id, request.command, request.timeout_s)
+            except errors.SlothError as exc:
+                await call.write(pb.RunReport(run_id=request.run_id, event=pb.ExecuteEvent(
+                    exit=pb.ExecExit(status=pb.RUN_FAILED, exit_code=-1, error=str(exc)))))
+                await call.done_writing()
+                await call
+                return
+            # Closed here: a run whose call the master hung up is killed now.
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    await call.write(pb.RunReport(run_id=request.run_id, event=event))
+            await call.done_writing()
+            await call
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            log.info("run %s: the master hung up (%s)", request.run_id, detail)
+        finally:
+            if not call.done():
+                call.cancel()
+
+    # ------------------------------------------------------------ leaving
+
+    def explain(self, exc: errors.SlothError) -> str:
+        """What a refused call means for this agent (it has no --credentials)."""
+        if not isinstance(exc, errors.CredentialsError):
+            return str(exc)
+        if self._insecure:
+            return (
+                f"the master at {self._master} refused our plaintext connection: it requires TLS; "
+                "start this agent without --insecure"
+            )
+        return (
+            f"the master at {self._master} refused our certificate; "
+            "re-join with --token (get one with `sloth-runner master token`)"
+        )
+
+    def _complain(self, exc: errors.SlothError, last: str) -> str:
+        message = self.explain(exc)
+        if message != last:
+            log.warning("%s; retrying", message)
+        return message
+
+    async def leave(self, timeout_s: float = LEAVE_TIMEOUT_S) -> None:
+        """Tell the master we are stopping on purpose (best effort)."""
+        call = self._call
+        if call is None or call.done():
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await call.write(pb.AgentUp(goodbye=pb.Goodbye()))
+                await call.done_writing()
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+        except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            log.info("could not tell the master we are leaving: %s", exc)
+
+    async def close(self) -> None:
+        for task in list(self._reports):
+            task.cancel()
+        if self._reports:
+            await asyncio.wait(self._reports, timeout=LEAVE_TIMEOUT_S)
+        if self._call is not None:
+            self._call.cancel()
+        await self._channel.close(grace=None)
+
+
+def dialable_address(master_host: str) -> str:
+    """The local IP the master can reach us on: the one our route to it uses."""
+    try:
+        family = socket.AF_INET6 if ":" in master_host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((master_host, 9))  # UDP connect sends nothing
+            ip = probe.getsockname()[0]
+    except OSError:
+        ip = "127.0.0.1"
+    return ip

@@ -1,0 +1,148 @@
+"""Agents' sessions without gRPC: liveness at scale, and runs over a session."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sloth_core import errors
+from sloth_core.master.registry import BEATS_PER_S, MISSED_BEATS_OFFLINE, STALL_GRACE_S, Registry
+from sloth_core.master.sessions import SessionHub
+from sloth_core.proto import sloth_pb2 as pb
+from tests.unit.conftest import HEARTBEAT_S, register
+from tests.unit.fakes import FakeClock
+
+pytestmark = pytest.mark.timeout(5)
+
+
+def beat(registry: Registry, name: str) -> None:
+    registry.heartbeat(pb.HeartbeatRequest(name=name, instance_id=f"{name}-1"))
+
+
+def status(registry: Registry, name: str) -> int:
+    return registry.info(name).status
+
+
+# ---------------------------------------------------------------- liveness
+
+
+def test_idle_beats_slow_down_as_the_fleet_grows(registry: Registry) -> None:
+    register(registry, "a-0")
+    assert registry.pace_for("a-0") == HEARTBEAT_S
+    for i in range(1, 1000):
+        register(registry, f"a-{i}")
+    assert registry.pace_for("a-0") == pytest.approx(1000 / BEATS_PER_S)
+
+
+def test_an_agent_given_a_slow_pace_is_not_offline_for_missing_fast_beats(registry: Registry, clock: FakeClock) -> None:
+    for i in range(1000):
+        register(registry, f"a-{i}")
+    pace = registry.pace_for("a-1")
+    clock.advance(3 * HEARTBEAT_S + 1)
+    registry.sweep()
+    assert status(registry, "a-1") == pb.AGENT_ONLINE
+    clock.advance(3 * pace)
+    registry.sweep()
+    assert status(registry, "a-1") == pb.AGENT_OFFLINE
+
+
+def test_an_ended_session_is_offline_at_once(registry: Registry) -> None:
+    register(registry, "web-1")
+    registry.disconnected("web-1", "web-1-1")
+    assert status(registry, "web-1") == pb.AGENT_OFFLINE
+
+
+def test_an_old_instance_ending_its_session_leaves_the_new_one_online(registry: Registry) -> None:
+    register(registry, "web-1", instance="web-1-2")
+    registry.disconnected("web-1", "web-1-1")
+    assert status(registry, "web-1") == pb.AGENT_ONLINE
+
+
+def test_a_silent_agent_is_offline_and_its_session_is_cut(registry: Registry, clock: FakeClock) -> None:
+    gone: list[str] = []
+    registry._on_unresponsive = gone.append
+    register(registry, "web-1")
+    clock.advance(MISSED_BEATS_OFFLINE * HEARTBEAT_S + 1)
+    registry.sweep()
+    assert status(registry, "web-1") == pb.AGENT_OFFLINE and gone == ["web-1"]
+
+
+def test_a_stalled_master_holds_no_silence_against_agents(registry: Registry, clock: FakeClock) -> None:
+    register(registry, "web-1")
+    silence = MISSED_BEATS_OFFLINE * HEARTBEAT_S + 5
+    clock.advance(silence)  # the master itself could not read beats meanwhile
+    registry.stalled(silence)
+    registry.sweep()
+    assert status(registry, "web-1") == pb.AGENT_ONLINE
+    beat(registry, "web-1")  # the queued beats arrive once it recovers
+    clock.advance(STALL_GRACE_S + silence + 1)
+    registry.sweep()
+    assert status(registry, "web-1") == pb.AGENT_OFFLINE
+
+
+# ---------------------------------------------------------------- runs over a session
+
+
+def agent_record(registry: Registry, name: str):  # type: ignore[no-untyped-def]
+    rec = registry.get(name)
+    assert rec is not None
+    return rec
+
+
+async def test_a_run_goes_down_the_session_and_its_events_come_back(registry: Registry) -> None:
+    register(registry, "web-1")
+    hub = SessionHub()
+    session = hub.open("web-1", "web-1-1", None)
+    run = hub.execute(agent_record(registry, "web-1"), pb.ExecuteRequest(run_id="r-1", command="true"))
+    sent = session.outbox.get_nowait()
+    assert sent is not None and sent.execute.run_id == "r-1"
+    assert hub.agent_of("r-1") == "web-1"
+    reported = hub.attach("web-1", "r-1")
+    await reported.deliver(pb.ExecuteEvent(started=pb.ExecStarted(pid=1)))
+    await reported.deliver(pb.ExecuteEvent(exit=pb.ExecExit(status=pb.RUN_SUCCEEDED)))
+    kinds = [e.WhichOneof("kind") async for e in run]
+    assert kinds == ["started", "exit"]
+    reported.reported_all()
+    with pytest.raises(errors.RunNotFoundError):
+        hub.agent_of("r-1")
+
+
+async def test_a_session_ending_mid_run_loses_the_run(registry: Registry) -> None:
+    register(registry, "web-1")
+    hub = SessionHub()
+    session = hub.open("web-1", "web-1-1", None)
+    run = hub.execute(agent_record(registry, "web-1"), pb.ExecuteRequest(run_id="r-1", command="sleep 9"))
+    await hub.attach("web-1", "r-1").deliver(pb.ExecuteEvent(started=pb.ExecStarted(pid=1)))
+    hub.ended(session, "its socket closed")
+    with pytest.raises(errors.AgentUnreachableError, match="lost contact with agent 'web-1' mid-run"):
+        async for _ in run:
+            pass
+
+
+async def test_hanging_up_a_reported_run_ends_its_call(registry: Registry) -> None:
+    register(registry, "web-1")
+    hub = SessionHub()
+    hub.open("web-1", "web-1-1", None)
+    run = hub.execute(agent_record(registry, "web-1"), pb.ExecuteRequest(run_id="r-1", command="sleep 9"))
+    reported = hub.attach("web-1", "r-1")
+    assert run.cancel()
+    assert reported.reporter is not None and reported.reporter.done()  # the Report call is told to end
+    with pytest.raises(errors.CallCancelledError):
+        async for _ in run:
+            pass
+
+
+async def test_an_agent_without_a_session_is_unreachable(registry: Registry) -> None:
+    register(registry, "web-1")
+    run = SessionHub().execute(agent_record(registry, "web-1"), pb.ExecuteRequest(run_id="r-1", command="true"))
+    with pytest.raises(errors.AgentUnreachableError):
+        await asyncio.wait_for(anext(aiter(run)), 1)
+
+
+async def test_a_new_session_replaces_the_old_one_and_ends_it(registry: Registry) -> None:
+    hub = SessionHub()
+    old = hub.open("web-1", "web-1-1", None)
+    hub.open("web-1", "web-1-2", None)
+    assert old.outbox.get_nowait() is None  # the old stream is told to end
+    assert hub.connected("web-1", "web-1-2") and not hub.connected("web-1", "web-1-1")
