@@ -111,7 +111,12 @@ class Master:
             auth = Authorizer(self.pki)
             on_agent_deleted = self.pki.revoke_agent
 
-        link = self.hub
+        link: Any = self.hub
+        if self.is_clustered:
+            from sloth_core.master.relay import ClusterLink
+
+            # Agents with a session on another master are reached through it.
+            link = self.cluster_link = ClusterLink(self.hub, tls)
         self.dispatcher = Dispatcher(
             self.registry,
             self.storage,
@@ -135,6 +140,10 @@ class Master:
         sloth_pb2_grpc.add_AgentSessionServicer_to_server(
             AgentSessionService(self.registry, self.hub, auth, limits=limits), self._server
         )
+        if self.is_clustered:
+            from sloth_core.master.relay import relay_handler
+
+            self._server.add_generic_rpc_handlers((relay_handler(self.hub, self.registry, auth),))
         await _add_health_and_reflection(self._server, ["sloth.v1.Master", "sloth.v1.AgentSession"])
         self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
 
@@ -168,6 +177,7 @@ class Master:
             )
             await self.lease.start()  # before serving: our runs must never look orphaned
             self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
+            self.cluster_link.lease = self.lease
             from sloth_core.master.cluster_feed import ClusterFeed
             from sloth_core.master.peers import Peers
 

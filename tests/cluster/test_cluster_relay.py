@@ -51,3 +51,28 @@ def test_stop_and_delete_on_one_master_take_effect_on_the_other(cluster: Cluster
                      "--bind-address", "127.0.0.1"], "agent-w1-again")
     wait_for(lambda: not again.alive(), 15, "the deleted agent's restart to be refused")
     assert "w1" not in b.agents()
+
+
+def test_a_run_through_one_master_on_an_agent_connected_to_the_other(cluster: Cluster) -> None:
+    cluster.join_b()
+    a, b = cluster.a, cluster.b
+    b.start_agent("w2")
+    a.wait_status("w2", "online")
+    ran = a.cli("agent", "run", "w2", "echo through b; echo err >&2; exit 3")
+    assert ran.returncode == 3, ran.stderr.decode()
+    assert ran.stdout == b"through b\n"
+    assert b"err\n" in ran.stderr
+
+    # Cancel through A: B hangs up, the agent kills the run.
+    long = a.spawn(["agent", "run", "w2", "sleep 60"], "long-through-b")
+
+    def running() -> str | None:
+        listed = a.cli("runs", "list", "--json")
+        runs = [r for r in json.loads(listed.stdout) if r["status"] == "running"] if listed.returncode == 0 else []
+        return runs[0]["run_id"] if runs else None
+
+    run_id = wait_for(running, 15, "the relayed run to be running")
+    cancelled = b.cli("runs", "cancel", run_id)  # from B, for a run A drives on B's agent
+    assert cancelled.returncode == 0, cancelled.stderr.decode()
+    wait_for(lambda: not long.alive(), 15, "the run to end")
+    assert json.loads(a.cli("runs", "show", run_id, "--json").stdout)["status"] == "cancelled"
