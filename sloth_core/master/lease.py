@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sloth_core.master.registry import MISSED_BEATS_OFFLINE, Registry
+from sloth_core.master.registry import Registry
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.storage import Storage
 
@@ -69,7 +69,6 @@ class MasterLease:
         master_id: str,
         address: str,
         identity: str,
-        heartbeat_interval_s: float,
         lease_s: float = LEASE_S,
         refresh_s: float = REFRESH_S,
         clock: Callable[[], float] = time.time,
@@ -81,7 +80,6 @@ class MasterLease:
         self.address = address
         self.identity = identity
         self.started_at = clock()
-        self._heartbeat_s = heartbeat_interval_s
         self._lease_s = lease_s
         self._refresh_s = refresh_s
         self._clock = clock
@@ -128,8 +126,11 @@ class MasterLease:
             (pb.RUN_LOST, now, pb.RUN_PENDING, pb.RUN_RUNNING),
         )
         lost = len(await cur.fetchall())
-        # last_seen is the masters' clock (epoch seconds); the deadline as the registry's sweeper reckons it.
-        deadline = now - MISSED_BEATS_OFFLINE * self._heartbeat_s
+        # last_seen is the masters' clock (epoch seconds); the deadline as the registry reckons it
+        # for a fleet of this size (big fleets beat rarely).
+        cur = await self._conn.execute("SELECT count(*) FROM agents WHERE status = %s", (pb.AGENT_ONLINE,))
+        online = (await cur.fetchone())[0]
+        deadline = now - self._registry.silence_limit(online)
         cur = await self._conn.execute(
             "UPDATE agents SET status = %s WHERE status = %s AND last_seen < %s RETURNING name",
             (pb.AGENT_OFFLINE, pb.AGENT_ONLINE, deadline),

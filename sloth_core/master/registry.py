@@ -318,6 +318,10 @@ class Registry:
             self._bus.heartbeats(beaten, now)
             self._dirty.clear()
 
+    def silence_limit(self, online: int) -> float:
+        """How long an online agent of a cluster of ``online`` may be silent in the store before it is offline."""
+        return MISSED_BEATS_OFFLINE * self.heartbeat_interval_s
+
     def connected_here(self) -> int:
         """Online agents that registered or beat on this master."""
         return sum(1 for n in self._here if (rec := self._agents.get(n)) is not None and rec.status == pb.AGENT_ONLINE)

@@ -173,7 +173,6 @@ class Master:
             self.lease = MasterLease(
                 self._store_url, self.storage, self.registry, master_id=self.master_id, address=self.address,
                 identity=self.pki.identity_label if self.pki is not None else "insecure (no TLS)",
-                heartbeat_interval_s=cfg.heartbeat_interval_s,
             )
             await self.lease.start()  # before serving: our runs must never look orphaned
             self._lease_task = asyncio.create_task(self.lease.run(), name="lease")

@@ -19,7 +19,7 @@ async def test_one_master_sweeps_at_a_time_and_the_lock_passes_when_it_dies() ->
         await asyncio.gather(*(s.open() for s in stores))
         leases = [
             MasterLease(url, store, Registry(store, EventBus(), heartbeat_interval_s=1.0), master_id=f"m-{i}",
-                        address=f"127.0.0.1:{i}", identity="root CA", heartbeat_interval_s=1.0, refresh_s=0.05)
+                        address=f"127.0.0.1:{i}", identity="root CA", refresh_s=0.05)
             for i, store in enumerate(stores)
         ]
         try:
@@ -48,10 +48,9 @@ async def test_reaping_marks_lost_only_the_runs_of_expired_masters_and_offline_t
         store = PostgresStorage(url)
         await store.open()
         registry = Registry(store, EventBus(), heartbeat_interval_s=1.0)
-        live = MasterLease(url, store, registry, master_id="m-live", address="a", identity="root CA",
-                           heartbeat_interval_s=1.0)
+        live = MasterLease(url, store, registry, master_id="m-live", address="a", identity="root CA")
         dead = MasterLease(url, store, registry, master_id="m-dead", address="b", identity="root CA",
-                           heartbeat_interval_s=1.0, lease_s=0.0)
+                           lease_s=0.0)
         try:
             await live.start()
             await dead.start()
