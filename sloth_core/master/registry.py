@@ -320,7 +320,7 @@ class Registry:
 
     def silence_limit(self, online: int) -> float:
         """How long an online agent of a cluster of ``online`` may be silent in the store before it is offline."""
-        return MISSED_BEATS_OFFLINE * self.heartbeat_interval_s
+        return MISSED_BEATS_OFFLINE * max(self.heartbeat_interval_s, online / BEATS_PER_S)
 
     def connected_here(self) -> int:
         """Online agents that registered or beat on this master."""

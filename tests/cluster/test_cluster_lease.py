@@ -19,7 +19,7 @@ def _runs(fleet, *extra: str) -> dict[str, dict[str, object]]:  # type: ignore[n
 def test_sigkill_a_master_mid_run_and_a_survivor_marks_its_run_lost_within_15s(cluster: Cluster) -> None:
     cluster.join_b()
     a, b = cluster.a, cluster.b
-    a.start_agent("w1")
+    agent = a.start_agent("w1", "--master", f"{a.master_address},{b.master_address}")
     done = a.cli("agent", "run", "w1", "echo before", "--json")
     assert done.returncode == 0, done.stderr.decode()
     before = json.loads(done.stdout)["run_id"]
@@ -39,6 +39,14 @@ def test_sigkill_a_master_mid_run_and_a_survivor_marks_its_run_lost_within_15s(c
     assert attached.popen.returncode != 0
     # History is intact.
     assert _runs(b)[before]["status"] == "succeeded"
+    # The agent failed over to B within 12 s of A's death, and a new run works.
+    wait_for(lambda: f"registered with the master at {b.master_address}".encode() in agent.log.read_bytes(),
+             max(1.0, 12 - (time.monotonic() - killed_at)), "the agent to register with B")
+    print(f"failover: the agent registered with B {time.monotonic() - killed_at:.1f} s after SIGKILL of A "
+          f"(target 12 s); A's run lost after {took:.1f} s (target 15 s)")
+    ran = b.cli("agent", "run", "w1", "echo after failover")
+    assert ran.returncode == 0, ran.stderr.decode()
+    assert ran.stdout == b"after failover\n"
 
 
 def test_a_master_that_restarts_does_not_mark_the_runs_of_the_others_lost(cluster: Cluster) -> None:
