@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--join-only", action="store_true", help="join (get certificates) and exit")
     p.add_argument("--insecure", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=os.environ.get("SLOTH_SIM_LOG_LEVEL", "WARNING"), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     return asyncio.run(_host(args))
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import errors, transport
+from sloth_core.agent import processes
 from sloth_core.agent.runs import RunTable
 from sloth_core.agent.service import AgentService
 from sloth_core.agent.session import AgentProfile, MasterSession, dialable_address
-from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, join_host_port, split_host_port
+from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, TOKEN_ENV, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "SLOTH_RUNNER_TOKEN"
 WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
 
 
@@ -85,16 +85,29 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
 
 
 class Agent:
+    """An agent: it dials out to its master and keeps one session open.
+
+    With --port/--bind-address it also listens, but only once the master has
+    accepted it in the configured mode: an agent started with --insecure
+    against a TLS master (or with a certificate the master refuses) exits
+    with the reason instead of leaving a port open that runs commands for
+    whoever connects.
+    """
+
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.port = 0
         self.address = ""
         self.stopping = asyncio.Event()
+        self.fatal: errors.SlothError | None = None  # why the agent stopped by itself
+        self._tls: transport.TLSConfig | None = None
         self._server: Any = None
         self.service: AgentService | None = None
         self.runs = RunTable(config.name)
         self.session: MasterSession | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+        self._holds_helper = False
 
     @property
     def listens(self) -> bool:
@@ -102,10 +115,23 @@ class Agent:
 
     async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
-        _watch_children_with_pidfd()
-        tls = await agent_tls(cfg, rejoin=rejoin)
+        tls = self._tls = await agent_tls(cfg, rejoin=rejoin)
+        # Commands are started by a helper that kills them all if this process
+        # dies; starting it first kills what an earlier instance left behind.
+        await processes.start_shared(cfg.data_dir / "processes")
+        self._holds_helper = True
         if self.listens:
-            await self._listen(tls)
+            from sloth_core.security.identity import Authorizer
+
+            # No revocation list here: the agent only ever admits its master.
+            self.service = AgentService(self.runs, Authorizer(), on_shutdown=self.stopping.set)
+            bind_host = cfg.bind_address or "0.0.0.0"
+            # The port is chosen (and checked free) now, but listened on only
+            # once the master has accepted us.
+            self.port = transport.probe_port(bind_host, DEFAULT_AGENT_PORT if cfg.port is None else cfg.port)
+            master_host, _ = split_host_port(cfg.master.split(",")[0], default_port=DEFAULT_MASTER_PORT, what="master address")
+            host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
+            self.address = join_host_port(host, self.port)
 
         self.session = MasterSession(
             cfg.master,
@@ -115,7 +141,8 @@ class Agent:
             on_shutdown=self.stopping.set,
         )
         # The first hello decides whether we may start at all: a name held by
-        # another online agent or a refused certificate are fatal.
+        # another online agent, a refused certificate or a master in another
+        # mode (TLS vs --insecure) are fatal.
         said = ""  # what we already told the operator, so the retry loop does not repeat it
         try:
             await self.session.register_once()
@@ -127,64 +154,69 @@ class Agent:
             self._server = self.service = self.session = None
             await self.start(rejoin=True)
             return
+        except errors.CredentialsError as exc:
+            message = self.session.explain(exc)
+            await self.stop()
+            raise type(exc)(message) from None
         except (errors.NameTakenError, errors.UsageError):
             await self.stop()
             raise
         except errors.SlothError as exc:
             said = self.session.explain(exc)
-            log.warning("%s; will keep trying", said)
+            log.warning("%s; will keep trying (not accepting commands until registered)", said)
+        if self.listens:
+            if self.session.registered.is_set():
+                await self._serve()
+            else:
+                self._serve_task = asyncio.create_task(self._serve_once_registered(), name="serve")
         self._loop_task = asyncio.create_task(self.session.run(already_said=said), name="session")
+        self._loop_task.add_done_callback(self._session_ended)
 
-    async def _listen(self, tls: transport.TLSConfig | None) -> None:
+    async def _serve(self) -> None:
         """Also serve the Agent service on --port/--bind-address (the seed's direct mode)."""
-        from sloth_core.security.identity import Authorizer
-
         cfg = self.config
-        # No revocation list here: the agent only ever admits its master.
-        self.service = AgentService(self.runs, Authorizer(), on_shutdown=self.stopping.set)
         self._server = transport.create_server()
         sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
         bind_host = cfg.bind_address or "0.0.0.0"
-        port = DEFAULT_AGENT_PORT if cfg.port is None else cfg.port
-        self.port = transport.bind(self._server, join_host_port(bind_host, port), tls)
+        transport.bind(self._server, join_host_port(bind_host, self.port), self._tls)
         await self._server.start()
-        first = cfg.master.split(",")[0]
-        master_host, _ = split_host_port(first, default_port=DEFAULT_MASTER_PORT, what="master address")
-        host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
-        self.address = join_host_port(host, self.port)
         log.info("also listening on %s", self.address)
 
+    async def _serve_once_registered(self) -> None:
+        assert self.session is not None
+        await self.session.registered.wait()
+        try:
+            await self._serve()
+        except errors.SlothError as exc:
+            self._stop_for(exc)
+
+    def _session_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, errors.SlothError):
+            self._stop_for(exc)
+        elif exc is not None:  # a bug: without its session the master would call us offline
+            log.error("the session loop failed", exc_info=exc)
+            self._stop_for(errors.SlothError(f"internal error in the session loop: {exc!r}"))
+
+    def _stop_for(self, exc: errors.SlothError) -> None:
+        log.error("%s; stopping", exc)
+        self.fatal = exc
+        self.stopping.set()
+
     async def stop(self, grace: float = 1.0) -> None:
+        if self._serve_task is not None:
+            self._serve_task.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             if self.session is not None:
                 await self.session.leave()
         await self.runs.cancel_all()
+        if self._holds_helper:
+            self._holds_helper = False
+            await processes.close_shared()
         if self._server is not None:
             await self._server.stop(grace)
         if self.session is not None:
             await self.session.close()
-
-
-def _watch_children_with_pidfd() -> None:
-    """Learn of a command's exit through a pidfd on the loop (Python 3.11).
-
-    3.11's default child watcher starts a thread per command to wait for it,
-    which costs each run a thread start and a cross-thread wake-up; 3.12+
-    uses pidfds by itself.
-    """
-    import sys
-    import warnings
-
-    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher") or not hasattr(os, "pidfd_open"):
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            probe = os.pidfd_open(os.getpid())
-        except OSError:
-            return  # kernel without pidfds
-        os.close(probe)
-        watcher = asyncio.PidfdChildWatcher()
-        asyncio.get_event_loop_policy().set_child_watcher(watcher)
-        watcher.attach_loop(asyncio.get_running_loop())

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 3.0
+# A plaintext agent whose master refuses plaintext this many times in a row
+# stops. (One refusal can be a connection cut mid-handshake.)
+TLS_REFUSALS_FATAL = 3
 HELLO_TIMEOUT_S = 10.0
 LEAVE_TIMEOUT_S = 1.0
 
@@ -116,7 +119,7 @@ class MasterSession:
                 first = await call.read()
         except grpc.aio.AioRpcError as exc:
             call.cancel()
-            raise map_rpc_error(exc, self._master) from None
+            raise map_rpc_error(exc, self._master, secure=not self._insecure) from None
         except TimeoutError:
             call.cancel()
             raise errors.MasterUnreachableError(f"the master at {self._master} did not answer our hello") from None
@@ -139,6 +142,7 @@ class MasterSession:
         """
         backoff = BACKOFF_START_S
         complained = already_said
+        refusals = 0
         while True:
             try:
                 if self._call is None:
@@ -147,12 +151,21 @@ class MasterSession:
                     log.info("the master at %s answers again", self._master)
                     complained = ""
                 backoff = BACKOFF_START_S
+                refusals = 0
                 await self._serve(self._call)
                 log.info("the master at %s ended our session; connecting again", self._master)
+                error: errors.SlothError | None = None  # the master ended it: just reconnect
             except grpc.aio.AioRpcError as exc:
-                complained = self._complain(map_rpc_error(exc, self._master), complained)
+                error = map_rpc_error(exc, self._master, secure=not self._insecure)
             except errors.SlothError as exc:
-                complained = self._complain(exc, complained)
+                error = exc
+            refusals = refusals + 1 if isinstance(error, errors.TLSRefusedError) else 0
+            if self._insecure and error is not None and refusals >= TLS_REFUSALS_FATAL:
+                # Our plaintext port (with --port) must not stay open for a
+                # master that now requires TLS.
+                raise errors.TLSRefusedError(self.explain(error))
+            if error is not None:
+                complained = self._complain(error, complained)
             self._call = None
             await self._next_master()
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))

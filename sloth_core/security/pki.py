@@ -368,6 +368,9 @@ class MasterPKI:
         """Whether a certificate serial was revoked (see :class:`~.identity.Authorizer`)."""
         return self._ledger.is_revoked(serial)
 
+    def revoked_serials(self) -> frozenset[int]:
+        """Every revoked serial; the same object until the list changes."""
+        return self._ledger.revoked_serials()
 
 def shared_store_of(pki_path: Path) -> str:
     """The PostgreSQL store this master shares with its cluster ("" when none)."""

@@ -95,8 +95,12 @@ class CertificateLedger:
 
     def is_revoked(self, serial: int) -> bool:
         """Constant-time-ish set lookup; re-reads the file only if it changed."""
+        return serial in self.revoked_serials()
+
+    def revoked_serials(self) -> frozenset[int]:
+        """Every revoked serial; the same object until the list changes."""
         source = self._state.read()["revoked"]
         if source is not self._revoked_source:
             self._revoked = frozenset(int(s, 16) for s in source)
             self._revoked_source = source
-        return serial in self._revoked
+        return self._revoked
