@@ -22,6 +22,7 @@ CLI_TARGET_MS = 150.0
 DISPATCH_TARGET_MS = 5.0
 AGENT_RSS_TARGET_MB = 35.0
 MASTER_RSS_TARGET_MB = 60.0
+HELPER_RSS_TARGET_MB = 15.0
 IDLE_SETTLE_S = 1.0
 
 
@@ -54,6 +55,25 @@ async def dispatch_times(address: str, tls: Any, agent: str, runs: int, warmup: 
             if i >= warmup:
                 times.append(elapsed * 1000)
     return times
+
+
+def _process_helper(agent_pid: int) -> int | None:
+    """The agent's process helper (sloth_core/agent/spawner.py), a child of the agent."""
+    import os
+
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == agent_pid and b"spawner.py" in cmdline:
+            return int(entry)
+    return None
 
 
 def _idle_rss(pid: int, samples: int = 5) -> tuple[list[float], float | None]:
@@ -131,6 +151,15 @@ def run(profile: Any, results: Results) -> None:
                 cluster.start_agents(["a1"], *start_agent_argv)
                 _cli_runs(cluster, "a1", 1)
                 agent_rss, agent_pss = _idle_rss(cluster.agents["a1"].pid)
+                helper = _process_helper(cluster.agents["a1"].pid)
+                if helper is not None:
+                    helper_pss = pss_mb(helper)
+                    results.add(Figure(
+                        "agent_helper_rss", "agent's process helper RSS (starts every command)", "MB",
+                        [rss_mb(helper)], HELPER_RSS_TARGET_MB,
+                        command="sloth-runner agent start ...; /proc/PID/statm of its child spawner.py",
+                        note=f"PSS {helper_pss:.1f} MB; no grpc" if helper_pss else "no grpc",
+                    ))
                 results.add(Figure(
                     "agent_idle_rss_restarted", "agent idle RSS (restarted, already joined)", "MB", agent_rss,
                     AGENT_RSS_TARGET_MB, command="sloth-runner agent start --name a1 ... (second start); /proc/PID/statm",

@@ -11,6 +11,7 @@ from sloth_core.errors import UsageError
 DEFAULT_MASTER_PORT = 50053
 DEFAULT_AGENT_PORT = 50051
 MASTER_ENV = "SLOTH_RUNNER_MASTER"
+TOKEN_ENV = "SLOTH_RUNNER_TOKEN"  # an agent's join token
 
 NAME_RULE = "1-63 characters: letters, digits, '-', '_' and '.', starting with a letter or digit"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

@@ -109,6 +109,27 @@ def bind(server: grpc.aio.Server, address: str, tls: TLSConfig | None) -> int:
     return _add_port(address, lambda: server.add_secure_port(address, _server_credentials(tls)))
 
 
+def probe_port(host: str, port: int) -> int:
+    """Check that ``host:port`` (port 0: any free one) can be bound, without listening; return the port.
+
+    For a server that must not accept connections before it is allowed to
+    serve: grpc listens as soon as a port is added. The port is free again on
+    return, so :func:`bind` may still lose a race for it.
+    """
+    import socket
+
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc does
+            probe.bind(sockaddr)
+            return int(probe.getsockname()[1])
+    except OSError as exc:
+        raise PortInUseError(f"cannot listen on {host}:{port}: address in use or unavailable") from exc
+
+
 def bind_server_tls_only(
     server: grpc.aio.Server, address: str, key_pem: bytes, cert_pem: bytes
 ) -> int:

@@ -149,9 +149,11 @@ def test_agent_killed_mid_run_is_lost(three: Fleet, tmp_path: Path) -> None:
         assert cli.returncode == 255
         assert b"lost contact with agent 'web-2'" in err
         assert runs(three, "--limit", "1")[0]["status"] == "lost"
+        # Its process helper outlives it just long enough to kill the run's
+        # process groups: nothing a runner started is left unaccounted for.
+        for pid in pids:
+            wait_for(lambda pid=pid: gone(pid), timeout=5, what="the dead agent's command to be killed")
     finally:
-        # A SIGKILLed agent cannot clean up after itself (as with a killed
-        # sshd); the test does, so no `sleep` outlives it.
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)

@@ -123,22 +123,6 @@ def admin_tls(fleet: Fleet) -> TLSConfig:
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def assert_not_spinning(proc: Proc, window_s: float = 2.0) -> None:
-    """A process retrying a refused call backs off: few log lines, little CPU."""
-    lines_before = len(proc.text().splitlines())
-    cpu_before = cpu_seconds(proc.pid) if Path("/proc").is_dir() else 0.0
-    time.sleep(window_s)
-    assert proc.alive(), proc.text()
-    assert len(proc.text().splitlines()) - lines_before <= 2, proc.text()
-    if Path("/proc").is_dir():
-        assert cpu_seconds(proc.pid) - cpu_before < 0.4 * window_s, "the retry loop burns CPU"
-
-
 async def status_of(call: Awaitable[object]) -> Status:
     try:
         await call
@@ -301,10 +285,11 @@ def test_insecure_works_only_when_both_ends_use_it(fleet: Fleet, fleets: MakeFle
     # Secure CLI on the insecure master's machine: no credentials there .
     cli_error(plain.cli("agent", "list"))
 
-    # Insecure agent -> secure master: never registers, says why, backs off.
+    # Insecure agent -> secure master: never registers, says why and exits
+    # (tests/hostile/test_fail_closed.py proves it never served a port).
     agent = fleet.start_agent("sneaky", "--insecure", wait=False)
-    wait_for(lambda: f"the master at {fleet.master_address} refused our" in agent.text(), what="the agent to be refused")
-    assert_not_spinning(agent)
+    assert agent.popen.wait(timeout=30) != 0
+    assert f"the master at {fleet.master_address} refused our" in agent.text()
     assert "registered with the master" not in agent.text() and "Traceback" not in agent.text()
     assert "sneaky" not in fleet.agents()
 
@@ -312,8 +297,7 @@ def test_insecure_works_only_when_both_ends_use_it(fleet: Fleet, fleets: MakeFle
 def test_insecure_agent_is_told_to_drop_insecure(fleet: Fleet) -> None:
     fleet.start_master()
     agent = fleet.start_agent("sneaky", "--insecure", wait=False)
-    wait_for(lambda: "WARNING" in agent.text(), what="the agent to be refused")
-    assert_not_spinning(agent, 1.5)  # and let its retry loop speak too
+    assert agent.popen.wait(timeout=30) != 0
     log = agent.text()
     assert "refused our certificate" not in log and "--credentials" not in log, log
     assert "without --insecure" in log or "requires TLS" in log, log

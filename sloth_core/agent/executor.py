@@ -1,5 +1,8 @@
 """Running one command: ``bash -c`` in its own process group, output as chunks.
 
+The agent's process helper (:mod:`sloth_core.agent.processes`) starts it and
+hands back its pipes, so nothing the command starts outlives the agent.
+
 Pipes are read through a protocol (no per-read coroutine), up to 64 KiB per
 chunk; small writes are coalesced for a few milliseconds because throughput
 is bounded by the number of messages, not bytes. When nobody drains the
@@ -17,6 +20,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass
 
+from sloth_core.agent import processes
 from sloth_core.proto import sloth_pb2 as pb
 
 CHUNK_BYTES = 64 * 1024
@@ -36,7 +40,23 @@ class Outcome:
     error: str = ""
 
 
-class _PipeProtocol(asyncio.SubprocessProtocol):
+class _PipeEnd(asyncio.Protocol):
+    """One of the command's pipes, feeding the shared :class:`_PipeProtocol`."""
+
+    def __init__(self, owner: _PipeProtocol, fd: int) -> None:
+        self.owner, self.fd = owner, fd
+
+    def data_received(self, data: bytes) -> None:
+        self.owner.pipe_data_received(self.fd, data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.pipe_connection_lost(self.fd, exc)
+
+
+class _PipeProtocol:
     def __init__(self) -> None:
         self.segments: list[tuple[int, bytearray]] = []
         self.buffered = 0
@@ -45,14 +65,12 @@ class _PipeProtocol(asyncio.SubprocessProtocol):
         self.open_pipes = {1, 2}
         self.pipes_closed = asyncio.Event()
         self.exited = asyncio.Event()
-        self.transport: asyncio.SubprocessTransport | None = None
+        self.pipes: dict[int, asyncio.ReadTransport] = {}
+        self.returncode: int | None = None
+        self.helper_died = False
         self.paused = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        assert isinstance(data, bytes)
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
         stream = pb.STDERR if fd == 2 else pb.STDOUT
         if self.segments and self.segments[-1][0] == stream:
             self.segments[-1][1].extend(data)
@@ -66,16 +84,13 @@ class _PipeProtocol(asyncio.SubprocessProtocol):
             self._set_reading(False)
 
     def _set_reading(self, on: bool) -> None:
-        if self.transport is None:
-            return
         self.paused = not on
-        for fd in (1, 2):
-            pipe = self.transport.get_pipe_transport(fd)
-            if pipe is not None and not pipe.is_closing():
+        for pipe in self.pipes.values():
+            if not pipe.is_closing():
                 if on:
-                    pipe.resume_reading()  # type: ignore[attr-defined]
+                    pipe.resume_reading()
                 else:
-                    pipe.pause_reading()  # type: ignore[attr-defined]
+                    pipe.pause_reading()
 
     def take(self, limit: int) -> tuple[int, bytes] | None:
         """Up to ``limit`` bytes of the oldest stream segment."""
@@ -102,7 +117,12 @@ class _PipeProtocol(asyncio.SubprocessProtocol):
             self.flush_now.set()
         self.wake.set()
 
-    def process_exited(self) -> None:
+    def process_exited(self, status: asyncio.Future[int | None]) -> None:
+        wait_status = status.result() if not status.cancelled() else None
+        if wait_status is None:
+            self.helper_died = True
+        else:
+            self.returncode = os.waitstatus_to_exitcode(wait_status)
         self.exited.set()
         self.flush_now.set()
         self.wake.set()
@@ -114,10 +134,10 @@ class Execution:
     def __init__(self, command: str, timeout_s: float = 0.0, env: dict[str, str] | None = None) -> None:
         self.command = command
         self.timeout_s = timeout_s
-        self.env = env
+        self.env = env  # added to the agent's environment, less its SLOTH_RUNNER_* settings
         self.pid = 0
         self._proto: _PipeProtocol | None = None
-        self._transport: asyncio.SubprocessTransport | None = None
+        self._helper: processes.ProcessHelper | None = None
         self._stop_reason: int | None = None  # RUN_CANCELLED or RUN_TIMED_OUT
         self._killer: asyncio.Task[None] | None = None
         self.outcome: Outcome | None = None
@@ -126,21 +146,24 @@ class Execution:
         loop = asyncio.get_running_loop()
         started = time.time()
         try:
-            transport, proto = await loop.subprocess_exec(
-                _PipeProtocol,
-                "bash", "-c", self.command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group, killed as one
-                env={**os.environ, **self.env} if self.env else None,
-            )
+            helper = self._helper = await processes.shared()
+            child = await helper.spawn(["bash", "-c", self.command], self.env or {})
         except OSError as exc:
             finished = time.time()
             self.outcome = Outcome(pb.RUN_FAILED, 127, 0, started, finished, f"cannot start bash: {exc}")
             yield _exit_event(self.outcome)
             return
-        self._transport, self._proto, self.pid = transport, proto, transport.get_pid()
+        proto = _PipeProtocol()
+        self._proto, self.pid = proto, child.pid
+        child.exited.add_done_callback(proto.process_exited)
+        for fd, pipe_fd in ((1, child.stdout), (2, child.stderr)):
+            pipe, _ = await loop.connect_read_pipe(
+                lambda fd=fd: _PipeEnd(proto, fd), open(pipe_fd, "rb", buffering=0)  # type: ignore[misc]
+            )
+            proto.pipes[fd] = pipe  # type: ignore[assignment]
+        if self._stop_reason is not None:
+            # Cancelled (or timed out) while it was starting: the kill then had no pid.
+            self._killer = asyncio.ensure_future(self._terminate())
         started = time.time()  # the command runs from here; spawning can queue behind others
         yield pb.ExecuteEvent(started=pb.ExecStarted(pid=self.pid, started_at=started))
         timer = loop.call_later(self.timeout_s, self._timed_out) if self.timeout_s > 0 else None
@@ -184,14 +207,17 @@ class Execution:
                 # session, nothing we started may outlive the call.
                 self._stop_reason = self._stop_reason or pb.RUN_CANCELLED
                 await self._terminate()
-            transport.close()
+            for pipe in proto.pipes.values():
+                pipe.close()
         self.outcome = self._outcome(started)
         yield _exit_event(self.outcome)
 
     def _outcome(self, started: float) -> Outcome:
-        assert self._transport is not None
-        code = self._transport.get_returncode()
+        assert self._proto is not None
+        code = self._proto.returncode
         finished = time.time()
+        if self._proto.helper_died:
+            return Outcome(pb.RUN_FAILED, -1, 0, started, finished, "the agent's process helper died; the command was killed")
         sig = -code if code is not None and code < 0 else 0
         exit_code = 128 + sig if sig else (code if code is not None else -1)
         if self._stop_reason == pb.RUN_TIMED_OUT:
@@ -215,25 +241,20 @@ class Execution:
             self._killer = asyncio.ensure_future(self._terminate())
 
     async def _terminate(self) -> None:
-        if not self.pid:
+        if not self.pid or self._helper is None:
             return
-        _signal_group(self.pid, signal.SIGTERM)
+        self._helper.signal_group(self.pid, signal.SIGTERM)
         proto = self._proto
         if proto is not None and not proto.exited.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(KILL_GRACE_S):
                     await proto.exited.wait()
         # Background children may have ignored TERM or outlived the shell.
-        _signal_group(self.pid, signal.SIGKILL)
+        self._helper.signal_group(self.pid, signal.SIGKILL)
         if proto is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(KILL_GRACE_S):
                     await proto.exited.wait()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def _exit_event(outcome: Outcome) -> pb.ExecuteEvent:

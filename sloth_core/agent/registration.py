@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 3.0
+# A plaintext agent whose master refuses plaintext this many times in a row
+# stops: its own plaintext port must not stay open for a master that now
+# requires TLS. (One refusal can be a connection cut mid-handshake.)
+TLS_REFUSALS_FATAL = 3
 CALL_TIMEOUT_S = 5.0
 
 
@@ -85,7 +89,7 @@ class Registrar:
         try:
             reply = await self._stub.Register(self._register_request(), timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(exc, self._master) from None
+            raise map_rpc_error(exc, self._master, secure=not self._insecure) from None
         self.interval_s = reply.heartbeat_interval_s or self.interval_s
         if not self.registered.is_set():
             log.info("registered with the master at %s as %s (%s)", self._master, self._profile.name, self._profile.address)
@@ -96,6 +100,7 @@ class Registrar:
         backoff = BACKOFF_START_S
         need_register = not self.registered.is_set()
         complained = already_said
+        refusals = 0
         if not need_register:
             await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
         while True:
@@ -113,24 +118,27 @@ class Registrar:
                         timeout=CALL_TIMEOUT_S,
                     )
                 backoff = BACKOFF_START_S
+                refusals = 0
                 if complained:
                     log.info("the master at %s answers again", self._master)
                     complained = ""
                 await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
+                continue
             except grpc.aio.AioRpcError as exc:
-                error = map_rpc_error(exc, self._master)
+                error = map_rpc_error(exc, self._master, secure=not self._insecure)
                 if isinstance(error, errors.NotFoundError):
                     # The master lost or deleted us: register again at once.
                     need_register = True
                     continue
-                complained = self._complain(error, complained)
-                await asyncio.sleep(backoff)
-                backoff = min(BACKOFF_MAX_S, backoff * 2)
             except errors.SlothError as exc:
-                complained = self._complain(exc, complained)
+                error = exc
                 need_register = True
-                await asyncio.sleep(backoff)
-                backoff = min(BACKOFF_MAX_S, backoff * 2)
+            refusals = refusals + 1 if isinstance(error, errors.TLSRefusedError) else 0
+            if self._insecure and refusals >= TLS_REFUSALS_FATAL:
+                raise errors.TLSRefusedError(self.explain(error))
+            complained = self._complain(error, complained)
+            await asyncio.sleep(backoff)
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
 
     def explain(self, exc: errors.SlothError) -> str:
         """What a refused call means for this agent (it has no --credentials)."""

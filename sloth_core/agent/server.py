@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from sloth_core import errors, transport
+from sloth_core.agent import processes
 from sloth_core.agent.registration import AgentProfile, Registrar, dialable_address
 from sloth_core.agent.runs import RunTable
 from sloth_core.agent.service import AgentService
-from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, join_host_port, split_host_port
+from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, TOKEN_ENV, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "SLOTH_RUNNER_TOKEN"
 WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
 
 
@@ -67,38 +67,46 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
 
 
 class Agent:
+    """An agent: it opens its port only once the master has accepted it in the configured mode.
+
+    Registering first means an agent started with --insecure against a TLS
+    master (or with a certificate the master refuses) exits with the reason
+    instead of leaving a port open that runs commands for whoever connects.
+    """
+
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.port = 0
         self.address = ""
         self.stopping = asyncio.Event()
+        self.fatal: errors.SlothError | None = None  # why the agent stopped by itself
+        self._tls: transport.TLSConfig | None = None
         self._server: Any = None
         self.service: AgentService | None = None
         self.runs = RunTable(config.name)
         self.registrar: Registrar | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+        self._holds_helper = False
 
     async def start(self, *, rejoin: bool = False) -> None:
         cfg = self.config
-        _watch_children_with_pidfd()
-        tls = await agent_tls(cfg, rejoin=rejoin)
+        tls = self._tls = await agent_tls(cfg, rejoin=rejoin)
+        # Commands are started by a helper that kills them all if this process
+        # dies; starting it first kills what an earlier instance left behind.
+        await processes.start_shared(cfg.data_dir / "processes")
+        self._holds_helper = True
         from sloth_core.security.identity import Authorizer
 
         # No revocation list here: the agent only ever admits its master.
         self.service = AgentService(self.runs, Authorizer(), on_shutdown=self.stopping.set)
-        self._server = transport.create_server()
-        sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
         bind_host = cfg.bind_address or "0.0.0.0"
-        self.port = transport.bind(self._server, join_host_port(bind_host, cfg.port), tls)
-        await self._server.start()
-
+        # The port is chosen (and checked free) now, but listened on only
+        # once the master has accepted us.
+        self.port = transport.probe_port(bind_host, cfg.port)
         master_host, _ = split_host_port(cfg.master, default_port=DEFAULT_MASTER_PORT, what="master address")
         host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
         self.address = join_host_port(host, self.port)
-        if cfg.bind_address in WILDCARDS:
-            log.info("listening on %s; reporting %s to the master (set --bind-address to choose)", join_host_port(bind_host, self.port), self.address)
-        else:
-            log.info("listening on %s", self.address)
 
         runs = self.runs
         self.registrar = Registrar(
@@ -108,7 +116,8 @@ class Agent:
             running=lambda: runs.running,
         )
         # The first registration decides whether we may start at all: a name
-        # held by another online agent or a refused certificate are fatal.
+        # held by another online agent, a refused certificate or a master in
+        # another mode (TLS vs --insecure) are fatal.
         said = ""  # what we already told the operator, so the retry loop does not repeat it
         try:
             await self.registrar.register_once()
@@ -120,45 +129,74 @@ class Agent:
             self._server = self.service = self.registrar = None
             await self.start(rejoin=True)
             return
+        except errors.CredentialsError as exc:
+            message = self.registrar.explain(exc)
+            await self.stop()
+            raise type(exc)(message) from None
         except (errors.NameTakenError, errors.UsageError):
             await self.stop()
             raise
         except errors.SlothError as exc:
             said = self.registrar.explain(exc)
-            log.warning("%s; will keep trying", said)
+            log.warning("%s; will keep trying (not accepting commands until registered)", said)
+        if self.registrar.registered.is_set():
+            await self._serve()
+        else:
+            self._serve_task = asyncio.create_task(self._serve_once_registered(), name="serve")
         self._loop_task = asyncio.create_task(self.registrar.run(already_said=said), name="heartbeat")
+        self._loop_task.add_done_callback(self._registrar_ended)
+
+    async def _serve(self) -> None:
+        cfg = self.config
+        self._server = transport.create_server()
+        sloth_pb2_grpc.add_AgentServicer_to_server(self.service, self._server)
+        bind_host = cfg.bind_address or "0.0.0.0"
+        transport.bind(self._server, join_host_port(bind_host, self.port), self._tls)
+        await self._server.start()
+        if cfg.bind_address in WILDCARDS:
+            log.info(
+                "listening on %s; reporting %s to the master (set --bind-address to choose)",
+                join_host_port(bind_host, self.port),
+                self.address,
+            )
+        else:
+            log.info("listening on %s", self.address)
+
+    async def _serve_once_registered(self) -> None:
+        assert self.registrar is not None
+        await self.registrar.registered.wait()
+        try:
+            await self._serve()
+        except errors.SlothError as exc:
+            self._stop_for(exc)
+
+    def _registrar_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, errors.SlothError):
+            self._stop_for(exc)
+        elif exc is not None:  # a bug: without heartbeats the master would call us offline
+            log.error("the heartbeat loop failed", exc_info=exc)
+            self._stop_for(errors.SlothError(f"internal error in the heartbeat loop: {exc!r}"))
+
+    def _stop_for(self, exc: errors.SlothError) -> None:
+        log.error("%s; stopping", exc)
+        self.fatal = exc
+        self.stopping.set()
 
     async def stop(self, grace: float = 1.0) -> None:
+        if self._serve_task is not None:
+            self._serve_task.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             if self.registrar is not None:
                 await self.registrar.leave()
         await self.runs.cancel_all()
+        if self._holds_helper:
+            self._holds_helper = False
+            await processes.close_shared()
         if self._server is not None:
             await self._server.stop(grace)
         if self.registrar is not None:
             await self.registrar.close()
-
-
-def _watch_children_with_pidfd() -> None:
-    """Learn of a command's exit through a pidfd on the loop (Python 3.11).
-
-    3.11's default child watcher starts a thread per command to wait for it,
-    which costs each run a thread start and a cross-thread wake-up; 3.12+
-    uses pidfds by itself.
-    """
-    import sys
-    import warnings
-
-    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher") or not hasattr(os, "pidfd_open"):
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            probe = os.pidfd_open(os.getpid())
-        except OSError:
-            return  # kernel without pidfds
-        os.close(probe)
-        watcher = asyncio.PidfdChildWatcher()
-        asyncio.get_event_loop_policy().set_child_watcher(watcher)
-        watcher.attach_loop(asyncio.get_running_loop())

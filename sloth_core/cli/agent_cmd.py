@@ -32,7 +32,7 @@ def start(args: argparse.Namespace) -> int:
 
         print_warning("--insecure: this agent accepts commands from anyone who can reach its port")
     if args.daemon:
-        return daemon.launch(_kind(name), args.argv, f"agent {name}")
+        return _launch_daemon(args, name)
 
     from sloth_core.agent.server import Agent, AgentConfig
     from sloth_core.cli import logs
@@ -47,7 +47,7 @@ def start(args: argparse.Namespace) -> int:
         bind_address=args.bind_address,
         labels=labels,
         insecure=args.insecure,
-        token=args.token,
+        token=daemon.read_secret(args.secret_fd) or args.token,
         master_data_dir=Path(args.master_data_dir).expanduser() if args.master_data_dir else None,
     )
     agent = Agent(config)
@@ -60,7 +60,31 @@ def start(args: argparse.Namespace) -> int:
         daemon.serve_until_signalled(agent.start, agent.stop, started, pid_path, agent.stopping, what=f"agent {name}")
     except PortInUseError as exc:
         raise SlothError(f"{exc} (another agent there? choose another with --port)") from None
+    if agent.fatal is not None:
+        raise agent.fatal  # e.g. the master came back requiring TLS: our plaintext port is closed
     return 0
+
+
+def _launch_daemon(args: argparse.Namespace, name: str) -> int:
+    """Start the agent in the background; its join token goes through a pipe.
+
+    Neither on the daemon's command line (world-readable) nor in its
+    environment, which every command it runs would otherwise inherit.
+    """
+    import os
+
+    from sloth_core.names import TOKEN_ENV
+
+    token = args.token or os.environ.pop(TOKEN_ENV, None)
+    argv, skip = [], False
+    for arg in args.argv:
+        if skip:
+            skip = False
+        elif arg == "--token":
+            skip = True
+        elif not arg.startswith("--token="):
+            argv.append(arg)
+    return daemon.launch(_kind(name), argv, f"agent {name}", secret=token)
 
 
 def stop(args: argparse.Namespace) -> int:

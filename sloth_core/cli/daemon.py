@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from sloth_core import paths
@@ -134,8 +134,12 @@ def alive(pid: int) -> bool:
 # ------------------------------------------------------------------ starting
 
 
-def launch(kind: str, argv: list[str], what: str) -> int:
-    """Re-run this command detached; return once it is up (pid file written) or failed."""
+def launch(kind: str, argv: list[str], what: str, secret: str | None = None) -> int:
+    """Re-run this command detached; return once it is up (pid file written) or failed.
+
+    ``secret`` reaches the daemon through a pipe (see :func:`secret_pipe`), never
+    its command line or environment.
+    """
     pidf, logf, outf = pid_file(kind), log_file(kind), output_file(kind)
     if is_locked(pidf):
         running = read_pid(pidf)
@@ -143,11 +147,11 @@ def launch(kind: str, argv: list[str], what: str) -> int:
     args = _daemon_argv(argv, pidf, logf)
     fd = os.open(outf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # start-up errors may quote a command line: owner only
-    with open(fd, "wb") as out:
+    with open(fd, "wb") as out, secret_pipe(secret) as (secret_args, secret_fds):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sloth_core.cli", *args],
+            [sys.executable, "-m", "sloth_core.cli", *args, *secret_args],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, pass_fds=secret_fds,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -158,6 +162,43 @@ def launch(kind: str, argv: list[str], what: str) -> int:
             return 0
         time.sleep(POLL_S)
     raise SlothError(f"{what} did not come up within {START_TIMEOUT_S:.0f} s (log: {logf})")
+
+
+SECRET_FD_FLAG = "--secret-fd"
+
+
+@contextlib.contextmanager
+def secret_pipe(secret: str | None) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """Arguments and fds that hand ``secret`` to a child through a pipe.
+
+    Anything on a command line is world-readable in /proc/PID/cmdline, and
+    the environment outlives its use in /proc/PID/environ; a pipe is read
+    once by the child (:func:`read_secret`) and is gone.
+    """
+    if not secret:
+        yield [], ()
+        return
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, secret.encode())  # a token is far below the pipe's buffer
+        os.close(write_end)
+        write_end = -1
+        yield [SECRET_FD_FLAG, str(read_end)], (read_end,)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+
+def read_secret(fd: int | None) -> str | None:
+    """The secret :func:`secret_pipe` handed to this process, if any."""
+    if fd is None:
+        return None
+    chunks = []
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.read(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode() or None
 
 
 def _daemon_argv(argv: list[str], pidf: Path, logf: Path) -> list[str]:

@@ -236,6 +236,7 @@ def _agent_parser(sub: Any) -> None:
     s.add_argument("--insecure", action="store_true", help="plaintext, no authentication: for tests only")
     s.add_argument("--pid-file", help=argparse.SUPPRESS)
     s.add_argument("--log-file", help=argparse.SUPPRESS)
+    s.add_argument("--secret-fd", type=int, help=argparse.SUPPRESS)  # the join token, from a daemonizing parent
     s.set_defaults(handler=lazy("agent_cmd:start"))
 
     st = _add(

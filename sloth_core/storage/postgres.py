@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sloth_core.storage.pending import DEFAULT_QUEUE_LIMIT, Batch, Row
-from sloth_core.storage.queued import AGENT_COLUMNS, RUN_COLUMNS, QueuedStorage, schema_too_new
+from sloth_core.storage.queued import AGENT_COLUMNS, RUN_COLUMNS, QueuedStorage, run_filter, schema_too_new
 
 if TYPE_CHECKING:
     import psycopg
@@ -247,13 +247,7 @@ class PostgresStorage(QueuedStorage):
         return rows[0] if rows else None
 
     async def _db_list_runs(self, agent: str, status: int, job_id: str, limit: int) -> list[Row]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("agent", agent), ("status", status), ("job_id", job_id)):
-            if value:
-                where.append(f"{column} = %s")
-                args.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, args = run_filter(agent, status, job_id, "%s")
         args.append(limit)
         return await self._fetch(
             f"SELECT {', '.join(RUN_COLUMNS)} FROM runs {clause} ORDER BY created_at DESC, run_id COLLATE \"C\" LIMIT %s", args

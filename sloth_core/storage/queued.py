@@ -63,6 +63,17 @@ def agent_from_row(row: Row) -> AgentRecord:
     return AgentRecord(**values)
 
 
+def run_filter(agent: str, status: int, job_id: str, placeholder: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (or "") and its arguments for :meth:`list_runs`'s filters."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("agent", agent), ("status", status), ("job_id", job_id)):
+        if value:
+            where.append(f"{column} = {placeholder}")
+            args.append(value)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), args
+
+
 def schema_too_new(found: int, known: int, where: str) -> StorageError:
     return StorageError(
         f"the history store {where} has schema version {found}, newer than this master "

@@ -16,10 +16,10 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sloth_core.storage.pending import DEFAULT_QUEUE_LIMIT, Batch, Row
-from sloth_core.storage.queued import AGENT_COLUMNS, RUN_COLUMNS, QueuedStorage, schema_too_new
+from sloth_core.storage.queued import AGENT_COLUMNS, RUN_COLUMNS, QueuedStorage, run_filter, schema_too_new
 
 T = TypeVar("T")
 
@@ -234,13 +234,7 @@ class SQLiteStorage(QueuedStorage):
         )
 
     async def _db_list_runs(self, agent: str, status: int, job_id: str, limit: int) -> list[Row]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("agent", agent), ("status", status), ("job_id", job_id)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, args = run_filter(agent, status, job_id, "?")
         cols = ", ".join(RUN_COLUMNS)
         sql = f"SELECT {cols} FROM runs {clause} ORDER BY created_at DESC, run_id LIMIT ?"
         args.append(limit)
