@@ -9,9 +9,9 @@ has the interface of :class:`~._files.JsonState` (``read`` and ``update``), so
 Each document is one row of ``sloth_state``, with a version bumped by every
 update; updates take the row lock (``SELECT … FOR UPDATE``), so two masters
 never lose each other's changes. Reads are served from memory and refreshed
-when the version changed, checked at most every :data:`REFRESH_S` (the
-revocation check runs on every call, it must not wait on the network each
-time); :meth:`SharedState.refresh` reads at once, for a join that must see a
+in a background thread when the version changed, checked at most every
+:data:`REFRESH_S` (the revocation check runs on every call, on the event
+loop: it must never wait on the network); :meth:`SharedState.refresh` reads at once, for a join that must see a
 token minted a moment ago on another master. Private keys never come here.
 
 Synchronous psycopg on purpose: the callers are synchronous (the join
@@ -62,23 +62,33 @@ class SharedState:
         self._data: dict[str, Any] | None = None
         self._version = -1
         self._checked_at = 0.0
+        self._refreshing = False
 
     # ------------------------------------------------------------ reading
 
     def read(self) -> dict[str, Any]:
-        """The document; re-read when another master changed it (checked every REFRESH_S)."""
-        with self._lock:
-            if self._data is None or time.monotonic() - self._checked_at >= REFRESH_S:
-                try:
-                    self.refresh()
-                except CredentialsError:
-                    if self._data is None:
-                        raise
-                    # Keep serving what we know: refusing every call while the
-                    # store blinks would be worse than a revocation a few seconds late.
-                    self._checked_at = time.monotonic() - REFRESH_S + RETRY_S
-            assert self._data is not None
-            return self._data
+        """The document; a copy at most REFRESH_S old, refreshed off the caller's thread.
+
+        Only the very first read waits for the database: the authorizer calls
+        this on every call, on the event loop, and must never wait on the network.
+        """
+        if self._data is None:
+            self.refresh()
+        elif time.monotonic() - self._checked_at >= REFRESH_S and not self._refreshing:
+            self._refreshing = True
+            threading.Thread(target=self._refresh_quietly, name=f"shared-{self.name}", daemon=True).start()
+        assert self._data is not None
+        return self._data
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except CredentialsError:
+            # Keep serving what we know: refusing every call while the store
+            # blinks would be worse than a revocation a few seconds late.
+            self._checked_at = time.monotonic() - REFRESH_S + RETRY_S
+        finally:
+            self._refreshing = False
 
     def refresh(self) -> None:
         """Read the document now if its version changed."""

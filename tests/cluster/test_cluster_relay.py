@@ -49,7 +49,7 @@ def test_stop_and_delete_on_one_master_take_effect_on_the_other(cluster: Cluster
     # Nothing brings it back: B's next flush and the store's mirror agree.
     again = b.spawn(["agent", "start", "--name", "w1", "--master", b.master_address, "--port", "0",
                      "--bind-address", "127.0.0.1"], "agent-w1-again")
-    wait_for(lambda: not again.alive(), 15, "the deleted agent's restart to be refused")
+    wait_for(lambda: not again.alive(), 30, "the deleted agent's restart to be refused")
     assert "w1" not in b.agents()
 
 
