@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 SERVICE = "sloth.v1.Cluster"
 AGENT_KEY = "sloth-agent"
 CALL_TIMEOUT_S = 10.0
+PEERS_TTL_S = 1.0
 
 
 # ---------------------------------------------------------------- the master holding the session
@@ -97,6 +99,9 @@ class ClusterLink:
         self.lease: MasterLease | None = None
         self._tls = tls
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._peers: list[str] = []
+        self._peers_at = -PEERS_TTL_S
+        self._holders: dict[str, str] = {}  # agent -> the master that last relayed for it
 
     def execute(self, agent: AgentRecord, request: pb.ExecuteRequest) -> Any:
         if self._hub.connected(agent.name):
@@ -127,11 +132,26 @@ class ClusterLink:
 
     # ------------------------------------------------------------ reaching the others
 
-    async def peers(self) -> list[str]:
-        """The addresses of the other live masters."""
+    async def peers(self, agent: str = "") -> list[str]:
+        """The addresses of the other live masters; the one that last held ``agent`` first.
+
+        The list is read from the store at most every PEERS_TTL_S: a job on
+        1,000 agents must not ask the database 1,000 times who the others are.
+        """
         if self.lease is None:
             return []
-        return [m.address for m in await self.lease.masters() if m.alive and m.id != self.lease.master_id]
+        now = time.monotonic()
+        if now - self._peers_at > PEERS_TTL_S:
+            masters = await self.lease.masters()
+            self._peers = [m.address for m in masters if m.alive and m.id != self.lease.master_id]
+            self._peers_at = now
+        holder = self._holders.get(agent)
+        if holder in self._peers:
+            return [holder, *(p for p in self._peers if p != holder)]
+        return list(self._peers)
+
+    def held_by(self, agent: str, address: str) -> None:
+        self._holders[agent] = address
 
     def channel(self, address: str) -> grpc.aio.Channel:
         from sloth_core import transport
@@ -144,10 +164,11 @@ class ClusterLink:
         return channel
 
     async def _unary(self, method: str, agent: str, request: bytes) -> None:
-        for address in await self.peers():
+        for address in await self.peers(agent):
             call = self.channel(address).unary_unary(f"/{SERVICE}/{method}")
             try:
                 await call(request, metadata=((AGENT_KEY, agent),), timeout=CALL_TIMEOUT_S)
+                self.held_by(agent, address)
                 return
             except grpc.aio.AioRpcError as exc:
                 if not _not_here(exc):
@@ -168,7 +189,7 @@ class RelayedRun:
 
     async def __aiter__(self) -> AsyncIterator[pb.ExecuteEvent]:
         try:
-            for address in await self._link.peers():
+            for address in await self._link.peers(self._agent):
                 if self._cancelled:
                     raise errors.CallCancelledError("cancelled")
                 self._call = self._link.channel(address).unary_stream(f"/{SERVICE}/Execute")(
@@ -177,6 +198,8 @@ class RelayedRun:
                 got_any = False
                 try:
                     async for raw in self._call:
+                        if not got_any:
+                            self._link.held_by(self._agent, address)
                         got_any = True
                         event = pb.ExecuteEvent.FromString(raw)
                         yield event
