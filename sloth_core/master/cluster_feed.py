@@ -30,33 +30,55 @@ from sloth_core.proto import sloth_pb2 as pb
 log = logging.getLogger(__name__)
 
 CHANNEL = "sloth_events"
-#: PostgreSQL's limit is 8,000 bytes; the sender's id and a separator fit beside this.
+#: PostgreSQL's limit is 8,000 bytes: a payload stays below it.
 MAX_PAYLOAD = 7_900
+MAX_ID = 40  # the sender's id and a separator
 OUTBOX_LIMIT = 10_000
 RECONNECT_S = 1.0
 CONNECT_TIMEOUT_S = 5
 
 
-def encode(master_id: str, event: pb.WatchEvent) -> str | None:
-    """``<master id> <base64 of the event>``; a long command is left out; None if it cannot fit."""
-    payload = f"{master_id} {base64.b64encode(event.SerializeToString()).decode()}"
-    if len(payload) <= MAX_PAYLOAD:
-        return payload
+def fit(event: pb.WatchEvent) -> pb.WatchEvent | None:
+    """The event as it may travel: a long command is left out; None if even that cannot fit."""
+    if _encoded_size(event.ByteSize()) <= MAX_PAYLOAD - MAX_ID:
+        return event
     trimmed = pb.WatchEvent()
     trimmed.CopyFrom(event)
     for kind in ("started", "finished"):
         if trimmed.run.HasField(kind):
             getattr(trimmed.run, kind).command = ""
-    payload = f"{master_id} {base64.b64encode(trimmed.SerializeToString()).decode()}"
-    return payload if len(payload) <= MAX_PAYLOAD else None
+    return trimmed if _encoded_size(trimmed.ByteSize()) <= MAX_PAYLOAD - MAX_ID else None
 
 
-def decode(payload: str) -> tuple[str, pb.WatchEvent] | None:
+def pack(master_id: str, events: list[pb.WatchEvent]) -> tuple[list[str], int]:
+    """As many of ``events`` (each already :func:`fit`) as fit in one payload, and how many."""
+    batch = pb.WatchBatch()
+    taken = 0
+    for event in events:
+        batch.events.append(event)
+        if taken and _encoded_size(batch.ByteSize()) > MAX_PAYLOAD - MAX_ID:
+            del batch.events[-1]
+            break
+        taken += 1
+    return [f"{master_id} {base64.b64encode(batch.SerializeToString()).decode()}"], taken
+
+
+def encode(master_id: str, event: pb.WatchEvent) -> str | None:
+    """One event as a payload (``<master id> <base64 of a WatchBatch>``), or None if it cannot fit."""
+    fitted = fit(event)
+    return pack(master_id, [fitted])[0][0] if fitted is not None else None
+
+
+def decode(payload: str) -> tuple[str, list[pb.WatchEvent]] | None:
     sender, _, body = payload.partition(" ")
     try:
-        return sender, pb.WatchEvent.FromString(base64.b64decode(body))
+        return sender, list(pb.WatchBatch.FromString(base64.b64decode(body)).events)
     except (ValueError, TypeError):
         return None
+
+
+def _encoded_size(raw: int) -> int:
+    return 4 * ((raw + 2) // 3)
 
 
 class ClusterFeed:
@@ -76,7 +98,7 @@ class ClusterFeed:
         self._bus = bus
         self._on_reconnect = on_reconnect
         self._on_agent = on_agent
-        self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_LIMIT)
+        self._outbox: asyncio.Queue[pb.WatchEvent] = asyncio.Queue(OUTBOX_LIMIT)
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
         self.dropped = 0
@@ -91,11 +113,11 @@ class ClusterFeed:
             await asyncio.wait_for(self._listening.wait(), CONNECT_TIMEOUT_S)
 
     def send(self, event: pb.WatchEvent) -> None:
-        payload = encode(self._master_id, event)
-        if payload is None:
+        fitted = fit(event)
+        if fitted is None:
             return
         try:
-            self._outbox.put_nowait(payload)
+            self._outbox.put_nowait(fitted)
         except asyncio.QueueFull:
             self.dropped += 1  # the store is away; watchers re-read after it is back
 
@@ -125,7 +147,8 @@ class ClusterFeed:
                     async for note in conn.notifies():
                         decoded = decode(note.payload)
                         if decoded is not None and decoded[0] != self._master_id:
-                            self._receive(decoded[1])
+                            for event in decoded[1]:
+                                self._receive(event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -140,21 +163,27 @@ class ClusterFeed:
             self._bus.remote(event)
 
     async def _send(self) -> None:
+        # Events queued meanwhile go together: a 1,000-agent job is a few
+        # dozen notifications, not 2,000.
         conn: Any = None
         while True:
-            payload = await self._outbox.get()
-            batch = [payload]
-            while not self._outbox.empty() and len(batch) < 500:
-                batch.append(self._outbox.get_nowait())
+            events = [await self._outbox.get()]
+            while not self._outbox.empty() and len(events) < 5000:
+                events.append(self._outbox.get_nowait())
+            payloads: list[str] = []
+            while events:
+                packed, taken = pack(self._master_id, events)
+                payloads += packed
+                events = events[taken:]
             try:
                 if conn is None or conn.closed:
                     conn = await self._connect()
                 async with conn.cursor() as cur:
-                    await cur.executemany("SELECT pg_notify(%s, %s)", [(CHANNEL, p) for p in batch])
+                    await cur.executemany("SELECT pg_notify(%s, %s)", [(CHANNEL, p) for p in payloads])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.dropped += len(batch)
+                self.dropped += len(payloads)
                 log.warning("cluster events: sending failed (%s)", _first_line(exc))
                 with contextlib.suppress(Exception):
                     if conn is not None:

@@ -50,3 +50,22 @@ async def test_watch_on_one_master_shows_a_run_driven_by_the_other(cluster: Clus
         assert lag < 2.0
     finally:
         watcher.cancel()
+
+
+def test_many_events_travel_in_few_notifications_each_within_the_limit() -> None:
+    from sloth_core.master.cluster_feed import decode, fit, pack
+
+    events = [fit(pb.WatchEvent(run=pb.RunEvent(run_id=f"r-{i:010d}", finished=pb.RunInfo(run_id=f"r-{i:010d}",
+                                                                                         command="true"))))
+              for i in range(1000)]
+    payloads: list[str] = []
+    rest = [e for e in events if e is not None]
+    while rest:
+        packed, taken = pack("m-0123456789", rest)
+        assert taken > 0
+        payloads += packed
+        rest = rest[taken:]
+    assert all(len(p) <= MAX_PAYLOAD for p in payloads)
+    assert len(payloads) <= 40
+    received = [e.run.run_id for p in payloads for e in (decode(p) or ("", []))[1]]
+    assert received == [f"r-{i:010d}" for i in range(1000)]
