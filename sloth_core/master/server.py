@@ -184,7 +184,7 @@ class Master:
             self.history.peers = Peers(self.lease, self.storage, tls)
 
             # Agents' changes and runs' starts and ends, between masters.
-            self.feed = ClusterFeed(self._store_url, self.master_id, self.bus, on_agent=self.registry.apply_remote)
+            self.feed = ClusterFeed(self._store_url, self.master_id, self.bus, on_agent=self._remote_agent_change)
             await self.feed.start()
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
@@ -194,6 +194,12 @@ class Master:
         )
         self._revocations = asyncio.create_task(auth.end_revoked_calls(), name="revocations")
         self._write_endpoint()
+
+    def _remote_agent_change(self, event: pb.AgentEvent) -> None:
+        if event.type == pb.AGENT_DELETED and self.pki is not None:
+            # Deleted on another master, which revoked it first: see that now, not at the next refresh.
+            self.pki.refresh_shared()
+        self.registry.apply_remote(event)
 
     def _name_in_use(self, name: str) -> bool:
         rec = self.registry.get(name)

@@ -364,6 +364,10 @@ class MasterPKI:
         log.info("revoked %d certificate(s) of admin %s", len(serials), name)
         return serials
 
+    def refresh_shared(self) -> None:
+        """Several masters: re-read the cluster's ledger now (another master revoked someone)."""
+        self._ledger.refresh_soon()
+
     def is_revoked(self, serial: int) -> bool:
         """Whether a certificate serial was revoked (see :class:`~.identity.Authorizer`)."""
         return self._ledger.is_revoked(serial)

@@ -40,6 +40,12 @@ class CertificateLedger:
         self._revoked: frozenset[int] = frozenset()
         self._revoked_source: list[str] | None = None
 
+    def refresh_soon(self) -> None:
+        """Re-read the shared ledger at once (files are re-read on every read anyway)."""
+        refresh = getattr(self._state, "refresh_soon", None)
+        if refresh is not None:
+            refresh()
+
     def record(self, identity: str, serial: int, *, supersede: bool = False) -> list[int]:
         """Note that ``serial`` was issued to ``identity``.
 

@@ -80,6 +80,12 @@ class SharedState:
         assert self._data is not None
         return self._data
 
+    def refresh_soon(self) -> None:
+        """Re-read now, off the caller's thread (another master said it changed something)."""
+        if not self._refreshing:
+            self._refreshing = True
+            threading.Thread(target=self._refresh_quietly, name=f"shared-{self.name}", daemon=True).start()
+
     def _refresh_quietly(self) -> None:
         try:
             self.refresh()
