@@ -7,6 +7,7 @@ message a person can act on.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from sloth_core.transport import TLSConfig
 
 UNARY_TIMEOUT_S = 15.0
+# How long one master may take to accept a connection before the next one is tried.
+PICK_TIMEOUT_S = 3.0
 CREDENTIALS_ENV = "SLOTH_RUNNER_CREDENTIALS"
 
 
@@ -96,14 +99,57 @@ class _BusyRetry:
 class MasterClient:
     """An asyncio client of one master. Use as ``async with``, or call :meth:`close`."""
 
-    def __init__(self, address: str, tls: TLSConfig | None) -> None:
+    def __init__(
+        self, address: str, tls: TLSConfig | None, *, on_failover: Callable[[str, str], None] | None = None
+    ) -> None:
+        from sloth_core.names import master_addresses
+
+        #: Every master this client may use (several: the masters of a cluster, tried in order).
+        self.addresses = master_addresses(address)
+        #: The master in use.
+        self.address = self.addresses[0]
+        self.secure = tls is not None
+        self._tls = tls
+        self._on_failover = on_failover
+        # With one address there is nothing to choose: calls go straight out.
+        self._picked = len(self.addresses) == 1
+        self._failed: str | None = None
+        self._open(self.address)
+
+    def _open(self, address: str) -> None:
         from sloth_core import transport
         from sloth_core.proto import sloth_pb2_grpc
 
         self.address = address
-        self.secure = tls is not None
-        self._channel = transport.open_channel(address, tls, server_name=MASTER_SERVER_NAME)
+        self._channel = transport.open_channel(address, self._tls, server_name=MASTER_SERVER_NAME)
         self._stub = sloth_pb2_grpc.MasterStub(self._channel)
+
+    async def _pick(self) -> None:
+        """Use the first master that answers, starting with the one in use (several masters)."""
+        if self._picked:
+            return
+        self._picked = True
+        start = self.addresses.index(self.address)
+        order = self.addresses[start:] + self.addresses[:start]
+        if self._failed == self.address:
+            order = order[1:] + order[:1]
+        self._failed = None
+        for address in order:
+            if address != self.address:
+                previous = self.address
+                await self._channel.close(grace=None)
+                self._open(address)
+                if self._on_failover is not None:
+                    self._on_failover(previous, address)
+            if await _ready(self._channel, PICK_TIMEOUT_S):
+                return
+        # None answers: the call that follows reports the failure, naming the last one tried.
+
+    def _note_failure(self, error: errors.SlothError) -> None:
+        """The master went away: the next call tries the others first, this one last."""
+        if isinstance(error, errors.MasterUnreachableError) and len(self.addresses) > 1:
+            self._picked = False
+            self._failed = self.address
 
     @classmethod
     def connect(
@@ -113,11 +159,12 @@ class MasterClient:
         credentials: str | None = None,
         insecure: bool = False,
         master_data_dir: str | Path | None = None,
+        on_failover: Callable[[str, str], None] | None = None,
     ) -> MasterClient:
         """Resolve the address and credentials the way every CLI command does."""
         address = resolve_master_address(master, master_data_dir)
         tls = None if insecure else resolve_admin_tls(credentials, master_data_dir)
-        return cls(address, tls)
+        return cls(address, tls, on_failover=on_failover)
 
     async def __aenter__(self) -> MasterClient:
         return self
@@ -128,15 +175,20 @@ class MasterClient:
     async def close(self) -> None:
         await self._channel.close(grace=None)
 
-    async def _unary(self, method: Any, request: Any, timeout_s: float = UNARY_TIMEOUT_S) -> Any:
+    async def _unary(self, method: str, request: Any, timeout_s: float = UNARY_TIMEOUT_S) -> Any:
         import grpc.aio
 
+        await self._pick()
         busy = _BusyRetry()
         while True:
             try:
-                return await method(request, timeout=timeout_s)
+                # The stub of the master in use (a failover replaces it).
+                return await getattr(self._stub, method)(request, timeout=timeout_s)
             except grpc.aio.AioRpcError as exc:
                 error = map_rpc_error(exc, self.address, secure=self.secure)
+            if isinstance(error, errors.MasterUnreachableError):
+                self._note_failure(error)
+                raise error
             await busy.wait_or_raise(error)
 
     async def _stream(self, start: Callable[[], Any]) -> AsyncIterator[Any]:
@@ -145,6 +197,7 @@ class MasterClient:
 
         from sloth_core.rpc_errors import error_from_rpc
 
+        await self._pick()
         busy = _BusyRetry()
         while True:
             call = start()
@@ -158,7 +211,8 @@ class MasterClient:
                 # Once messages have arrived the handshake is long done: an
                 # UNAVAILABLE is the master going away, not a refusal of our credentials.
                 error = error_from_rpc(exc, self.address, secure=self.secure, mid_stream=received)
-                if received:
+                if received or isinstance(error, errors.MasterUnreachableError):
+                    self._note_failure(error)
                     raise error from None
             finally:
                 # Leaving the loop early (break, Ctrl-C) must cancel the remote
@@ -171,29 +225,29 @@ class MasterClient:
     async def list_agents(self) -> list[pb.AgentInfo]:
         from sloth_core.proto import sloth_pb2 as pb
 
-        reply = await self._unary(self._stub.ListAgents, pb.ListAgentsRequest())
+        reply = await self._unary("ListAgents", pb.ListAgentsRequest())
         return list(reply.agents)
 
     async def get_agent(self, name: str) -> pb.AgentInfo:
         from sloth_core.proto import sloth_pb2 as pb
 
-        return await self._unary(self._stub.GetAgent, pb.AgentRef(name=name))
+        return await self._unary("GetAgent", pb.AgentRef(name=name))
 
     async def stop_agent(self, name: str) -> pb.AgentInfo:
         from sloth_core.proto import sloth_pb2 as pb
 
-        return await self._unary(self._stub.StopAgent, pb.AgentRef(name=name))
+        return await self._unary("StopAgent", pb.AgentRef(name=name))
 
     async def delete_agent(self, name: str) -> None:
         from sloth_core.proto import sloth_pb2 as pb
 
-        await self._unary(self._stub.DeleteAgent, pb.AgentRef(name=name))
+        await self._unary("DeleteAgent", pb.AgentRef(name=name))
 
     async def get_status(self) -> pb.MasterStatus:
         """The master's version, start time and store health."""
         from sloth_core.proto import sloth_pb2 as pb
 
-        return await self._unary(self._stub.GetStatus, pb.GetStatusRequest())
+        return await self._unary("GetStatus", pb.GetStatusRequest())
 
     # ------------------------------------------------------------ runs
 
@@ -231,7 +285,7 @@ class MasterClient:
     async def cancel(self, run_or_job_id: str) -> list[str]:
         from sloth_core.proto import sloth_pb2 as pb
 
-        reply = await self._unary(self._stub.CancelRun, pb.CancelRunRequest(id=run_or_job_id))
+        reply = await self._unary("CancelRun", pb.CancelRunRequest(id=run_or_job_id))
         return list(reply.cancelled)
 
     async def list_runs(
@@ -245,13 +299,13 @@ class MasterClient:
         from sloth_core.proto import sloth_pb2 as pb
 
         request = pb.ListRunsRequest(agent=agent, status=status, limit=limit, job_id=job_id)  # type: ignore[arg-type]
-        reply = await self._unary(self._stub.ListRuns, request)
+        reply = await self._unary("ListRuns", request)
         return list(reply.runs)
 
     async def get_run(self, run_id: str) -> pb.RunInfo:
         from sloth_core.proto import sloth_pb2 as pb
 
-        return await self._unary(self._stub.GetRun, pb.RunRef(run_id=run_id))
+        return await self._unary("GetRun", pb.RunRef(run_id=run_id))
 
     def stream_run(self, run_id: str, *, follow: bool = False) -> AsyncIterator[pb.RunEvent]:
         """Replay a run's stored output; with ``follow``, keep streaming while it runs."""
@@ -273,3 +327,24 @@ class MasterClient:
                     yield event
         finally:
             await batches.aclose()  # type: ignore[attr-defined]
+
+
+async def _ready(channel: Any, timeout_s: float) -> bool:
+    """Whether ``channel`` connects within ``timeout_s``; a refused connection says no at once."""
+    import grpc
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    state = channel.get_state(try_to_connect=True)
+    while state != grpc.ChannelConnectivity.READY:
+        if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            return False
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+        except TimeoutError:
+            return False
+        state = channel.get_state(try_to_connect=True)
+    return True

@@ -169,6 +169,10 @@ class StorageError(SlothError, status="UNAVAILABLE", reason="storage", exit_code
     """The store cannot be opened or written (disk full, permissions, server down)."""
 
 
+class ClusterError(SlothError, status="FAILED_PRECONDITION", reason="cluster", exit_code=1):
+    """A cluster operation this master cannot do (no root key, a CA too old to sign intermediates)."""
+
+
 def _all_classes() -> list[type[SlothError]]:
     found: list[type[SlothError]] = [SlothError]
     index = 0

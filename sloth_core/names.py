@@ -77,10 +77,32 @@ def join_host_port(host: str, port: int) -> str:
 
 def resolve_master_address(flag: str | None, master_data_dir: str | os.PathLike[str] | None = None) -> str:
     """``--master``, else ``$SLOTH_RUNNER_MASTER``, else the address the local master
-    recorded in its data dir (``master.json``), else 127.0.0.1:50053; normalised."""
+    recorded in its data dir (``master.json``), else 127.0.0.1:50053; normalised.
+
+    Several masters of a cluster are a comma-separated list (``a:50053,b:50053``),
+    normalised each; :func:`master_addresses` splits it again.
+    """
     value = flag or os.environ.get(MASTER_ENV) or _local_master(master_data_dir) or f"127.0.0.1:{DEFAULT_MASTER_PORT}"
-    host, port = split_host_port(value, default_port=DEFAULT_MASTER_PORT, what="master address")
-    return join_host_port(host, port)
+    return ",".join(master_addresses(value))
+
+
+def master_addresses(value: str) -> list[str]:
+    """``a:50053,b`` → ``["a:50053", "b:50053"]``, in order, without repeats.
+
+    A DNS name that resolves to several addresses stays one entry: gRPC's
+    resolver tries each of them when it connects.
+    """
+    found: list[str] = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        host, port = split_host_port(part.strip(), default_port=DEFAULT_MASTER_PORT, what="master address")
+        address = join_host_port(host, port)
+        if address not in found:
+            found.append(address)
+    if not found:
+        raise UsageError(f"no master address in {value!r}")
+    return found
 
 
 def _local_master(master_data_dir: str | os.PathLike[str] | None) -> str | None:

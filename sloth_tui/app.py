@@ -215,6 +215,7 @@ class SlothApp(App[int]):
                 if event.HasField("snapshot"):
                     batch.add(event, urgent=True)
                     got_snapshot = True
+                    self._show_master_in_use()
                     self.post_message(ConnectionChanged("connected"))
                 else:
                     batch.add(event)
@@ -228,6 +229,13 @@ class SlothApp(App[int]):
         finally:
             batch.flush()
         return errors.MasterUnreachableError("the master closed the event feed"), got_snapshot
+
+    def _show_master_in_use(self) -> None:
+        """Several masters: the status bar names the one the console reached (it may have failed over)."""
+        addresses = getattr(self.client, "addresses", [])
+        if len(addresses) > 1 and self.client is not None:
+            suffix = " (insecure)" if self.connection.target.endswith(" (insecure)") else ""
+            self.connection.target = f"{self.client.address}{suffix}"
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
         conn = self.connection

@@ -68,10 +68,19 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
             "this agent has no certificate yet: pass --token TOKEN "
             "(print one with `sloth-runner master token` on the master's machine)"
         )
-    log.info("joining the master at %s", config.master)
     from sloth_core.agent.joining import join_once
+    from sloth_core.names import master_addresses
 
-    await join_once(config.master, token, config.name, config.data_dir)
+    masters = master_addresses(config.master)
+    for index, master in enumerate(masters):
+        log.info("joining the master at %s", master)
+        try:
+            await join_once(master, token, config.name, config.data_dir)
+            break
+        except errors.MasterUnreachableError as exc:
+            if index == len(masters) - 1:
+                raise
+            log.warning("%s; trying the next master", exc)
     tls = join.load_agent_tls(config.data_dir)
     if tls is None:
         raise errors.CredentialsError(f"joining stored no certificate in {config.data_dir}")
@@ -123,7 +132,7 @@ class Agent:
             # The port is chosen (and checked free) now, but listened on only
             # once the master has accepted us.
             self.port = transport.probe_port(bind_host, DEFAULT_AGENT_PORT if cfg.port is None else cfg.port)
-            master_host, _ = split_host_port(cfg.master, default_port=DEFAULT_MASTER_PORT, what="master address")
+            master_host, _ = split_host_port(cfg.master.split(",")[0], default_port=DEFAULT_MASTER_PORT, what="master address")
             host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
             self.address = join_host_port(host, self.port)
 

@@ -71,13 +71,17 @@ class MasterSession:
         runs: RunTable,
         on_shutdown: Callable[[], None],
     ) -> None:
-        self._master = master
+        from sloth_core.names import master_addresses
+
+        #: Every master of the cluster we may use, in order (``a:50053,b:50053``).
+        self._masters = master_addresses(master)
+        self._master = self._masters[0]
+        self._tls = tls
         self._insecure = tls is None
         self._profile = profile
         self._runs = runs
         self._on_shutdown = on_shutdown
-        self._channel = open_channel(master, tls, server_name=MASTER_SERVER_NAME, options=AGENT_CHANNEL_OPTIONS)
-        self._stub = sloth_pb2_grpc.AgentSessionStub(self._channel)
+        self._open(self._master)
         self._call: Any = None
         self._reports: set[asyncio.Task[None]] = set()
         self.interval_s = 5.0
@@ -87,6 +91,23 @@ class MasterSession:
             interval_s=profile.facts_interval_s,
             read=functools.partial(read_facts, proc=Path(profile.facts_proc)),
         )
+
+    def _open(self, master: str) -> None:
+        self._master = master
+        self._channel = open_channel(master, self._tls, server_name=MASTER_SERVER_NAME, options=AGENT_CHANNEL_OPTIONS)
+        self._stub = sloth_pb2_grpc.AgentSessionStub(self._channel)
+
+    async def _next_master(self) -> None:
+        """Several masters: after a broken session, say hello to the next one (failover)."""
+        if len(self._masters) < 2:
+            return
+        following = self._masters[(self._masters.index(self._master) + 1) % len(self._masters)]
+        old = self._channel
+        self._open(following)
+        # Report calls of runs in flight ride the old channel; the master that
+        # dropped us has lost those runs already, so closing it kills nothing live.
+        await old.close(grace=None)
+        log.info("trying the master at %s", following)
 
     def _hello(self, facts: pb.Facts | None = None) -> pb.AgentUp:
         profile = self._profile
@@ -124,6 +145,8 @@ class MasterSession:
         if not self.registered.is_set():
             where = f" ({self._profile.address})" if self._profile.address else ""
             log.info("registered with the master at %s as %s%s", self._master, self._profile.name, where)
+        elif len(self._masters) > 1:
+            log.info("registered with the master at %s", self._master)
         self.registered.set()
         self._call = call
 
@@ -159,6 +182,7 @@ class MasterSession:
             if error is not None:
                 complained = self._complain(error, complained)
             self._call = None
+            await self._next_master()
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(BACKOFF_MAX_S, backoff * 2)
 

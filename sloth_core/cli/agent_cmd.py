@@ -24,6 +24,7 @@ def start(args: argparse.Namespace) -> int:
     name = validate_agent_name(args.name)
     # --master, else $SLOTH_RUNNER_MASTER, else what the local master recorded.
     master = resolve_master_address(args.master, args.master_data_dir)
+    # Several masters (a:50053,b:50053): the agent's session fails over from one to the next.
     labels = dict(parse_label(text) for text in args.label)
     if args.insecure:
         from sloth_core.cli.render import print_warning

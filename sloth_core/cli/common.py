@@ -25,7 +25,15 @@ def connect(args: argparse.Namespace) -> MasterClient:
         credentials=args.credentials,
         insecure=args.insecure,
         master_data_dir=args.master_data_dir,
+        on_failover=say_failover,
     )
+
+
+def say_failover(previous: str, now: str) -> None:
+    """Several masters: say on stderr which one we use when the first choice does not answer."""
+    from sloth_core.cli.render import print_warning
+
+    print_warning(f"the master at {previous} does not answer; using the master at {now}")
 
 
 def with_client(args: argparse.Namespace, body: Callable[[MasterClient], Awaitable[T]]) -> T:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,38 @@ def status(args: argparse.Namespace) -> int:
         print(f"  {key + ':':<11}{value}")
     if endpoint is not None:
         print(_history_state(endpoint, data_dir))
+    _print_cluster(data_dir)
     return 0
+
+
+def _print_cluster(data_dir: Path) -> None:
+    """Several masters: each one's address, identity, uptime and agents, read from the shared store."""
+    from sloth_core.cli.render import duration
+    from sloth_core.security.pki import shared_store_of
+    from sloth_core.storage.postgres import redact
+
+    try:
+        url = shared_store_of(data_dir / "pki")
+    except SlothError:
+        return
+    if not url:
+        return
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT address, id, identity, started_at, agents, lease_until >= now(), "
+                "extract(epoch from now()) FROM masters ORDER BY started_at"
+            ).fetchall()
+    except Exception as exc:
+        print(f"cluster: unknown (cannot read {redact(url)}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc})")
+        return
+    print(f"cluster: {len(rows)} master(s) sharing {redact(url)}")
+    for address, master_id, identity, started_at, agents, alive, now in rows:
+        state = "" if alive else "  LEASE EXPIRED (stopped?)"
+        print(f"  {address:<22}{master_id:<14}{identity:<28}up {duration(max(0.0, float(now) - started_at)):<10}"
+              f"{agents} agent(s) connected{state}")
 
 
 def _agent_counts(endpoint: Any, data_dir: Path) -> str:
@@ -186,10 +218,34 @@ def token_rotate(args: argparse.Namespace) -> int:
 def token_create(args: argparse.Namespace) -> int:
     if args.replace and not args.for_name:
         raise UsageError("--replace needs --for NAME: the agent whose name the new machine takes over")
+    if args.for_master and (args.for_name or args.replace):
+        raise UsageError("--master makes a token for a master; --for and --replace are for agents")
     pki, data_dir = _pki(args)
     print(pki.create_token(
         once=args.once, ttl_s=args.ttl, join_port=_join_port(data_dir), for_name=args.for_name, replace=args.replace,
+        kind="master" if args.for_master else "agent",
     ))
+    return 0
+
+
+def join_cluster(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    import socket
+
+    from sloth_core.security.cluster_join import join_cluster as join
+    from sloth_core.security.pki import record_shared_store
+    from sloth_core.storage import STORE_ENV
+
+    store = args.store or os.environ.get(STORE_ENV, "")
+    if not store.startswith(("postgresql://", "postgres://")):
+        raise UsageError("masters of one cluster share a PostgreSQL store: give --store postgresql://USER@HOST/DB")
+    data_dir = paths.master_data_dir(args.data_dir)
+    name = args.name or socket.gethostname().split(".")[0]
+    asyncio.run(join(args.from_master, args.token, name, data_dir))
+    record_shared_store(data_dir, store)
+    print(f"joined the cluster of {args.from_master} as master {name}; start it with "
+          f"`sloth-runner master --data-dir {data_dir} --store URL`", file=sys.stderr)
     return 0
 
 

@@ -168,8 +168,25 @@ def _master_parser(sub: Any) -> None:
     c.add_argument("--ttl", type=flags.duration, metavar="DURATION", help="expiry, e.g. 30m, 1h, 2d (default: never expires)")
     c.add_argument("--for", dest="for_name", metavar="NAME", help="valid only for the agent of this name")
     c.add_argument("--replace", action="store_true", help="with --for: the joining machine takes the name over from the certificate that holds it (single-use)")
+    c.add_argument("--master", dest="for_master", action="store_true", help="a single-use token for another master to join this one's cluster (`master join-cluster`)")
     _data_dir_flag(c)
     c.set_defaults(handler=lazy("master_cmd:token_create"))
+    jc = _add(
+        msub, "join-cluster", "make this data dir a new master of an existing cluster (shared PostgreSQL store)",
+        description="Join the cluster of the master at --from: this master gets its own identity and its own "
+        "intermediate CA signed by the cluster's root, and shares the store's tokens, revocations and history. "
+        "Then start it with `sloth-runner master --store URL`.",
+        examples=[
+            "sloth-runner master token create --master             # on the first master",
+            "sloth-runner master join-cluster --from 192.0.2.10:50053 --token SLOTH1... --store postgresql://sloth@db/sloth --data-dir /srv/sloth-b",
+        ],
+    )
+    jc.add_argument("--from", dest="from_master", required=True, metavar="HOST:PORT", help="the cluster's first master (the one holding the root CA)")
+    jc.add_argument("--token", required=True, help="a token from `sloth-runner master token create --master` on that master")
+    jc.add_argument("--store", metavar="URL", help="the cluster's PostgreSQL store (default: $SLOTH_RUNNER_STORE)")
+    jc.add_argument("--name", help="this master's name in its CA (default: the host name)")
+    _data_dir_flag(jc)
+    jc.set_defaults(handler=lazy("master_cmd:join_cluster"))
     cr = _add(msub, "credentials", "export an admin bundle for an operator (a new identity admin:NAME); list or revoke them",
               examples=["sloth-runner master credentials --out alice.json            # admin:alice",
                         "sloth-runner agent list --master 192.0.2.10:50053 --credentials alice.json",

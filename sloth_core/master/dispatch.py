@@ -134,8 +134,11 @@ class Dispatcher:
         runs_per_agent: int,
         on_agent_deleted: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        driver: str = "",
     ) -> None:
         self._registry = registry
+        # This master's lease id, recorded on its runs (several masters: whose runs die with whom).
+        self._driver = driver
         self._storage = storage
         self._bus = bus
         self._link = link
@@ -236,6 +239,7 @@ class Dispatcher:
                     finished_at=now if reason else 0.0,
                     timeout_s=request.timeout_s,
                     error=reason,
+                    driver=self._driver,
                 )
             )
         self._storage.save_runs(job.runs)

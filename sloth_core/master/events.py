@@ -147,6 +147,9 @@ class EventBus:
     def __init__(self, budget: WatchBudget | None = None) -> None:
         self._subscribers: set[Subscription] = set()
         self.budget = budget or WatchBudget()
+        #: Several masters: where this master's agent changes and run starts and
+        #: ends go so the others see them too (:mod:`.cluster_feed`); output stays local.
+        self.outbound: Callable[[pb.WatchEvent], None] | None = None
 
     def subscribe(self, include_output: bool) -> Subscription:
         """A new subscription; it sees every event published from now on."""
@@ -178,7 +181,9 @@ class EventBus:
             if not sub.offer(event, size):
                 self._subscribers.discard(sub)
 
-    def agent(self, kind: int, info: pb.AgentInfo) -> None:
+    def agent(self, kind: int, info: pb.AgentInfo, *, remote: bool = False) -> None:
+        if self.outbound is not None and not remote:
+            self.outbound(pb.WatchEvent(agent=pb.AgentEvent(type=kind, agent=info)))  # type: ignore[arg-type]
         if self._subscribers:
             self._publish(pb.WatchEvent(agent=pb.AgentEvent(type=kind, agent=info)))  # type: ignore[arg-type]
 
@@ -191,6 +196,8 @@ class EventBus:
             self._publish(pb.WatchEvent(store=health))
 
     def run(self, event: pb.RunEvent) -> None:
+        if self.outbound is not None and not event.HasField("output"):
+            self.outbound(pb.WatchEvent(run=event))
         if self._subscribers:
             is_output = event.HasField("output")
             size = len(event.output.data) if is_output else 0
@@ -199,3 +206,8 @@ class EventBus:
                 if watch_event.run.HasField(kind):
                     listed_run(getattr(watch_event.run, kind))
             self._publish(watch_event, is_output=is_output, size=size)
+
+    def remote(self, event: pb.WatchEvent) -> None:
+        """An event another master published (never sent out again)."""
+        if self._subscribers:
+            self._publish(event)

@@ -8,7 +8,7 @@ a finished one only to storage. :class:`RunHistory` merges the two so that
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Protocol
+from typing import Any, Protocol
 
 from sloth_core import errors
 from sloth_core.master.id_prefix import resolve_id
@@ -19,8 +19,9 @@ DEFAULT_RUNS_LIMIT = 50
 MAX_RUNS_LIMIT = 10_000
 
 
-# RunInfo is RunRecord on the wire, field for field.
-_RUN_FIELDS = [f.name for f in fields(RunRecord)]
+# RunInfo is RunRecord on the wire, field for field (but the driving master's
+# lease id, which only masters use).
+_RUN_FIELDS = [f.name for f in fields(RunRecord) if f.name != "driver"]
 
 
 def run_info(rec: RunRecord) -> pb.RunInfo:
@@ -41,6 +42,8 @@ class RunHistory:
     def __init__(self, live: LiveRuns, storage: Storage) -> None:
         self._live = live
         self._storage = storage
+        #: Several masters: the others, for runs they drive (a :class:`~.peers.Peers`).
+        self.peers: Any = None
 
     async def list_runs(
         self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 0
@@ -67,6 +70,13 @@ class RunHistory:
             raise errors.RunNotFoundError(f"no run with id {run_id!r}")
         return stored
 
+    async def follow_elsewhere(self, run_id: str) -> Any:
+        """The live stream of a run another master drives (relayed), else None: it is ours or over."""
+        if self.peers is None or any(live.run_id == run_id for live in self._live.live_records()):
+            return None
+        stored = await self._storage.get_run(run_id)
+        return await self.peers.follow(stored) if stored is not None else None
+
     async def cancel(self, run_or_job_id: str) -> list[str]:
         """Cancel a live run or every live run of a job; the ids cancelled.
 
@@ -75,5 +85,9 @@ class RunHistory:
         """
         if not run_or_job_id:
             raise errors.UsageError("give a run id or a job id to cancel")
-        _, full_id = await resolve_id(self._storage, run_or_job_id, ("run", "job"))
-        return self._live.cancel(full_id)
+        kind, full_id = await resolve_id(self._storage, run_or_job_id, ("run", "job"))
+        cancelled = self._live.cancel(full_id)
+        if not cancelled and self.peers is not None:
+            # Driven by another master of the cluster: it holds the agent's call.
+            cancelled = await self.peers.cancel(kind, full_id)
+        return cancelled

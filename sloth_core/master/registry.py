@@ -44,6 +44,13 @@ STALL_GRACE_S = 3.0
 _INFO_FIELDS = [f.name for f in fields(AgentRecord) if f.name != "instance_id"]
 
 
+_STATUS_EVENTS = {
+    pb.AGENT_ONLINE: pb.AGENT_WENT_ONLINE,
+    pb.AGENT_OFFLINE: pb.AGENT_WENT_OFFLINE,
+    pb.AGENT_STOPPED: pb.AGENT_WENT_STOPPED,
+}
+
+
 class Registry:
     def __init__(
         self,
@@ -72,6 +79,11 @@ class Registry:
         # and every 10 minutes (agent/facts.py FULL_EVERY_S).
         self._facts: dict[str, pb.Facts] = {}
         self._facts_changed: set[str] = set()  # sent to watchers with the next heartbeat batch
+        #: With several masters: the agents that registered or beat here. Only
+        #: those are this master's to mark offline; the others are mirrored
+        #: from the store (:meth:`mirror`), kept alive by their own master.
+        self.clustered = False
+        self._here: set[str] = set()
 
     async def load(self) -> None:
         """Recover the registry. Agents are online again when they next beat."""
@@ -157,6 +169,7 @@ class Registry:
             instance_id=req.instance_id,
         )
         self._agents[req.name] = record
+        self._here.add(req.name)
         self._count_online(record)
         self._facts[req.name] = pb.Facts()
         facts_view.merge(self._facts[req.name], req.facts)
@@ -173,6 +186,7 @@ class Registry:
         rec.last_seen = self._clock()
         if req.HasField("facts") and facts_view.merge(self._facts.setdefault(req.name, pb.Facts()), req.facts):
             self._facts_changed.add(req.name)
+        self._here.add(rec.name)
         if rec.status != pb.AGENT_ONLINE:
             rec.status = pb.AGENT_ONLINE
             self._count_online(rec)
@@ -235,6 +249,7 @@ class Registry:
         del self._agents[name]
         self._facts.pop(name, None)
         self._facts_changed.discard(name)
+        self._here.discard(name)
         self._online.discard(name)
         self._paces.pop(name, None)
         self._running.pop(name, None)
@@ -312,6 +327,8 @@ class Registry:
             for rec in self._agents.values():
                 if rec.status != pb.AGENT_ONLINE:
                     continue
+                if self.clustered and rec.name not in self._here:
+                    continue  # another master's agent: that master (or the sweeper lock's holder) decides
                 allowed = max(base, MISSED_BEATS_OFFLINE * self._paces.get(rec.name, 0.0))
                 if now - rec.last_seen > allowed:
                     self._go_offline(rec, f"no heartbeat for {now - rec.last_seen:.0f} s")
@@ -326,7 +343,62 @@ class Registry:
             self._dirty.clear()
             self._facts_changed.clear()
 
+    def silence_limit(self, online: int) -> float:
+        """How long an online agent of a cluster of ``online`` may be silent in the store before it is offline."""
+        return MISSED_BEATS_OFFLINE * max(self.heartbeat_interval_s, online / BEATS_PER_S)
+
+    def connected_here(self) -> int:
+        """Online agents that registered or beat on this master."""
+        return sum(1 for n in self._here if (rec := self._agents.get(n)) is not None and rec.status == pb.AGENT_ONLINE)
+
+    def mirror(self, records: list[AgentRecord]) -> None:
+        """Take the store's view of the agents other masters hold (several masters).
+
+        Agents of this master keep their in-memory record; the others follow
+        the store, and a change of status is an event here too, so every
+        console sees the whole cluster's agents.
+        """
+        seen: set[str] = set()
+        for record in records:
+            seen.add(record.name)
+            if record.name in self._here:
+                continue
+            old = self._agents.get(record.name)
+            self._agents[record.name] = record
+            if old is None:
+                self._bus.agent(pb.AGENT_REGISTERED, self.info(record.name), remote=True)
+            elif old.status != record.status:
+                kind = _STATUS_EVENTS.get(record.status, pb.AGENT_WENT_ONLINE)
+                self._bus.agent(kind, self.info(record.name), remote=True)
+        for name in [n for n in self._agents if n not in seen and n not in self._here]:
+            info = self.info(name)
+            del self._agents[name]
+            self._bus.agent(pb.AGENT_DELETED, info, remote=True)
+
+    def apply_remote(self, event: pb.AgentEvent) -> None:
+        """An agent change another master announced (several masters)."""
+        name = event.agent.name
+        if event.type == pb.AGENT_DELETED:
+            # Deleted (and revoked) cluster-wide: even an agent connected here is no longer one of ours.
+            if self._agents.pop(name, None) is not None:
+                self._here.discard(name)
+                self._online.discard(name)
+                self._dirty.discard(name)
+                self._running.pop(name, None)
+                self._bus.agent(pb.AGENT_DELETED, event.agent, remote=True)
+            return
+        if event.type in (pb.AGENT_REGISTERED, pb.AGENT_WENT_ONLINE):
+            self._here.discard(name)  # it registered with another master: that one holds it now
+        elif name in self._here:
+            return
+        old = self._agents.get(name)
+        fields_shown = {f: getattr(event.agent, f) for f in _INFO_FIELDS}
+        fields_shown["labels"] = dict(event.agent.labels)
+        self._agents[name] = AgentRecord(**fields_shown, instance_id=old.instance_id if old else "")
+        self._bus.agent(event.type, self.info(name), remote=True)
+
     def _go_offline(self, rec: AgentRecord, why: str) -> None:
+        self._here.discard(rec.name)
         rec.status = pb.AGENT_OFFLINE
         self._count_online(rec)
         self._dirty.discard(rec.name)

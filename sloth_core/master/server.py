@@ -26,7 +26,7 @@ from sloth_core.master.watch_budget import WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
-from sloth_core.storage import open_store
+from sloth_core.storage import STORE_ENV, open_store
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,22 @@ class Master:
         self._server: Any = None
         self._join_server: Any = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: Several masters (a PostgreSQL store): this master's lease and the cluster sweeper.
+        self.lease: Any = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self.feed: Any = None
+        self.master_id = ""
         self._trimmer: asyncio.Task[None] | None = None
         self._revocations: asyncio.Task[None] | None = None
+
+    @property
+    def _store_url(self) -> str:
+        return self.config.store or os.environ.get(STORE_ENV, "")
+
+    @property
+    def is_clustered(self) -> bool:
+        """Whether this master shares its store with others (PostgreSQL)."""
+        return self._store_url.startswith(("postgresql://", "postgres://"))
 
     @property
     def address(self) -> str:
@@ -67,11 +81,18 @@ class Master:
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _warn_if_shared(cfg.data_dir)
         await self.storage.open()
-        lost = await self.storage.mark_unfinished(
-            pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
-        )
-        if lost:
-            log.warning("%d run(s) were in flight when the master stopped; recorded as lost", lost)
+        if self.is_clustered:
+            from sloth_core.master.lease import new_master_id
+
+            # Other masters drive runs in this store: only an expired lease makes a run lost (lease.py).
+            self.master_id = new_master_id()
+            self.registry.clustered = True
+        else:
+            lost = await self.storage.mark_unfinished(
+                pb.RUN_LOST, "the master stopped while this run was in flight", time.time()
+            )
+            if lost:
+                log.warning("%d run(s) were in flight when the master stopped; recorded as lost", lost)
         await self.registry.load()
 
         from sloth_core.security.identity import Authorizer
@@ -82,12 +103,20 @@ class Master:
         if not cfg.insecure:
             from sloth_core.security import MasterPKI
 
-            self.pki = await asyncio.to_thread(MasterPKI.load_or_create, cfg.data_dir)
+            # With a server store the cluster's tokens and ledger live there, for every master.
+            self.pki = await asyncio.to_thread(
+                MasterPKI.load_or_create, cfg.data_dir, self._store_url if self.is_clustered else ""
+            )
             tls = self.pki.master_tls
             auth = Authorizer(self.pki)
             on_agent_deleted = self.pki.revoke_agent
 
-        link = self.hub
+        link: Any = self.hub
+        if self.is_clustered:
+            from sloth_core.master.relay import ClusterLink
+
+            # Agents with a session on another master are reached through it.
+            link = self.cluster_link = ClusterLink(self.hub, tls)
         self.dispatcher = Dispatcher(
             self.registry,
             self.storage,
@@ -96,10 +125,12 @@ class Master:
             output_cap=cfg.output_cap,
             runs_per_agent=cfg.runs_per_agent,
             on_agent_deleted=on_agent_deleted,
+            driver=self.master_id,
         )
         limits = Limits(max_command_bytes=cfg.max_command_bytes)
+        self.history = RunHistory(self.dispatcher, self.storage)
         service = MasterService(
-            self.registry, self.dispatcher, RunHistory(self.dispatcher, self.storage), self.bus, auth,
+            self.registry, self.dispatcher, self.history, self.bus, auth,
             clock=time.time, store_health=self.storage.health,
             limits=limits,
             admission=Admission(cfg.max_calls),
@@ -109,6 +140,10 @@ class Master:
         sloth_pb2_grpc.add_AgentSessionServicer_to_server(
             AgentSessionService(self.registry, self.hub, auth, limits=limits), self._server
         )
+        if self.is_clustered:
+            from sloth_core.master.relay import relay_handler
+
+            self._server.add_generic_rpc_handlers((relay_handler(self.hub, self.registry, auth),))
         await _add_health_and_reflection(self._server, ["sloth.v1.Master", "sloth.v1.AgentSession"])
         self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
 
@@ -119,6 +154,9 @@ class Master:
             sloth_pb2_grpc.add_JoinServicer_to_server(
                 JoinServicer(self.pki, name_in_use=self._name_in_use), self._join_server
             )
+            from sloth_core.security.cluster_join import cluster_join_handler
+
+            self._join_server.add_generic_rpc_handlers((cluster_join_handler(self.pki),))
             join_port = cfg.join_port if cfg.join_port is not None else (cfg.port + 1 if cfg.port else 0)
             self.join_port = transport.bind_server_tls_only(
                 self._join_server,
@@ -129,6 +167,25 @@ class Master:
             self.pki.set_join_port(self.join_port)
             await self._join_server.start()
 
+        if self.is_clustered:
+            from sloth_core.master.lease import MasterLease
+
+            self.lease = MasterLease(
+                self._store_url, self.storage, self.registry, master_id=self.master_id, address=self.address,
+                identity=self.pki.identity_label if self.pki is not None else "insecure (no TLS)",
+            )
+            await self.lease.start()  # before serving: our runs must never look orphaned
+            self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
+            self.cluster_link.lease = self.lease
+            from sloth_core.master.cluster_feed import ClusterFeed
+            from sloth_core.master.peers import Peers
+
+            # Cancel and follow of runs another master drives go to that master.
+            self.history.peers = Peers(self.lease, self.storage, tls)
+
+            # Agents' changes and runs' starts and ends, between masters.
+            self.feed = ClusterFeed(self._store_url, self.master_id, self.bus, on_agent=self._remote_agent_change)
+            await self.feed.start()
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
         dispatcher = self.dispatcher
@@ -137,6 +194,12 @@ class Master:
         )
         self._revocations = asyncio.create_task(auth.end_revoked_calls(), name="revocations")
         self._write_endpoint()
+
+    def _remote_agent_change(self, event: pb.AgentEvent) -> None:
+        if event.type == pb.AGENT_DELETED and self.pki is not None:
+            # Deleted on another master, which revoked it first: see that now, not at the next refresh.
+            self.pki.refresh_shared()
+        self.registry.apply_remote(event)
 
     def _name_in_use(self, name: str) -> bool:
         rec = self.registry.get(name)
@@ -158,7 +221,7 @@ class Master:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
-        for task in (self._sweeper, self._trimmer, self._revocations):
+        for task in (self._sweeper, self._trimmer, self._revocations, self._lease_task):
             if task is not None:
                 task.cancel()
         if self.dispatcher is not None:
@@ -168,6 +231,10 @@ class Master:
                 await server.stop(grace)
         self.registry.sweep()  # flush last_seen
         await self.storage.close()
+        if self.feed is not None:
+            await self.feed.close()
+        if self.lease is not None:
+            await self.lease.close()
         remove_endpoint(self.config.data_dir)
 
 

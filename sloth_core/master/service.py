@@ -33,6 +33,7 @@ class Authorizer(Protocol):
     """Who may call what; see :mod:`sloth_core.security.identity`."""
 
     async def require_admin(self, context: grpc.aio.ServicerContext) -> Any: ...
+    async def require_admin_or_peer(self, context: grpc.aio.ServicerContext) -> Any: ...
     async def require_agent(self, context: grpc.aio.ServicerContext, name: str) -> Any: ...
     def ended_by_revocation(self) -> errors.SlothError | None: ...
 
@@ -156,7 +157,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
 
     @unary
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.CancelRunResponse:
-        await self._auth.require_admin(context)
+        await self._auth.require_admin_or_peer(context)
         return pb.CancelRunResponse(cancelled=await self._history.cancel(request.id))
 
     @unary
@@ -175,9 +176,12 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
 
     @streaming
     async def StreamRun(self, request: pb.StreamRunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
-        await self._auth.require_admin(context)
+        await self._auth.require_admin_or_peer(context)
         run_id = await self._history.resolve_run_id(request.run_id)
-        async with contextlib.aclosing(self._dispatcher.stream_run(run_id, request.follow)) as events:
+        stream = await self._history.follow_elsewhere(run_id) if request.follow else None
+        if stream is None:
+            stream = self._dispatcher.stream_run(run_id, request.follow)
+        async with contextlib.aclosing(stream) as events:
             async for event in events:
                 yield event
 

@@ -92,7 +92,9 @@ def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
     )
 
 
-def _self_signed(key: PrivateKey, common_name: str, sans: list[x509.GeneralName] | None) -> x509.Certificate:
+def _self_signed(
+    key: PrivateKey, common_name: str, sans: list[x509.GeneralName] | None, path_length: int = 0
+) -> x509.Certificate:
     now = _now()
     builder = (
         x509.CertificateBuilder()
@@ -102,7 +104,7 @@ def _self_signed(key: PrivateKey, common_name: str, sans: list[x509.GeneralName]
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(now + CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(_key_usage(signs_certificates=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
@@ -112,9 +114,44 @@ def _self_signed(key: PrivateKey, common_name: str, sans: list[x509.GeneralName]
 
 
 def create_ca() -> tuple[PrivateKey, x509.Certificate]:
-    """A new self-signed CA (CA:TRUE, path length 0: it signs leaves only)."""
+    """A new self-signed root CA of a cluster (path length 1: it signs leaves and
+    the intermediate CAs of masters that join the cluster, which sign leaves only)."""
     key = generate_key()
-    return key, _self_signed(key, "sloth-runner CA", None)
+    return key, _self_signed(key, "sloth-runner CA", None, path_length=1)
+
+
+def can_sign_intermediates(ca_cert: x509.Certificate) -> bool:
+    """Whether a root CA allows intermediates (CAs made before clusters had path length 0)."""
+    constraints = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    return constraints.path_length is None or constraints.path_length >= 1
+
+
+def issue_intermediate(
+    ca_key: PrivateKey, ca_cert: x509.Certificate, public_key: ec.EllipticCurvePublicKey, master_name: str
+) -> x509.Certificate:
+    """A master's own intermediate CA, signed by the root: it signs leaves only (path length 0)."""
+    now = _now()
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"sloth-runner master CA ({master_name})"))
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(ca_cert.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def build_ca_csr(key: PrivateKey, master_name: str) -> bytes:
+    """A joining master's request for its intermediate CA."""
+    csr = x509.CertificateSigningRequestBuilder().subject_name(_name(f"master:{master_name}")).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM)
 
 
 def create_join_certificate() -> tuple[PrivateKey, x509.Certificate]:
@@ -179,7 +216,7 @@ def build_csr(key: PrivateKey, name: str) -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-def public_key_from_csr(csr_pem: bytes, name: str) -> ec.EllipticCurvePublicKey:
+def public_key_from_csr(csr_pem: bytes, name: str, kind: str = "agent") -> ec.EllipticCurvePublicKey:
     """Validate an agent's CSR and return its public key.
 
     Checks the CSR's self-signature (the agent holds the key) and that its CN
@@ -203,8 +240,8 @@ def public_key_from_csr(csr_pem: bytes, name: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise CredentialsError("certificate request key must be ECDSA P-256")
     common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if [attr.value for attr in common_names] != [f"agent:{name}"]:
-        raise CredentialsError(f"certificate request is not for agent {name!r}")
+    if [attr.value for attr in common_names] != [f"{kind}:{name}"]:
+        raise CredentialsError(f"certificate request is not for {kind} {name!r}")
     return key
 
 

@@ -240,6 +240,13 @@ class Authorizer:
             raise PermissionDeniedError(f"only an admin may do this; the caller is {caller}")
         return caller
 
+    def check_admin_or_peer(self, context: grpc.aio.ServicerContext) -> Identity:
+        """An admin, or another master of the cluster relaying an admin's cancel or follow."""
+        caller = self.identify(context)
+        if caller.kind not in ("admin", "master", "insecure"):
+            raise PermissionDeniedError(f"only an admin may do this; the caller is {caller}")
+        return caller
+
     def check_master(self, context: grpc.aio.ServicerContext) -> Identity:
         caller = self.identify(context)
         if caller.kind not in ("master", "insecure"):
@@ -261,6 +268,10 @@ class Authorizer:
     async def require_admin(self, context: grpc.aio.ServicerContext) -> Identity:
         """Admin (CLI/console) callers only."""
         return await _or_abort(context, self.check_admin, context)
+
+    async def require_admin_or_peer(self, context: grpc.aio.ServicerContext) -> Identity:
+        """Admins, and other masters relaying (see :mod:`sloth_core.master.peers`)."""
+        return await _or_abort(context, self.check_admin_or_peer, context)
 
     async def require_master(self, context: grpc.aio.ServicerContext) -> Identity:
         """The master only (an agent's Execute/Cancel/Shutdown)."""

@@ -19,6 +19,10 @@ JOIN_CERT, JOIN_KEY = "join.pem", "join-key.pem"
 TOKEN_FILE = "join-token"
 TOKENS_STATE_FILE = "tokens.json"
 LEDGER_FILE = "certificates.json"
+# A master that joined a cluster signs with its own intermediate CA (the root's key stays with the first master).
+ISSUER_CERT, ISSUER_KEY = "issuer.pem", "issuer-key.pem"
+# The store this master shares with the cluster (written at start): tokens and the ledger live there.
+CLUSTER_FILE = "cluster.json"
 MASTER_KEYS = (CA_KEY, MASTER_KEY, ADMIN_KEY, JOIN_KEY)
 
 # Agent data dir.

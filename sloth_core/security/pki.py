@@ -9,6 +9,12 @@ Layout of ``<master data dir>/pki/`` (dir 0700, every file 0600)::
     join-token                  the default join token (local discovery)
     tokens.json                 all join tokens and their state
     certificates.json           issued and revoked serials
+    issuer.pem  issuer-key.pem  a joined master's intermediate CA (then no ca-key.pem)
+    cluster.json                the shared store, when several masters share one
+
+With a PostgreSQL store the tokens and the ledger live in the store instead
+(:mod:`.shared_state`), so every master of the cluster honours the same
+tokens and refuses the same revoked certificates; keys stay in files.
 """
 
 from __future__ import annotations
@@ -37,11 +43,15 @@ from .layout import (
     ADMIN_KEY,
     CA_CERT,
     CA_KEY,
+    CLUSTER_FILE,
+    ISSUER_CERT,
+    ISSUER_KEY,
     JOIN_CERT,
     JOIN_KEY,
     LEDGER_FILE,
     MASTER_CERT,
     MASTER_KEY,
+    TOKENS_STATE_FILE,
     pki_dir,
 )
 from .names import MASTER_SERVER_NAME, CertKind, agent_server_name
@@ -74,28 +84,72 @@ class MasterPKI:
 
     def __init__(self, directory: Path, pairs: dict[str, _Pair]) -> None:
         self.pki_dir = directory
-        self._ca_key = ca.load_key(pairs[CA_CERT].key_pem)
-        self._ca_cert = ca.load_cert(pairs[CA_CERT].cert_pem)
         self.ca_pem: bytes = pairs[CA_CERT].cert_pem
+        self._ca_cert = ca.load_cert(pairs[CA_CERT].cert_pem)
+        #: Whether this master holds the cluster's root key (it created the CA).
+        self.holds_root = bool(pairs[CA_CERT].key_pem)
+        if self.holds_root:
+            self._ca_key = ca.load_key(pairs[CA_CERT].key_pem)
+            self._signer_cert = self._ca_cert
+            #: Appended to every certificate we issue, so peers can chain it to the root.
+            self.chain_pem = b""
+        else:
+            self._ca_key = ca.load_key(pairs[ISSUER_CERT].key_pem)
+            self._signer_cert = ca.load_cert(pairs[ISSUER_CERT].cert_pem)
+            self.chain_pem = pairs[ISSUER_CERT].cert_pem
         #: Server identity on the master port and client identity to agents.
         self.master_tls = TLSConfig(self.ca_pem, pairs[MASTER_CERT].cert_pem, pairs[MASTER_CERT].key_pem)
         #: The local operator's identity (``admin:local``).
         self.admin_tls = TLSConfig(self.ca_pem, pairs[ADMIN_CERT].cert_pem, pairs[ADMIN_CERT].key_pem)
         self.join_cert_pem: bytes = pairs[JOIN_CERT].cert_pem
         self.join_key_pem: bytes = pairs[JOIN_CERT].key_pem
-        #: SHA-256 pin of the join certificate, as carried in tokens.
+        #: SHA-256 pin of the join certificate, as carried in tokens (the same on every master of a cluster).
         self.join_pin: str = ca.pin_of_cert(ca.load_cert(self.join_cert_pem))
-        self.tokens = JoinTokens(directory, self.join_pin)
-        self._ledger = CertificateLedger(directory / LEDGER_FILE)
+        self.store_url = shared_store_of(directory)
+        shared_tokens = shared_ledger = None
+        if self.store_url:
+            from ._files import JsonState
+            from .revocation import _empty as empty_ledger
+            from .shared_state import SharedState
+            from .tokens import _empty as empty_tokens
+
+            # Seeded from the files the first time, so a master moving to the
+            # shared store keeps its tokens and revocations.
+            shared_tokens = SharedState(
+                self.store_url, "tokens", empty_tokens,
+                seed=lambda: _tokens_only(JsonState(directory / TOKENS_STATE_FILE, empty_tokens).read()),
+            )
+            shared_ledger = SharedState(
+                self.store_url, "certificates", empty_ledger,
+                seed=JsonState(directory / LEDGER_FILE, empty_ledger).read,
+            )
+        self.tokens = JoinTokens(directory, self.join_pin, shared_tokens)
+        self._ledger = CertificateLedger(directory / LEDGER_FILE, shared_ledger)
+
+    @property
+    def identity_label(self) -> str:
+        """Which CA this master signs with, as ``master status`` shows it."""
+        if self.holds_root:
+            return "root CA"
+        from cryptography.x509.oid import NameOID
+
+        names = self._signer_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(names[0].value) if names else "intermediate CA"
 
     # ------------------------------------------------------------ loading
 
     @classmethod
-    def load_or_create(cls, data_dir: Path) -> MasterPKI:
-        """Load ``data_dir/pki``, creating a new CA and identities on first start."""
+    def load_or_create(cls, data_dir: Path, shared_store: str | None = None) -> MasterPKI:
+        """Load ``data_dir/pki``, creating a new CA and identities on first start.
+
+        ``shared_store``: the PostgreSQL store the cluster's tokens and ledger
+        live in ("" for the files; None leaves the recorded choice alone).
+        """
         pki_path = pki_dir(data_dir)
         if not (pki_path / CA_CERT).exists():
             cls._create(data_dir, pki_path)
+        if shared_store is not None:
+            record_shared_store(data_dir, shared_store)
         return cls.load(data_dir)
 
     @classmethod
@@ -104,6 +158,14 @@ class MasterPKI:
         pki_path = pki_dir(data_dir)
         pairs: dict[str, _Pair] = {}
         for cert_file, key_file in _FILE_PAIRS:
+            if key_file == CA_KEY and (pki_path / ISSUER_CERT).exists():
+                # A joined master: the root's key stays with the first master.
+                pairs[CA_CERT] = _Pair(read_credential(pki_path / CA_CERT, "cluster CA certificate"), b"")
+                pairs[ISSUER_CERT] = _Pair(
+                    read_credential(pki_path / ISSUER_CERT, "master's intermediate CA certificate"),
+                    read_credential(pki_path / ISSUER_KEY, "master's intermediate CA key"),
+                )
+                continue
             pairs[cert_file] = _Pair(
                 read_credential(pki_path / cert_file, "master certificate"),
                 read_credential(pki_path / key_file, "master private key"),
@@ -195,11 +257,14 @@ class MasterPKI:
         join_port: int | None = None,
         for_name: str | None = None,
         replace: bool = False,
+        kind: str = "agent",
     ) -> str:
-        """An extra join token; see :meth:`JoinTokens.create`."""
+        """An extra join token; see :meth:`JoinTokens.create` (``kind="master"``: for `master join-cluster`)."""
         if for_name is not None:
             validate_agent_name(for_name)
-        return self.tokens.create(once=once, ttl_s=ttl_s, join_port=join_port, for_name=for_name, replace=replace)
+        return self.tokens.create(
+            once=once, ttl_s=ttl_s, join_port=join_port, for_name=for_name, replace=replace, kind=kind
+        )
 
     def agent_name_is_bound(self, name: str) -> bool:
         """Whether agent ``name`` holds a certificate that was not revoked."""
@@ -225,7 +290,7 @@ class MasterPKI:
             name,
             f" (revoked {len(superseded)} earlier)" if superseded else "",
         )
-        return ca.cert_to_pem(cert)
+        return ca.cert_to_pem(cert) + self.chain_pem
 
     def export_admin_bundle(self, path: Path, name: str) -> None:
         """Write a 0600 credentials file holding a new identity ``admin:<name>``.
@@ -253,7 +318,7 @@ class MasterPKI:
         try:
             write_admin_bundle(
                 path,
-                TLSConfig(self.ca_pem, ca.cert_to_pem(cert), ca.key_to_pem(key)),
+                TLSConfig(self.ca_pem, ca.cert_to_pem(cert) + self.chain_pem, ca.key_to_pem(key)),
                 f"admin:{name}",
             )
         except CredentialsError:
@@ -273,7 +338,7 @@ class MasterPKI:
         *,
         dns_name: str | None,
     ) -> x509.Certificate:
-        return ca.issue_certificate(self._ca_key, self._ca_cert, public_key, kind, name, dns_name=dns_name)
+        return ca.issue_certificate(self._ca_key, self._signer_cert, public_key, kind, name, dns_name=dns_name)
 
     # ------------------------------------------------------------ revoking
 
@@ -299,6 +364,10 @@ class MasterPKI:
         log.info("revoked %d certificate(s) of admin %s", len(serials), name)
         return serials
 
+    def refresh_shared(self) -> None:
+        """Several masters: re-read the cluster's ledger now (another master revoked someone)."""
+        self._ledger.refresh_soon()
+
     def is_revoked(self, serial: int) -> bool:
         """Whether a certificate serial was revoked (see :class:`~.identity.Authorizer`)."""
         return self._ledger.is_revoked(serial)
@@ -306,3 +375,32 @@ class MasterPKI:
     def revoked_serials(self) -> frozenset[int]:
         """Every revoked serial; the same object until the list changes."""
         return self._ledger.revoked_serials()
+
+def shared_store_of(pki_path: Path) -> str:
+    """The PostgreSQL store this master shares with its cluster ("" when none)."""
+    import json
+
+    try:
+        return str(json.loads((pki_path / CLUSTER_FILE).read_bytes()).get("store") or "")
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError) as exc:
+        raise CredentialsError(f"{pki_path / CLUSTER_FILE} is damaged or unreadable ({exc})") from None
+
+
+def record_shared_store(data_dir: Path, store_url: str) -> None:
+    """Say which store holds this master's tokens and ledger (none: its files)."""
+    import json
+
+    path = pki_dir(data_dir) / CLUSTER_FILE
+    if store_url:
+        ensure_private_dir(pki_dir(data_dir))
+        write_private(path, json.dumps({"store": store_url}).encode())
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _tokens_only(doc: dict) -> dict:  # type: ignore[type-arg]
+    """The tokens of a local tokens.json, without this master's own join port."""
+    return {"join_port": None, "tokens": dict(doc.get("tokens", {}))}

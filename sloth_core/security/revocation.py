@@ -34,10 +34,17 @@ class AdminIdentity:
 class CertificateLedger:
     """Issued and revoked serials, keyed by identity (``"agent/web1"``)."""
 
-    def __init__(self, path: Path) -> None:
-        self._state = JsonState(path, _empty)
+    def __init__(self, path: Path, shared: Any = None) -> None:
+        # The cluster's shared document (a SharedState) when several masters share a store.
+        self._state = shared if shared is not None else JsonState(path, _empty)
         self._revoked: frozenset[int] = frozenset()
         self._revoked_source: list[str] | None = None
+
+    def refresh_soon(self) -> None:
+        """Re-read the shared ledger at once (files are re-read on every read anyway)."""
+        refresh = getattr(self._state, "refresh_soon", None)
+        if refresh is not None:
+            refresh()
 
     def record(self, identity: str, serial: int, *, supersede: bool = False) -> list[int]:
         """Note that ``serial`` was issued to ``identity``.

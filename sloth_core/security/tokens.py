@@ -41,6 +41,11 @@ EXPIRED = "join token expired"
 USED = "join token was already used"
 MALFORMED = "join token is malformed (expected SLOTH1.<port>.<id>.<secret>.<pin>); copy it again from the master"
 
+WRONG_KIND = {
+    "agent": "this is a token for a master joining the cluster (`master join-cluster`), not for an agent",
+    "master": "this is an agent's join token; a master joins with `sloth-runner master token create --master`",
+}
+
 # Spent or expired tokens are kept this long so that a late attempt gets the
 # precise "expired" / "already used" message rather than "invalid".
 _KEEP_DEAD_S = 7 * 24 * 3600
@@ -116,10 +121,14 @@ class JoinTokens:
     that the running master honours at once.
     """
 
-    def __init__(self, pki_dir: Path, pin: str) -> None:
+    def __init__(self, pki_dir: Path, pin: str, shared: Any = None) -> None:
         self._pin = pin
         self._token_file = pki_dir / TOKEN_FILE
-        self._state = JsonState(pki_dir / TOKENS_STATE_FILE, _empty)
+        #: This master's own document: its join port (and the tokens, alone).
+        self._local = JsonState(pki_dir / TOKENS_STATE_FILE, _empty)
+        #: The tokens: the cluster's shared document (a :class:`~.shared_state.SharedState`)
+        #: when several masters share a store, else the local file.
+        self._state = shared if shared is not None else self._local
         if self._default_id(self._state.read()) is None:
             with self._state.update() as data:
                 if self._default_id(data) is None:
@@ -129,12 +138,12 @@ class JoinTokens:
 
     @property
     def join_port(self) -> int | None:
-        port = self._state.read()["join_port"]
+        port = self._local.read()["join_port"]
         return int(port) if port else None
 
     def publish(self, join_port: int) -> str:
         """Record the bound join port and write the default token file."""
-        with self._state.update() as data:
+        with self._local.update() as data:
             data["join_port"] = join_port
         token = self.current_token()
         write_private(self._token_file, f"{token}\n".encode())
@@ -170,6 +179,7 @@ class JoinTokens:
         join_port: int | None = None,
         for_name: str | None = None,
         replace: bool = False,
+        kind: str = "agent",
     ) -> str:
         """An extra token, optionally single-use and/or expiring after ``ttl_s``.
 
@@ -184,14 +194,18 @@ class JoinTokens:
         if replace and not for_name:
             raise ValueError("a replacing token names the agent it replaces")
         with self._state.update() as data:
-            token_id = self._add(data, default=False, once=once or replace, ttl_s=ttl_s)
+            token_id = self._add(data, default=False, once=once or replace or kind == "master", ttl_s=ttl_s)
+            if kind != "agent":
+                data["tokens"][token_id]["kind"] = kind
             if for_name:
                 data["tokens"][token_id].update({"for": for_name, "replace": replace})
         return self._format(self._state.read(), token_id, join_port)
 
     # ------------------------------------------------------------ checking
 
-    def verify(self, token_id: str, proof: bytes, csr_pem: bytes, *, consume: bool = True) -> JoinGrant:
+    def verify(
+        self, token_id: str, proof: bytes, csr_pem: bytes, *, consume: bool = True, kind: str = "agent"
+    ) -> JoinGrant:
         """Check a join proof; consume a single-use token unless told not to.
 
         Returns what the token allows (:class:`JoinGrant`).
@@ -200,6 +214,9 @@ class JoinTokens:
         nothing about a token (not even whether it expired). Raises
         :class:`CredentialsError` with a message for the person joining.
         """
+        refresh = getattr(self._state, "refresh", None)
+        if refresh is not None:
+            refresh()  # a token minted a moment ago on another master
         record = self._state.read()["tokens"].get(token_id)
         if record is None:
             raise CredentialsError(INVALID)
@@ -210,6 +227,9 @@ class JoinTokens:
             raise CredentialsError(EXPIRED)
         if record.get("used_at") is not None:
             raise CredentialsError(USED)
+        if record.get("kind", "agent") != kind:
+            # A master token makes a new CA: it must never pass as an agent's, nor the reverse.
+            raise CredentialsError(WRONG_KIND[kind])
         if consume:
             self.consume(token_id)
         return JoinGrant(for_name=record.get("for"), replace=bool(record.get("replace")))
@@ -252,7 +272,7 @@ class JoinTokens:
         return token_id
 
     def _format(self, data: dict[str, Any], token_id: str, join_port: int | None = None) -> str:
-        port = join_port or data["join_port"]
+        port = join_port or self._local.read()["join_port"]
         if not port:
             # The master publishes the port right after binding it.
             raise CredentialsError("the master has not opened its join port yet; start the master first")

@@ -52,6 +52,8 @@ class RunRecord:
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     dropped_bytes: int = 0
+    # The master that drives the run (its lease id); "" with one master.
+    driver: str = ""
 
 
 @dataclass
@@ -77,7 +79,8 @@ class Storage(Protocol):
     def save_runs(self, records: list[RunRecord]) -> None: ...
     def append_output(self, run_id: str, chunks: list[StoredChunk]) -> None: ...
     def prune_runs(self, agent: str, keep: int) -> None: ...
-    async def mark_unfinished(self, status: int, error: str, now: float) -> int: ...
+    async def mark_unfinished(self, status: int, error: str, now: float, drivers: list[str] | None = None) -> int:
+        """Close runs still pending or running: all of them, or those of ``drivers`` (masters that died)."""
     async def get_run(self, run_id: str) -> RunRecord | None: ...
     async def list_runs(
         self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 50

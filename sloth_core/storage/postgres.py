@@ -76,6 +76,26 @@ MIGRATIONS = [
         PRIMARY KEY (run_id, seq, part)
     );
     """,
+    # Several masters: who drives each run, each master's lease, and the
+    # cluster's shared security state (tokens, issued and revoked serials;
+    # never a private key).
+    """
+    ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT '';
+    CREATE INDEX runs_unfinished ON runs (driver) WHERE status IN (1, 2);
+    CREATE TABLE masters (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL,
+        agents INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE sloth_state (
+        name TEXT PRIMARY KEY,
+        doc JSONB NOT NULL,
+        version BIGINT NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 
@@ -210,14 +230,15 @@ class PostgresStorage(QueuedStorage):
     async def _db_load_agents(self) -> list[Row]:
         return await self._fetch(f"SELECT {', '.join(AGENT_COLUMNS)} FROM agents")
 
-    async def _db_mark_unfinished(self, status: int, error: str, now: float) -> int:
+    async def _db_mark_unfinished(self, status: int, error: str, now: float, drivers: list[str] | None) -> int:
         from sloth_core.proto import sloth_pb2 as pb
 
         assert self._pool is not None
+        only = " AND driver = ANY(%s)" if drivers is not None else ""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE runs SET status = %s, error = %s, finished_at = %s WHERE status IN (%s, %s)",
-                (status, error, now, pb.RUN_PENDING, pb.RUN_RUNNING),
+                f"UPDATE runs SET status = %s, error = %s, finished_at = %s WHERE status IN (%s, %s){only}",
+                (status, error, now, pb.RUN_PENDING, pb.RUN_RUNNING, *([drivers] if drivers is not None else [])),
             )
             return cur.rowcount
 

@@ -130,7 +130,7 @@ class QueuedStorage:
     async def _db_load_agents(self) -> list[Row]:
         raise NotImplementedError
 
-    async def _db_mark_unfinished(self, status: int, error: str, now: float) -> int:
+    async def _db_mark_unfinished(self, status: int, error: str, now: float, drivers: list[str] | None) -> int:
         raise NotImplementedError
 
     async def _db_get_run(self, run_id: str) -> Row | None:
@@ -386,10 +386,10 @@ class QueuedStorage:
                 by_name[name] = row
         return [agent_from_row(row) for row in by_name.values()]
 
-    async def mark_unfinished(self, status: int, error: str, now: float) -> int:
+    async def mark_unfinished(self, status: int, error: str, now: float, drivers: list[str] | None = None) -> int:
         await self.flush()
         try:
-            return await self._db_mark_unfinished(status, error, now)
+            return await self._db_mark_unfinished(status, error, now, drivers)
         except Exception as exc:
             raise StorageError(f"cannot write to the history store: {self._cause_of(exc)}") from None
 

@@ -71,6 +71,8 @@ MIGRATIONS = [
         PRIMARY KEY (run_id, seq, part)
     ) WITHOUT ROWID;
     """,
+    # Several masters (PostgreSQL) record which one drives a run; SQLite keeps the column for one schema.
+    "ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT ''",
 ]
 
 _PERMANENT = (
@@ -213,13 +215,14 @@ class SQLiteStorage(QueuedStorage):
         cols = ", ".join(AGENT_COLUMNS)
         return await self._call(lambda c: c.execute(f"SELECT {cols} FROM agents").fetchall())
 
-    async def _db_mark_unfinished(self, status: int, error: str, now: float) -> int:
+    async def _db_mark_unfinished(self, status: int, error: str, now: float, drivers: list[str] | None) -> int:
         from sloth_core.proto import sloth_pb2 as pb
 
         def mark(conn: sqlite3.Connection) -> int:
+            only = f" AND driver IN ({', '.join('?' for _ in drivers)})" if drivers is not None else ""
             return conn.execute(
-                "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE status IN (?, ?)",
-                (status, error, now, pb.RUN_PENDING, pb.RUN_RUNNING),
+                f"UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE status IN (?, ?){only}",
+                (status, error, now, pb.RUN_PENDING, pb.RUN_RUNNING, *(drivers or [])),
             ).rowcount
 
         return await self._call(lambda c: _in_transaction(c, mark))

@@ -72,6 +72,18 @@ async def test_unfinished_runs_are_marked_at_start(open_store: StoreFactory) -> 
     assert lost is not None and (lost.status, lost.error, lost.finished_at) == (pb.RUN_LOST, "the master stopped", 9.0)
 
 
+async def test_only_the_runs_of_masters_that_died_are_marked_lost(open_store: StoreFactory) -> None:
+    store = await open_store()
+    for run_id, driver in (("r-a", "master-a"), ("r-b", "master-b"), ("r-c", "")):
+        record = run(run_id)
+        record.status, record.driver = pb.RUN_RUNNING, driver
+        store.save_run(record)
+    assert await store.mark_unfinished(pb.RUN_LOST, "its master died", 9.0, ["master-a"]) == 1
+    statuses = {r: (await store.get_run(r)).status for r in ("r-a", "r-b", "r-c")}  # type: ignore[union-attr]
+    assert statuses == {"r-a": pb.RUN_LOST, "r-b": pb.RUN_RUNNING, "r-c": pb.RUN_RUNNING}
+    assert (await store.get_run("r-b")).driver == "master-b"  # type: ignore[union-attr]
+
+
 async def test_a_newer_schema_is_refused_with_a_clear_message(open_store: StoreFactory, store_location: tuple[str, str]) -> None:
     store = await open_store()
     await store.close()
@@ -86,7 +98,7 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(open_store: StoreF
 
         with psycopg.connect(where, autocommit=True) as conn:
             conn.execute("INSERT INTO sloth_schema_version (version) VALUES (99)")
-    with pytest.raises(StorageError, match=r"schema version 99, newer than this master understands \(1\).*upgrade"):
+    with pytest.raises(StorageError, match=r"schema version 99, newer than this master understands \(2\).*upgrade"):
         await open_store()
 
 
