@@ -60,6 +60,7 @@ def _config(name: str, args: argparse.Namespace) -> Any:
         data_dir=home / "agents" / name,
         port=None,  # dials out only, as `agent start` does by default
         labels={"sim": "yes", "group": str(int(name.rsplit("-", 1)[1]) % 10)},
+        facts=not getattr(args, "no_facts", False),
         insecure=args.insecure,
         master_data_dir=home / "master",  # same user, same machine: the local token is found
     )
@@ -138,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=START_CONCURRENCY)
     p.add_argument("--join-only", action="store_true", help="join (get certificates) and exit")
     p.add_argument("--insecure", action="store_true")
+    p.add_argument("--no-facts", action="store_true", help="agents report no facts (bench.facts_cost compares)")
     args = p.parse_args(argv)
     logging.basicConfig(level=os.environ.get("SLOTH_SIM_LOG_LEVEL", "WARNING"), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     return asyncio.run(_host(args))
@@ -149,8 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 class SimFleet:
     """Starts and stops host processes for agents ``sim-0000`` .. ``sim-{count-1}``."""
 
-    def __init__(self, cluster: Any, count: int, per_process: int = 250, max_processes: int = 20) -> None:
+    def __init__(
+        self, cluster: Any, count: int, per_process: int = 250, max_processes: int = 20, extra: tuple[str, ...] = ()
+    ) -> None:
         self.cluster = cluster
+        self.extra = extra  # more host-process flags (--no-facts)
         self.count = count
         # Past max_processes x per_process, processes grow instead: 40 Python
         # processes would cost the 2-core machine more than the master does.
@@ -196,7 +201,7 @@ class SimFleet:
 
     def start(self) -> None:
         """Spawn the host processes (they start their agents concurrently); returns at once."""
-        self.hosts = [self._spawn(first, count) for first, count in self._slices()]
+        self.hosts = [self._spawn(first, count, *self.extra) for first, count in self._slices()]
 
     def wait_started(self, timeout: float) -> None:
         """Wait for every host to report its agents started (not yet that the master saw them)."""

@@ -9,12 +9,14 @@ the master's configuration may change them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sloth_core.errors import InvalidArgumentError
 from sloth_core.escape import has_unsafe, shortened
+from sloth_core.names import SECRET_PREFIX
 
 DEFAULT_MAX_COMMAND_BYTES = 128 * 1024
 T = TypeVar("T")
@@ -33,6 +35,12 @@ class Limits:
     max_text: int = 255  # hostname, os, version
     max_address: int = 255
     max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
+    max_addresses: int = 32  # an agent's reported IP addresses
+    max_env: int = 64  # --env pairs per run
+    max_env_key: int = 128
+    max_env_value: int = 4096
+    max_env_total: int = 32 * 1024
+    max_cwd: int = 4096  # PATH_MAX
 
 
 DEFAULT_LIMITS = Limits()
@@ -128,3 +136,52 @@ def page(items: Iterable[T], size: Callable[[T], int], budget: int = LISTING_PAG
             break
         taken.append(item)
     return taken
+
+
+# ---------------------------------------------------------------- facts, env, cwd
+
+#: Environment keys as shells name variables (``export KEY=...`` works).
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_facts(facts: Any, limits: Limits = DEFAULT_LIMITS) -> None:
+    """The facts an agent reports about its machine: texts printable and bounded."""
+    if facts is None:
+        return
+    for name in ("kernel", "os", "arch"):
+        _printable(getattr(facts, name), f"the agent's {name} fact", limits.max_text)
+    if len(facts.addresses) > limits.max_addresses:
+        raise InvalidArgumentError(
+            f"the agent reports {len(facts.addresses):,} addresses; the limit is {limits.max_addresses}"
+        )
+    for address in facts.addresses:
+        _printable(address, "an address the agent reports", 64)
+
+
+def check_run_environment(env: Mapping[str, str], cwd: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """``--env`` pairs and ``--cwd`` of a run: shell-identifier keys, bounded values, no NUL, absolute cwd."""
+    if len(env) > limits.max_env:
+        raise InvalidArgumentError(f"{len(env):,} --env pairs; the limit is {limits.max_env}")
+    total = 0
+    for key, value in env.items():
+        if len(key) > limits.max_env_key or not _ENV_KEY.fullmatch(key):
+            raise InvalidArgumentError(
+                f"--env key {shortened(key, 60)!r} is not a variable name (letters, digits and _, not first a digit)"
+            )
+        if key.startswith(SECRET_PREFIX):
+            raise InvalidArgumentError(f"--env cannot set {key}: {SECRET_PREFIX}* is the agent's own configuration")
+        if "\x00" in value:
+            raise InvalidArgumentError(f"the value of --env {key} holds a NUL byte")
+        if len(value) > limits.max_env_value:
+            raise InvalidArgumentError(
+                f"the value of --env {key} is {len(value):,} characters; the limit is {limits.max_env_value:,}"
+            )
+        total += len(key) + len(value)
+    if total > limits.max_env_total:
+        raise InvalidArgumentError(f"--env holds {total:,} characters in all; the limit is {limits.max_env_total:,}")
+    if cwd:
+        if not cwd.startswith("/"):
+            raise InvalidArgumentError(f"--cwd must be an absolute directory (it starts with /): {shortened(cwd, 60)}")
+        if "\x00" in cwd:
+            raise InvalidArgumentError("--cwd holds a NUL byte")
+        _printable(cwd, "--cwd", limits.max_cwd)

@@ -261,6 +261,8 @@ class MasterClient:
         timeout_s: float = 0.0,
         parallel: int = 0,
         with_output: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "",
     ) -> AsyncIterator[pb.RunEvent]:
         """Start a job and stream its events: the job, then started/output/finished per run."""
         from sloth_core.proto import sloth_pb2 as pb
@@ -275,6 +277,8 @@ class MasterClient:
             timeout_s=timeout_s,
             parallel=parallel,
             no_output=not with_output,
+            env=dict(env or {}),
+            cwd=cwd,
         )
         return self._stream(lambda: self._stub.Run(request))
 

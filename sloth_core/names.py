@@ -12,6 +12,9 @@ DEFAULT_MASTER_PORT = 50053
 DEFAULT_AGENT_PORT = 50051
 MASTER_ENV = "SLOTH_RUNNER_MASTER"
 TOKEN_ENV = "SLOTH_RUNNER_TOKEN"  # an agent's join token
+# The agent's own settings (token, master, home): never passed to a command,
+# and `agent run --env` cannot set them.
+SECRET_PREFIX = "SLOTH_RUNNER_"
 
 NAME_RULE = "1-63 characters: letters, digits, '-', '_' and '.', starting with a letter or digit"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -107,6 +110,14 @@ def _local_master(master_data_dir: str | os.PathLike[str] | None) -> str | None:
     from sloth_core.endpoint import local_master_address
 
     return local_master_address(paths.master_data_dir(master_data_dir))
+
+
+def parse_env(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of ``--env`` (the master checks the key and the value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"malformed --env {text!r}: expected KEY=VALUE")
+    return key, value
 
 
 def parse_label(text: str) -> tuple[str, str]:

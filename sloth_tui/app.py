@@ -48,6 +48,7 @@ from sloth_tui.model.connection import CONNECTED, Connection
 from sloth_tui.model.feed import Changes, Feed
 from sloth_tui.model.fleet import FleetChanges, FleetModel
 from sloth_tui.model.prompt_history import PromptHistory
+from sloth_tui.model.run_options import RunOptions
 from sloth_tui.model.runs import DEFAULT_MAX_LINES, RunsChanged, RunStore, RunView
 from sloth_tui.screens.confirm import ConfirmScreen
 from sloth_tui.screens.fleet import FleetScreen
@@ -293,11 +294,12 @@ class SlothApp(App[int]):
             raise SlothError(f"not connected to {self.connection.target} yet")
         return self.client
 
-    def start_job(self, command: str, names: list[str]) -> None:
-        """Run ``command`` on ``names``; events arrive as :class:`RunBatch`."""
+    def start_job(self, command: str, names: list[str], options: RunOptions | None = None) -> None:
+        """Run ``command`` on ``names`` (with --env/--cwd ``options``); events arrive as :class:`RunBatch`."""
         stream_id = self.feed.open_job(command)
+        env, cwd = (options.env, options.cwd) if options else ({}, "")
         self.run_worker(
-            self._pump(stream_id, lambda client: client.run(names=names, command=command)),
+            self._pump(stream_id, lambda client: client.run(names=names, command=command, env=env, cwd=cwd)),
             group="jobs",
             exit_on_error=False,
         )

@@ -73,6 +73,7 @@ CONTEXTS: dict[str, str] = {
     "runs": "Run list",
     "confirm": "Confirmation dialog",
     "help": "Help",
+    "details": "Agent details",
 }
 
 _SORT = "Sort"
@@ -97,6 +98,7 @@ _history = _in("history", "screen")
 _runs = _in("runs", "HistoryTable")
 _confirm = _in("confirm", "screen")
 _help = _in("help", "screen")
+_details = _in("details", "screen")
 
 KEYMAP: tuple[KeySpec, ...] = (
     # ------------------------------------------------------------ anywhere
@@ -135,6 +137,10 @@ KEYMAP: tuple[KeySpec, ...] = (
     _table("table.sort_version", "V", "screen.sort('version')", "Sort by version", group=_SORT),
     _table("table.sort_seen", "L", "screen.sort('last_seen')", "Sort by last seen", group=_SORT),
     _table("table.sort_running", "I", "screen.sort('running')", "Sort by runs in flight", group=_SORT),
+    _table("table.sort_cpu", "P", "screen.sort('cpu')", "Sort by CPU (load per core)", group=_SORT),
+    _table("table.sort_mem", "M", "screen.sort('mem')", "Sort by memory used", group=_SORT),
+    _table("table.sort_disk", "F", "screen.sort('disk')", "Sort by disk used", group=_SORT),
+    _table("table.describe", "d", "screen.describe_agent", "Describe the agent: all its facts"),
     _table("table.stop", "x", "screen.stop_agent", "Stop the agent"),
     _table("table.delete", "D", "screen.delete_agent", "Delete the agent (revokes its certificate)"),
     _table("table.clear_filter", "escape", "screen.clear_filter", "Clear the filter"),
@@ -178,6 +184,7 @@ KEYMAP: tuple[KeySpec, ...] = (
     _confirm("confirm.no", "n,escape", "cancel", "No", show=True, palette=False),
     _confirm("confirm.press", "enter", "press", "Press the focused button", builtin=True, palette=False),
     _help("help.close", "escape,question_mark,q", "close", "Close", show=True, palette=False),
+    _details("details.close", "escape,d,q", "close", "Close", show=True, palette=False),
 )
 
 

@@ -131,10 +131,14 @@ class _PipeProtocol:
 class Execution:
     """One command being run. Iterate :meth:`events`; call :meth:`cancel` to stop it."""
 
-    def __init__(self, command: str, timeout_s: float = 0.0, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, command: str, timeout_s: float = 0.0, env: dict[str, str] | None = None, cwd: str = "", where: str = ""
+    ) -> None:
         self.command = command
         self.timeout_s = timeout_s
         self.env = env  # added to the agent's environment, less its SLOTH_RUNNER_* settings
+        self.cwd = cwd  # where it starts; empty: the agent's own directory
+        self.where = where  # the agent's name, for errors
         self.pid = 0
         self._proto: _PipeProtocol | None = None
         self._helper: processes.ProcessHelper | None = None
@@ -146,11 +150,18 @@ class Execution:
         loop = asyncio.get_running_loop()
         started = time.time()
         try:
+            if self.cwd and not os.path.isdir(self.cwd):
+                raise NotADirectoryError(self.cwd)
             helper = self._helper = await processes.shared()
-            child = await helper.spawn(["bash", "-c", self.command], self.env or {})
+            child = await helper.spawn(["bash", "-c", self.command], self.env or {}, self.cwd)
         except OSError as exc:
             finished = time.time()
-            self.outcome = Outcome(pb.RUN_FAILED, 127, 0, started, finished, f"cannot start bash: {exc}")
+            if self.cwd and not os.path.isdir(self.cwd):
+                # Said plainly, not as bash's "cd: ...": nothing ran.
+                where = f" on {self.where}" if self.where else ""
+                self.outcome = Outcome(pb.RUN_FAILED, -1, 0, started, finished, f"no such directory{where}: {self.cwd}")
+            else:
+                self.outcome = Outcome(pb.RUN_FAILED, 127, 0, started, finished, f"cannot start bash: {exc}")
             yield _exit_event(self.outcome)
             return
         proto = _PipeProtocol()

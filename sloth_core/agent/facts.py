@@ -8,14 +8,20 @@ agents a fact that changes every beat would cost the master a write per beat.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import socket
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 FAST_INTERVAL_S = 15.0
+# Every so often a beat carries every fact again: a master restarted from disk
+# holds none until then (the agent does not register again), and nothing drifts.
+FULL_EVERY_S = 600.0
 
 # A change smaller than this is noise, not news: load is rounded to 2
 # decimals, memory and disk to whole per-mille of their total.
@@ -143,3 +149,72 @@ def changed(old: Facts | None, new: Facts) -> Mapping[str, object]:
     if diff:
         diff["uptime_s"] = new.uptime_s
     return diff
+
+
+def as_proto(changes: Mapping[str, object]) -> Any:
+    """``changes`` (from :func:`changed`) as a ``Facts`` message: only those fields present."""
+    from sloth_core.proto import sloth_pb2 as pb
+
+    message = pb.Facts()
+    for name, value in changes.items():
+        if name == "load":
+            message.load1, message.load5, message.load15 = value  # type: ignore[misc]
+        elif name == "addresses":
+            message.addresses.extend(value)  # type: ignore[arg-type]
+        else:
+            setattr(message, name, value)
+    return message
+
+
+class FactsReporter:
+    """What this agent tells the master about its machine, and when.
+
+    :meth:`hello` gives every fact (registration); :meth:`for_beat` gives only
+    what changed since the master last heard, reading the machine at most
+    every :data:`FAST_INTERVAL_S`, or ``None`` when there is nothing to say.
+    A beat that fails leaves its changes unsent: the next read offers them again.
+    """
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        interval_s: float = FAST_INTERVAL_S,
+        read: Callable[[], Facts] = read_facts,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.enabled = enabled
+        self.interval_s = interval_s
+        self._read = read
+        self._clock = clock
+        self._told: Facts | None = None  # what the master holds
+        self._read_at = float("-inf")
+        self._full_at = float("-inf")
+        self._offered: Facts | None = None
+
+    async def hello(self) -> Any:
+        if not self.enabled:
+            return None
+        facts = await asyncio.to_thread(self._read)  # getaddrinfo may wait on a resolver
+        self._read_at = self._full_at = self._clock()
+        self._told = self._offered = facts
+        return as_proto(changed(None, facts))
+
+    async def for_beat(self) -> Any:
+        if not self.enabled or self._told is None or self._clock() - self._read_at < self.interval_s:
+            return None
+        facts = await asyncio.to_thread(self._read)
+        self._read_at = now = self._clock()
+        if now - self._full_at >= FULL_EVERY_S:
+            self._full_at = now
+            diff = changed(None, facts)
+        else:
+            diff = changed(self._told, facts)
+        if not diff:
+            return None
+        self._offered = replace(self._told, **diff)  # type: ignore[arg-type]
+        return as_proto(diff)
+
+    def delivered(self) -> None:
+        """The last beat's facts reached the master."""
+        self._told = self._offered

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sloth_core.agent import spawner
+from sloth_core.names import SECRET_PREFIX
 
 log = logging.getLogger(__name__)
 
-SECRET_PREFIX = "SLOTH_RUNNER_"  # the agent's own settings (token, master, home): never a command's
 READY_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 3.0
 
@@ -91,8 +91,8 @@ class ProcessHelper:
             )
         return swept
 
-    async def spawn(self, argv: list[str], extra_env: dict[str, str]) -> Child:
-        """Start ``argv`` in a new session; raises OSError when it cannot start."""
+    async def spawn(self, argv: list[str], extra_env: dict[str, str], cwd: str = "") -> Child:
+        """Start ``argv`` in a new session (in ``cwd``, else the agent's); raises OSError when it cannot start."""
         if self._sock is None or self.loop is None:
             raise OSError("the agent's process helper is not running")
         self._next_id += 1
@@ -100,7 +100,7 @@ class ProcessHelper:
         started: asyncio.Future[Child] = self.loop.create_future()
         self._spawns[ident] = started
         try:
-            self._send(ident, marshal.dumps((spawner.SPAWN, ident, argv, extra_env)))
+            self._send(ident, marshal.dumps((spawner.SPAWN, ident, argv, extra_env, cwd)))
             return await started
         finally:
             self._spawns.pop(ident, None)

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator
 from sloth_core import errors
 from sloth_core.agent.executor import KILL_GRACE_S, Execution
 from sloth_core.escape import shortened
+from sloth_core.names import SECRET_PREFIX
 from sloth_core.proto import sloth_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,13 @@ class RunTable:
     def running(self) -> int:
         return len(self._runs)
 
-    def start(self, run_id: str, command: str, timeout_s: float) -> AsyncGenerator[pb.ExecuteEvent, None]:
+    def start_request(self, request: pb.ExecuteRequest) -> AsyncGenerator[pb.ExecuteEvent, None]:
+        """:meth:`start` for what the master sent: the command, its timeout, --env and --cwd."""
+        return self.start(request.run_id, request.command, request.timeout_s, env=dict(request.env), cwd=request.cwd)
+
+    def start(
+        self, run_id: str, command: str, timeout_s: float, *, env: dict[str, str] | None = None, cwd: str = ""
+    ) -> AsyncGenerator[pb.ExecuteEvent, None]:
         """Start ``command`` as run ``run_id``; its events, ending with the exit.
 
         Raises :class:`~sloth_core.errors.UsageError` for an empty command and
@@ -45,8 +52,10 @@ class RunTable:
         if run_id in self._runs:
             raise errors.RunExistsError(f"run {run_id} is already running")
         # Commands can tell where and as what they run (like $SSH_CONNECTION).
-        env = {"SLOTH_AGENT": self._agent_name, "SLOTH_RUN_ID": run_id}
-        execution = Execution(command, timeout_s, env)
+        # The master refuses SLOTH_RUNNER_* in --env; an agent does not rely on it.
+        env = {k: v for k, v in (env or {}).items() if not k.startswith(SECRET_PREFIX)}
+        env.update(SLOTH_AGENT=self._agent_name, SLOTH_RUN_ID=run_id)
+        execution = Execution(command, timeout_s, env, cwd=cwd, where=self._agent_name)
         self._runs[run_id] = execution
         log.info("run %s: %s", run_id, shortened(command))
         return self._events(run_id, execution)

@@ -37,6 +37,9 @@ class AgentConfig:
     insecure: bool = False
     token: str | None = None
     master_data_dir: Path | None = None  # where a local master keeps its token
+    facts: bool = True  # report load, memory, disk... (--no-facts)
+    facts_interval_s: float = 15.0  # at most this often for load, memory, disk
+    facts_proc: str = "/proc"
 
 
 def explicit_token(config: AgentConfig) -> str | None:
@@ -136,7 +139,8 @@ class Agent:
         self.session = MasterSession(
             cfg.master,
             tls,
-            AgentProfile(cfg.name, self.address, secrets.token_hex(8), dict(cfg.labels)),
+            AgentProfile(cfg.name, self.address, secrets.token_hex(8), dict(cfg.labels),
+                         facts=cfg.facts, facts_interval_s=cfg.facts_interval_s, facts_proc=cfg.facts_proc),
             self.runs,
             on_shutdown=self.stopping.set,
         )

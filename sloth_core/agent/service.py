@@ -35,7 +35,7 @@ class AgentService(sloth_pb2_grpc.AgentServicer):
     ) -> AsyncIterator[pb.ExecuteEvent]:
         await self._auth.require_master(context)
         try:
-            events = self._runs.start(request.run_id, request.command, request.timeout_s)
+            events = self._runs.start_request(request)
         except errors.SlothError as exc:
             await abort(context, exc)
         # Closed here, not left to the garbage collector: a run the master

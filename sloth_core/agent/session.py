@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import platform
 import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 
 from sloth_core import __version__, errors
+from sloth_core.agent.facts import FAST_INTERVAL_S, FactsReporter, read_facts
 from sloth_core.agent.runs import RunTable
 from sloth_core.client import map_rpc_error
 from sloth_core.proto import sloth_pb2 as pb
@@ -52,6 +55,9 @@ class AgentProfile:
     address: str  # where it also listens (--port), else ""
     instance_id: str
     labels: dict[str, str] = field(default_factory=dict)
+    facts: bool = True  # report facts about the machine (load, memory, disk...)
+    facts_interval_s: float = FAST_INTERVAL_S  # tests shorten it
+    facts_proc: str = "/proc"  # tests point it at a /proc of their own
 
 
 class MasterSession:
@@ -80,6 +86,11 @@ class MasterSession:
         self._reports: set[asyncio.Task[None]] = set()
         self.interval_s = 5.0
         self.registered = asyncio.Event()
+        self.facts = FactsReporter(
+            enabled=profile.facts,
+            interval_s=profile.facts_interval_s,
+            read=functools.partial(read_facts, proc=Path(profile.facts_proc)),
+        )
 
     def _open(self, master: str) -> None:
         self._master = master
@@ -98,9 +109,10 @@ class MasterSession:
         await old.close(grace=None)
         log.info("trying the master at %s", following)
 
-    def _hello(self) -> pb.AgentUp:
+    def _hello(self, facts: pb.Facts | None = None) -> pb.AgentUp:
         profile = self._profile
         return pb.AgentUp(hello=pb.RegisterRequest(
+            facts=facts,
             name=profile.name,
             address=profile.address,
             version=__version__,
@@ -112,10 +124,13 @@ class MasterSession:
 
     async def register_once(self) -> None:
         """Open the session; raises a user-facing error for anything that will not heal by waiting."""
+        # Facts are read before the call opens: a call that fails while we
+        # wait would refuse the write with InvalidStateError, not an RPC error.
+        facts = await self.facts.hello()
         call = self._stub.Connect()
         try:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
-                await call.write(self._hello())
+                await call.write(self._hello(facts))
                 first = await call.read()
         except grpc.aio.AioRpcError as exc:
             call.cancel()
@@ -191,7 +206,9 @@ class MasterSession:
     async def _beat(self, call: Any) -> None:
         while True:
             await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
-            await call.write(pb.AgentUp(beat=pb.Beat(running=self._runs.running)))
+            facts = await self.facts.for_beat()  # only what changed, at most every 15 s
+            await call.write(pb.AgentUp(beat=pb.Beat(running=self._runs.running, facts=facts)))
+            self.facts.delivered()
 
     # ------------------------------------------------------------ runs
 
@@ -208,7 +225,7 @@ class MasterSession:
         call.add_done_callback(lambda _call: self._runs.cancel(request.run_id))
         try:
             try:
-                events = self._runs.start(request.run_id, request.command, request.timeout_s)
+                events = self._runs.start_request(request)
             except errors.SlothError as exc:
                 await call.write(pb.RunReport(run_id=request.run_id, event=pb.ExecuteEvent(
                     exit=pb.ExecExit(status=pb.RUN_FAILED, exit_code=-1, error=str(exc)))))

@@ -41,7 +41,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 # Requests (agent -> helper) and replies (helper -> agent), marshalled tuples.
-SPAWN = "spawn"  # (SPAWN, id, argv, extra_env) -> (STARTED, id, pid) + 2 fds, or (FAILED, id, message)
+SPAWN = "spawn"  # (SPAWN, id, argv, extra_env, cwd) -> (STARTED, id, pid) + 2 fds, or (FAILED, id, message)
 SIGNAL = "signal"  # (SIGNAL, pgid, signo): only groups this helper started and still tracks
 READY = "ready"  # (READY, swept): sent once, after leftovers of earlier instances are gone
 STARTED = "started"
@@ -188,24 +188,34 @@ class Helper:
         self.leaders: set[int] = set()  # pids whose exit the agent waits for
         self.devnull = os.open(os.devnull, os.O_RDONLY)
         self.base_env = dict(os.environ)
+        self.home = os.open(".", os.O_RDONLY)  # where commands start without --cwd
+        self.moved = False
         self.agent_gone = False
 
     # -- the agent's requests ------------------------------------------------
 
     def handle(self, message: tuple) -> None:  # type: ignore[type-arg]
         if message[0] == SPAWN:
-            _, ident, argv, extra_env = message
-            self.spawn(ident, argv, extra_env)
+            _, ident, argv, extra_env, cwd = message
+            self.spawn(ident, argv, extra_env, cwd)
         elif message[0] == SIGNAL:
             _, pgid, signo = message
             if pgid in self.groups:
                 _killpg(pgid, signo)
 
-    def spawn(self, ident: int, argv: list[str], extra_env: dict[str, str]) -> None:
+    def spawn(self, ident: int, argv: list[str], extra_env: dict[str, str], cwd: str = "") -> None:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
             env = {**self.base_env, **extra_env} if extra_env else self.base_env
+            # posix_spawn has no cwd: the child inherits ours, and this helper
+            # is single-threaded, so changing it around the spawn is safe.
+            if cwd:
+                os.chdir(cwd)
+                self.moved = True
+            elif self.moved:
+                os.fchdir(self.home)  # the agent's own directory, even if renamed since
+                self.moved = False
             pid = os.posix_spawnp(
                 argv[0], argv, env,
                 file_actions=[

@@ -49,6 +49,9 @@ def start(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         token=daemon.read_secret(args.secret_fd) or args.token,
         master_data_dir=Path(args.master_data_dir).expanduser() if args.master_data_dir else None,
+        facts=args.facts,
+        facts_interval_s=args.facts_interval,
+        facts_proc=args.facts_proc,
     )
     agent = Agent(config)
 
@@ -101,7 +104,7 @@ def stop(args: argparse.Namespace) -> int:
 
 
 def _agent_dict(agent: Any) -> dict[str, Any]:
-    from sloth_core import status_words
+    from sloth_core import facts_view, status_words
 
     return {
         "name": agent.name,
@@ -114,6 +117,7 @@ def _agent_dict(agent: Any) -> dict[str, Any]:
         "registered_at": agent.registered_at,
         "last_seen": agent.last_seen,
         "running": agent.running,
+        "facts": facts_view.as_dict(agent.facts),
     }
 
 
@@ -124,6 +128,7 @@ def _labels(labels: dict[str, str]) -> str:
 def list_agents(args: argparse.Namespace) -> int:
     agents = with_client(args, lambda c: c.list_agents())
     rows = [_agent_dict(a) for a in agents]
+    wide = args.output == "wide"
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         print()
@@ -137,13 +142,16 @@ def list_agents(args: argparse.Namespace) -> int:
     # Plain padding rather than a rich Table: rendering 1,000 rows with rich
     # takes ~0.45 s, more than the whole command's budget.
     now = time.time()
-    header = ("NAME", "ADDRESS", "STATUS", "VERSION", "LABELS", "LAST SEEN", "RUNNING")
+    header: tuple[str, ...] = ("NAME", "ADDRESS", "STATUS", "VERSION", "LABELS", "LAST SEEN", "RUNNING")
     # What agents report is escaped: a label must not repaint the operator's terminal.
     cells = [
         (r["name"], shown(r["address"]), r["status"], shown(r["version"]), shown(_labels(r["labels"])) or "-",
          ago(r["last_seen"], now), str(r["running"]))
         for r in rows
     ]
+    if wide:
+        header += ("LOAD", "MEM%", "DISK%")
+        cells = [cell + _wide_cells(agent.facts) for cell, agent in zip(cells, agents, strict=True)]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
     out = [paint("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), "1")]
     for cell in cells:
@@ -154,6 +162,16 @@ def list_agents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wide_cells(facts: Any) -> tuple[str, str, str]:
+    from sloth_core import facts_view
+
+    return (
+        facts_view.load_text(facts),
+        facts_view.percent_text(facts_view.mem_percent(facts)),
+        facts_view.percent_text(facts_view.disk_percent(facts)),
+    )
+
+
 def get(args: argparse.Namespace) -> int:
     agent = with_client(args, lambda c: c.get_agent(args.name))
     row = _agent_dict(agent)
@@ -161,6 +179,7 @@ def get(args: argparse.Namespace) -> int:
         json.dump(row, sys.stdout, indent=2)
         print()
         return 0
+    from sloth_core import facts_view
     from sloth_core.cli.render import STATUS_COLOURS, ago, paint
     from sloth_core.escape import shown
 
@@ -176,6 +195,7 @@ def get(args: argparse.Namespace) -> int:
         ("Registered", when(row["registered_at"])),
         ("Last seen", when(row["last_seen"])),
         ("Running", str(row["running"])),
+        *((label, shown(text)) for label, text in facts_view.detail_rows(agent.facts)),
     ]
     for key, value in fields:
         print(f"{key + ':':<12}{value}")

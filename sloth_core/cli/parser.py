@@ -237,6 +237,9 @@ def _agent_parser(sub: Any) -> None:
     s.add_argument("--master-data-dir", metavar="DIR", help="data dir of the local master whose address and token to use (default: the user data dir)")
     s.add_argument("--daemon", action="store_true", help="run in the background; logs go to the log dir")
     s.add_argument("--insecure", action="store_true", help="plaintext, no authentication: for tests only")
+    s.add_argument("--no-facts", dest="facts", action="store_false", help="do not report load, memory, disk and the like to the master")
+    s.add_argument("--facts-interval", type=flags.duration, default=15.0, help=argparse.SUPPRESS)  # tests
+    s.add_argument("--facts-proc", default="/proc", help=argparse.SUPPRESS)  # tests: a /proc of their own
     s.add_argument("--pid-file", help=argparse.SUPPRESS)
     s.add_argument("--log-file", help=argparse.SUPPRESS)
     s.add_argument("--secret-fd", type=int, help=argparse.SUPPRESS)  # the join token, from a daemonizing parent
@@ -252,7 +255,9 @@ def _agent_parser(sub: Any) -> None:
     st.set_defaults(handler=lazy("agent_cmd:stop"))
 
     ls = _add(asub, "list", "list registered agents",
-              examples=["sloth-runner agent list", "sloth-runner agent list --json | jq -r '.[].name'"])
+              examples=["sloth-runner agent list", "sloth-runner agent list -o wide          # with LOAD, MEM%, DISK%",
+                        "sloth-runner agent list --json | jq -r '.[].name'"])
+    ls.add_argument("-o", "--output", choices=["wide"], help="wide: add each agent's load, memory and disk use")
     _client_flags(ls)
     ls.set_defaults(handler=lazy("agent_cmd:list_agents"))
 
@@ -291,6 +296,7 @@ def _agent_parser(sub: Any) -> None:
             "sloth-runner agent run 'web-*,db-1' uptime             # prefixed lines, table, summary",
             "sloth-runner agent run --label role=web 'apt-get -s upgrade'",
             "sloth-runner agent run --all --json 'df -h /'          # one JSON object per run",
+            "sloth-runner agent run web-1 --env RELEASE=42 --cwd /srv/app -- ./deploy.sh",
             "sloth-runner agent run web-1 'tar c /etc' --raw > etc.tar",
         ],
         epilog=RUN_EXIT_CODES,
@@ -300,6 +306,8 @@ def _agent_parser(sub: Any) -> None:
     r.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="run on agents with this label (repeatable, all must match)")
     r.add_argument("--all", action="store_true", help="run on every agent")
     r.add_argument("--timeout", type=flags.duration_or_zero, default=0.0, metavar="SECONDS", help="kill a run after this long, exit 124 (e.g. 30, 90s, 5m; default 0: no limit)")
+    r.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set a variable in the command's environment (repeatable; not SLOTH_RUNNER_*)")
+    r.add_argument("--cwd", default="", metavar="DIR", help="start the command in DIR on the agent (absolute; a missing DIR fails the run)")
     r.add_argument("--parallel", type=flags.count_or_zero, default=0, metavar="N", help="at most N runs at once (default 0: no limit)")
     r.add_argument("--raw", action="store_true", help="only the remote output, byte-exact (several targets: lines prefixed), no summary")
     shown = r.add_mutually_exclusive_group()

@@ -31,7 +31,7 @@ from sloth_core.cli.progress import Progress
 from sloth_core.cli.render import AGENT_COLOURS, STATUS_COLOURS, box, duration, paint, print_error
 from sloth_core.errors import UsageError
 from sloth_core.escape import shown
-from sloth_core.names import parse_label
+from sloth_core.names import parse_env, parse_label
 
 EXIT_TIMEOUT = 124  # as timeout(1)
 EXIT_INTERRUPTED = 130
@@ -222,6 +222,7 @@ async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str
         stream = client.run(
             names=names, labels=labels, all_agents=args.all, command=command,
             timeout_s=args.timeout, parallel=args.parallel,
+            env=dict(parse_env(text) for text in args.env), cwd=args.cwd,
         )
         async for event in stream:
             kind = event.WhichOneof("kind")
@@ -330,6 +331,8 @@ def _single_exit(info: Any) -> int:
     if info.status == pb.RUN_SUCCEEDED:
         return 0
     if info.status == pb.RUN_FAILED:
+        if info.exit_code < 0:
+            return EXIT_NOT_RUN  # it could not start (e.g. no such --cwd): nothing ran, as ssh's 255
         return info.exit_code if 0 < info.exit_code < 256 else 1
     if info.status == pb.RUN_TIMED_OUT:
         return EXIT_TIMEOUT
@@ -371,7 +374,8 @@ def _report_single(term: Terminal, view: RunView, command: str, *, box_wanted: b
 
     info = view.info
     if info.status == pb.RUN_REJECTED or not box_wanted:
-        if info.status not in (pb.RUN_SUCCEEDED, pb.RUN_FAILED):
+        never_ran = info.status == pb.RUN_FAILED and info.exit_code < 0 and info.error
+        if info.status not in (pb.RUN_SUCCEEDED, pb.RUN_FAILED) or never_ran:
             term.fresh_line()
             print_error(shown(info.error) or "the run did not finish")
         return

@@ -117,6 +117,9 @@ class ActiveRun:
     cancel_requested: bool = False
     finishing: bool = False  # the outcome is decided; only reporting it remains
     followers: set[Follower] = field(default_factory=set)
+    # --env and --cwd go to the agent but not into history: values may be secrets.
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = ""
 
 
 class Dispatcher:
@@ -245,7 +248,9 @@ class Dispatcher:
             if rec.status == pb.RUN_REJECTED:
                 self._bus.run(pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec)))
                 continue
-            active = ActiveRun(rec, job, OutputRecorder(rec, self._storage, self._output_cap))
+            active = ActiveRun(
+                rec, job, OutputRecorder(rec, self._storage, self._output_cap), env=dict(request.env), cwd=request.cwd
+            )
             self._active[rec.run_id] = active
             job.pending += 1
             self._registry.run_started(rec.agent)
@@ -304,7 +309,10 @@ class Dispatcher:
                     status, error = pb.RUN_CANCELLED, "cancelled before it started"
                     return
                 call = self._link.execute(
-                    agent, pb.ExecuteRequest(run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s)
+                    agent,
+                    pb.ExecuteRequest(
+                        run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s, env=run.env, cwd=run.cwd
+                    ),
                 )
                 deadline = rec.timeout_s + TIMEOUT_SLACK_S if rec.timeout_s else None
                 async with asyncio.timeout(deadline) as limit_cm:

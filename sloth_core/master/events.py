@@ -187,9 +187,9 @@ class EventBus:
         if self._subscribers:
             self._publish(pb.WatchEvent(agent=pb.AgentEvent(type=kind, agent=info)))  # type: ignore[arg-type]
 
-    def heartbeats(self, names: list[str], at: float) -> None:
-        if self._subscribers and names:
-            self._publish(pb.WatchEvent(heartbeats=pb.Heartbeats(names=names, at=at)))
+    def heartbeats(self, names: list[str], at: float, facts: list[pb.AgentFacts] | None = None) -> None:
+        if self._subscribers and (names or facts):
+            self._publish(pb.WatchEvent(heartbeats=pb.Heartbeats(names=names, at=at, facts=facts)))
 
     def store(self, health: pb.StoreHealth) -> None:
         if self._subscribers:

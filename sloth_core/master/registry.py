@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import fields
 
-from sloth_core import errors
+from sloth_core import errors, facts_view
 from sloth_core.master.events import EventBus
 from sloth_core.names import close_names, is_glob
 from sloth_core.proto import sloth_pb2 as pb
@@ -74,6 +74,11 @@ class Registry:
         self._next_silence_scan = 0.0
         # last_seen changes every beat; it is flushed in batches, not per beat.
         self._dirty: set[str] = set()
+        # Facts live in memory only: they would be stale by the time a
+        # restarted master read them; agents send them all when they register
+        # and every 10 minutes (agent/facts.py FULL_EVERY_S).
+        self._facts: dict[str, pb.Facts] = {}
+        self._facts_changed: set[str] = set()  # sent to watchers with the next heartbeat batch
         #: With several masters: the agents that registered or beat here. Only
         #: those are this master's to mark offline; the others are mirrored
         #: from the store (:meth:`mirror`), kept alive by their own master.
@@ -95,7 +100,7 @@ class Registry:
     def info(self, name: str) -> pb.AgentInfo:
         rec = self._agents[name]
         shown = {field: getattr(rec, field) for field in _INFO_FIELDS}
-        return pb.AgentInfo(**shown, running=self._running.get(name, 0))
+        return pb.AgentInfo(**shown, running=self._running.get(name, 0), facts=self._facts.get(name))
 
     def all_info(self) -> list[pb.AgentInfo]:
         return [self.info(name) for name in sorted(self._agents)]
@@ -166,6 +171,9 @@ class Registry:
         self._agents[req.name] = record
         self._here.add(req.name)
         self._count_online(record)
+        self._facts[req.name] = pb.Facts()
+        facts_view.merge(self._facts[req.name], req.facts)
+        self._facts_changed.discard(req.name)  # the registration event carries them
         self._dirty.discard(req.name)
         self._storage.save_agent(record)
         log.info("agent %s registered from %s", req.name, req.address)
@@ -176,6 +184,8 @@ class Registry:
         if rec is None or rec.instance_id != req.instance_id:
             raise errors.AgentNotFoundError(f"agent {req.name!r} is not registered")
         rec.last_seen = self._clock()
+        if req.HasField("facts") and facts_view.merge(self._facts.setdefault(req.name, pb.Facts()), req.facts):
+            self._facts_changed.add(req.name)
         self._here.add(rec.name)
         if rec.status != pb.AGENT_ONLINE:
             rec.status = pb.AGENT_ONLINE
@@ -237,6 +247,8 @@ class Registry:
     def delete(self, name: str) -> None:
         info = self.info(self.require(name).name)
         del self._agents[name]
+        self._facts.pop(name, None)
+        self._facts_changed.discard(name)
         self._here.discard(name)
         self._online.discard(name)
         self._paces.pop(name, None)
@@ -323,11 +335,13 @@ class Registry:
                 else:
                     soonest = min(soonest, rec.last_seen + allowed)
             self._next_silence_scan = soonest
-        if self._dirty:
+        if self._dirty or self._facts_changed:
             beaten = sorted(n for n in self._dirty if n in self._agents)
             self._storage.save_agents([self._agents[n] for n in beaten])
-            self._bus.heartbeats(beaten, now)
+            facts = [pb.AgentFacts(name=n, facts=self._facts[n]) for n in sorted(self._facts_changed) if n in self._facts]
+            self._bus.heartbeats(beaten, now, facts)
             self._dirty.clear()
+            self._facts_changed.clear()
 
     def silence_limit(self, online: int) -> float:
         """How long an online agent of a cluster of ``online`` may be silent in the store before it is offline."""

@@ -149,6 +149,7 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         identity = await self._auth.require_admin(context)
         bounds.check_command(request.command, self._limits)
+        bounds.check_run_environment(request.env, request.cwd, self._limits)
         # Closed at once when the caller hangs up, so its runs are cancelled now.
         async with contextlib.aclosing(self._dispatcher.run(request, _who(identity))) as events:
             async for event in events:

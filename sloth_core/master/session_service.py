@@ -65,6 +65,7 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
                 address=hello.address, hostname=hello.hostname, os=hello.os,
                 version=hello.version, labels=hello.labels, limits=self._limits,
             )
+            bounds.check_facts(hello.facts, self._limits)
             await self._registry.admit(hello, self._answers)
         except errors.SlothError as exc:
             await abort(context, exc)
@@ -90,6 +91,16 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
             self._hub.ended(session, why)
             self._registry.disconnected(hello.name, hello.instance_id)
 
+    def _facts(self, beat: pb.Beat) -> pb.Facts | None:
+        """The beat's facts, or None when it has none or they break the bounds (the beat still counts)."""
+        if not beat.HasField("facts"):
+            return None
+        try:
+            bounds.check_facts(beat.facts, self._limits)
+        except errors.InvalidArgumentError:
+            return None
+        return beat.facts
+
     async def _answers(self, holder: Any) -> bool:
         return self._hub.connected(holder.name, holder.instance_id)
 
@@ -105,7 +116,8 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
                 if kind == "beat":
                     try:
                         self._registry.heartbeat(pb.HeartbeatRequest(
-                            name=name, instance_id=instance, running=message.beat.running))
+                            name=name, instance_id=instance, running=message.beat.running,
+                            facts=self._facts(message.beat)))
                     except errors.AgentNotFoundError:
                         return  # deleted meanwhile: end the session, the agent says hello again
                     pace = self._registry.pace_for(name)

@@ -66,7 +66,7 @@ AGENT_WENT_STOPPED: AgentEventType
 AGENT_DELETED: AgentEventType
 
 class AgentInfo(_message.Message):
-    __slots__ = ("name", "address", "version", "hostname", "os", "labels", "status", "registered_at", "last_seen", "running")
+    __slots__ = ("name", "address", "version", "hostname", "os", "labels", "status", "registered_at", "last_seen", "running", "facts")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class AgentInfo(_message.Message):
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     version: str
@@ -94,7 +95,46 @@ class AgentInfo(_message.Message):
     registered_at: float
     last_seen: float
     running: int
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[AgentStatus, str]] = ..., registered_at: _Optional[float] = ..., last_seen: _Optional[float] = ..., running: _Optional[int] = ...) -> None: ...
+    facts: Facts
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[AgentStatus, str]] = ..., registered_at: _Optional[float] = ..., last_seen: _Optional[float] = ..., running: _Optional[int] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ...) -> None: ...
+
+class Facts(_message.Message):
+    __slots__ = ("cpus", "load1", "load5", "load15", "mem_total", "mem_available", "disk_total", "disk_used", "uptime_s", "kernel", "os", "arch", "addresses")
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    LOAD1_FIELD_NUMBER: _ClassVar[int]
+    LOAD5_FIELD_NUMBER: _ClassVar[int]
+    LOAD15_FIELD_NUMBER: _ClassVar[int]
+    MEM_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEM_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    DISK_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DISK_USED_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    cpus: int
+    load1: float
+    load5: float
+    load15: float
+    mem_total: int
+    mem_available: int
+    disk_total: int
+    disk_used: int
+    uptime_s: int
+    kernel: str
+    os: str
+    arch: str
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cpus: _Optional[int] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ..., mem_total: _Optional[int] = ..., mem_available: _Optional[int] = ..., disk_total: _Optional[int] = ..., disk_used: _Optional[int] = ..., uptime_s: _Optional[int] = ..., kernel: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AgentFacts(_message.Message):
+    __slots__ = ("name", "facts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    facts: Facts
+    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ...) -> None: ...
 
 class OutputChunk(_message.Message):
     __slots__ = ("stream", "data", "seq")
@@ -153,10 +193,12 @@ class AgentUp(_message.Message):
     def __init__(self, hello: _Optional[_Union[RegisterRequest, _Mapping]] = ..., beat: _Optional[_Union[Beat, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
 
 class Beat(_message.Message):
-    __slots__ = ("running",)
+    __slots__ = ("running", "facts")
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
     running: int
-    def __init__(self, running: _Optional[int] = ...) -> None: ...
+    facts: Facts
+    def __init__(self, running: _Optional[int] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ...) -> None: ...
 
 class Goodbye(_message.Message):
     __slots__ = ()
@@ -195,7 +237,7 @@ class ReportAck(_message.Message):
     def __init__(self) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("name", "address", "version", "hostname", "os", "labels", "instance_id")
+    __slots__ = ("name", "address", "version", "hostname", "os", "labels", "instance_id", "facts")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +252,7 @@ class RegisterRequest(_message.Message):
     OS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     version: str
@@ -217,7 +260,8 @@ class RegisterRequest(_message.Message):
     os: str
     labels: _containers.ScalarMap[str, str]
     instance_id: str
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    facts: Facts
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., instance_id: _Optional[str] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("heartbeat_interval_s",)
@@ -226,14 +270,16 @@ class RegisterResponse(_message.Message):
     def __init__(self, heartbeat_interval_s: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("name", "instance_id", "running")
+    __slots__ = ("name", "instance_id", "running", "facts")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     instance_id: str
     running: int
-    def __init__(self, name: _Optional[str] = ..., instance_id: _Optional[str] = ..., running: _Optional[int] = ...) -> None: ...
+    facts: Facts
+    def __init__(self, name: _Optional[str] = ..., instance_id: _Optional[str] = ..., running: _Optional[int] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("heartbeat_interval_s",)
@@ -291,18 +337,29 @@ class Target(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("target", "command", "timeout_s", "parallel", "no_output")
+    __slots__ = ("target", "command", "timeout_s", "parallel", "no_output", "env", "cwd")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TARGET_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     PARALLEL_FIELD_NUMBER: _ClassVar[int]
     NO_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
     target: Target
     command: str
     timeout_s: float
     parallel: int
     no_output: bool
-    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., parallel: _Optional[int] = ..., no_output: _Optional[bool] = ...) -> None: ...
+    env: _containers.ScalarMap[str, str]
+    cwd: str
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., parallel: _Optional[int] = ..., no_output: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ...) -> None: ...
 
 class JobStarted(_message.Message):
     __slots__ = ("runs", "warning")
@@ -435,12 +492,14 @@ class MasterStatus(_message.Message):
     def __init__(self, version: _Optional[str] = ..., started_at: _Optional[float] = ..., store: _Optional[_Union[StoreHealth, _Mapping]] = ...) -> None: ...
 
 class Heartbeats(_message.Message):
-    __slots__ = ("names", "at")
+    __slots__ = ("names", "at", "facts")
     NAMES_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
     at: float
-    def __init__(self, names: _Optional[_Iterable[str]] = ..., at: _Optional[float] = ...) -> None: ...
+    facts: _containers.RepeatedCompositeFieldContainer[AgentFacts]
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., at: _Optional[float] = ..., facts: _Optional[_Iterable[_Union[AgentFacts, _Mapping]]] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
     __slots__ = ("snapshot", "agent", "run", "heartbeats", "store")
@@ -483,14 +542,25 @@ class JoinResponse(_message.Message):
     def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("run_id", "command", "timeout_s")
+    __slots__ = ("run_id", "command", "timeout_s", "env", "cwd")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     command: str
     timeout_s: float
-    def __init__(self, run_id: _Optional[str] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    env: _containers.ScalarMap[str, str]
+    cwd: str
+    def __init__(self, run_id: _Optional[str] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ...) -> None: ...
 
 class ExecStarted(_message.Message):
     __slots__ = ("pid", "started_at")

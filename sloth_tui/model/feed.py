@@ -153,7 +153,7 @@ class Feed:
         if kind == "run":
             self._apply_watched_run(event.run, changes)
         elif kind == "heartbeats":
-            merge(fleet.heartbeats(event.heartbeats.names, event.heartbeats.at))
+            merge(fleet.heartbeats(event.heartbeats.names, event.heartbeats.at, event.heartbeats.facts))
         elif kind == "store":
             self._set_health(event.store, changes)
         return 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import operator
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sloth_core import facts_view
 from sloth_core.escape import shown
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.status_words import agent_word
@@ -28,10 +31,17 @@ class Agent:
     status: str = "unknown"
     registered_at: float = 0.0
     last_seen: float = 0.0
+    # Facts (None: not reported). cpu is the 1-minute load per CPU, as a percentage.
+    load: float | None = None
+    cpu: float | None = None
+    mem: float | None = None
+    disk: float | None = None
+    details: tuple[tuple[str, str], ...] = ()
+    """Every reported fact as (label, escaped text), for the details screen."""
 
     @classmethod
     def from_pb(cls, info: pb.AgentInfo) -> Agent:
-        return cls(
+        return cls(**_facts_fields(info.facts), **dict(  # type: ignore[arg-type]
             name=info.name,
             # What an agent reports is shown escaped, never obeyed by the terminal.
             address=shown(info.address),
@@ -42,14 +52,47 @@ class Agent:
             status=agent_word(info.status),
             registered_at=info.registered_at,
             last_seen=info.last_seen,
-        )
+        ))
+
+    def with_facts(self, facts: pb.Facts) -> Agent:
+        return replace(self, **_facts_fields(facts))  # type: ignore[arg-type]
 
     @property
     def labels_text(self) -> str:
         return ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
 
 
+def _facts_fields(facts: pb.Facts) -> dict[str, object]:
+    per_cpu = facts_view.load_per_cpu(facts)
+    return {
+        "load": float(facts.load1) if facts.HasField("load1") else None,
+        "cpu": None if per_cpu is None else 100.0 * per_cpu,
+        "mem": facts_view.mem_percent(facts),
+        "disk": facts_view.disk_percent(facts),
+        "details": tuple((label, shown(text)) for label, text in facts_view.detail_rows(facts)),
+    }
+
+
 # ------------------------------------------------------------------ filter
+
+#: ``load>2``, ``mem>=80``, ``disk<10``, ``cpu>70``: a fact against a number.
+_COMPARISON = re.compile(r"^(load|cpu|mem|disk)(>=|<=|>|<|=)(\d+(?:\.\d+)?)%?$", re.IGNORECASE)
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le, "=": operator.eq,
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One ``fact OP number`` term; an agent that did not report the fact never matches."""
+
+    fact: str
+    op: str
+    value: float
+
+    def matches(self, agent: Agent) -> bool:
+        actual = getattr(agent, self.fact)
+        return actual is not None and _OPERATORS[self.op](actual, self.value)
 
 
 @dataclass(frozen=True)
@@ -57,36 +100,47 @@ class Filter:
     """A parsed filter: every term must match.
 
     ``status:offline`` matches the status by prefix, ``label:role=web`` a
-    label exactly (``label:role`` any value), anything else is a substring
-    of the name, address, hostname, version or labels (case-insensitive).
+    label exactly (``label:role`` any value), ``load>2`` (1-minute load),
+    ``cpu>70`` (load per CPU, %), ``mem>80`` and ``disk>90`` (% used)
+    compare a fact (also ``<``, ``>=``, ``<=``, ``=``), anything else is a
+    substring of the name, address, hostname, version or labels
+    (case-insensitive).
     """
 
     text: str = ""
     statuses: tuple[str, ...] = ()
     labels: tuple[tuple[str, str | None], ...] = ()
     words: tuple[str, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Filter:
         statuses: list[str] = []
         labels: list[tuple[str, str | None]] = []
         words: list[str] = []
+        comparisons: list[Comparison] = []
         for term in text.split():
             key, sep, value = term.partition(":")
-            if sep and key.lower() == "status" and value:
+            compared = _COMPARISON.match(term)
+            if compared:
+                fact, op, number = compared.groups()
+                comparisons.append(Comparison(fact.lower(), op, float(number)))
+            elif sep and key.lower() == "status" and value:
                 statuses.append(value.lower())
             elif sep and key.lower() in ("label", "l") and value:
                 name, eq, wanted = value.partition("=")
                 labels.append((name, wanted if eq else None))
             else:
                 words.append(term.lower())
-        return cls(text.strip(), tuple(statuses), tuple(labels), tuple(words))
+        return cls(text.strip(), tuple(statuses), tuple(labels), tuple(words), tuple(comparisons))
 
     def __bool__(self) -> bool:
-        return bool(self.statuses or self.labels or self.words)
+        return bool(self.statuses or self.labels or self.words or self.comparisons)
 
     def matches(self, agent: Agent) -> bool:
         if any(not agent.status.startswith(s) for s in self.statuses):
+            return False
+        if not all(c.matches(agent) for c in self.comparisons):
             return False
         for name, wanted in self.labels:
             if name not in agent.labels:
@@ -103,7 +157,7 @@ class Filter:
 
 # ------------------------------------------------------------------ sort
 
-SORT_COLUMNS = ("name", "status", "address", "version", "last_seen", "running")
+SORT_COLUMNS = ("name", "status", "address", "version", "last_seen", "running", "cpu", "mem", "disk")
 
 
 def _sort_key(column: str, running: Callable[[str], int]) -> Callable[[Agent], Any]:
@@ -118,6 +172,9 @@ def _sort_key(column: str, running: Callable[[str], int]) -> Callable[[Agent], A
         return lambda a: (-a.last_seen, a.name)
     if column == "running":
         return lambda a: (-running(a.name), a.name)
+    if column in ("cpu", "mem", "disk"):
+        # The busiest first, as k9s sorts; agents without the fact last.
+        return lambda a: (getattr(a, column) is None, -(getattr(a, column) or 0.0), a.name)
     return lambda a: a.name
 
 
@@ -168,9 +225,16 @@ class FleetModel:
             return FleetChanges()
         return FleetChanges(updated={agent.name})
 
-    def heartbeats(self, names: Iterable[str], at: float) -> FleetChanges:
-        """Agents the master heard from at ``at``: their "last seen" moves on."""
+    def heartbeats(self, names: Iterable[str], at: float, facts: Iterable[pb.AgentFacts] = ()) -> FleetChanges:
+        """Agents the master heard from at ``at``: their "last seen" moves on, their facts too."""
         changed = set()
+        for item in facts:
+            agent = self.agents.get(item.name)
+            if agent is not None:
+                fresh = agent.with_facts(item.facts)
+                if fresh != agent:
+                    self.agents[item.name] = fresh
+                    changed.add(item.name)
         for name in names:
             agent = self.agents.get(name)
             if agent is not None and agent.last_seen < at:

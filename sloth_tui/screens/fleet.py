@@ -14,11 +14,13 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input
 
 from sloth_core import escape
+from sloth_core.errors import SlothError
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui import keymap
 from sloth_tui.model import fmt
 from sloth_tui.model.connection import Connection
 from sloth_tui.model.fleet import FleetChanges, empty_message
+from sloth_tui.model.run_options import RunOptions, split_run_options
 from sloth_tui.model.runs import RunsChanged, RunView
 from sloth_tui.widgets.agent_table import AgentTable
 from sloth_tui.widgets.filter_input import FilterInput
@@ -57,7 +59,7 @@ class FleetScreen(Screen[None]):
         yield StatusBar(id="status")
         with Horizontal(id="main"):
             with Vertical(id="fleet-side"):
-                yield FilterInput(placeholder="filter: words, status:offline, label:role=web", id="filter")
+                yield FilterInput(placeholder="filter: words, status:offline, label:role=web, load>2, mem>80", id="filter")
                 yield AgentTable(id="agents")
             with Vertical(id="output-side"):
                 yield JobSummary(id="summary")
@@ -277,8 +279,15 @@ class FleetScreen(Screen[None]):
             self._submit(event.value)
 
     def _submit(self, value: str) -> None:
-        command = value.strip()
+        line = value.strip()
+        try:
+            options, command = split_run_options(line)
+        except SlothError as exc:
+            self.notify(str(exc), title="Run options", severity="error", markup=False)
+            return
         if not command:
+            if options:
+                self.notify("Give the command after the options.", title="Run options", severity="warning", markup=False)
             return
         targets = self.targets()
         if not targets:
@@ -290,22 +299,25 @@ class FleetScreen(Screen[None]):
         if len(targets) > self.sloth.confirm_over or everyone or hidden:
             scope = f"all {len(targets)} agents" if everyone else fmt.plural(len(targets), "agent")
             body = Text.assemble(
-                ("$ ", "dim"), (command, "bold"), "\n\n",
+                ("$ ", "dim"), (command, "bold"), "\n",
+                (f"{options.describe()}\n" if options else "", "dim"), "\n",
                 ("on ", "dim"), (scope, "bold"), ": ", fmt.name_list(targets, limit=8),
             )
             if hidden:
                 body.append(f"\n\n{len(hidden)} of them hidden by the filter: ", "bold yellow")
                 body.append(fmt.name_list(fleet.ordered(hidden), limit=8))
-            self.sloth.confirm(f"Run on {scope}?", body, lambda: self._run(command, targets), yes="Run")
+            self.sloth.confirm(
+                f"Run on {scope}?", body, lambda: self._run(line, command, targets, options), yes="Run"
+            )
         else:
-            self._run(command, targets)
+            self._run(line, command, targets, options)
 
-    def _run(self, command: str, targets: list[str]) -> None:
+    def _run(self, line: str, command: str, targets: list[str], options: RunOptions) -> None:
         self._paste_note = None
         self._update_targets()
-        self.sloth.history.add(command)
+        self.sloth.history.add(line)  # with its options: recalled as typed
         self.prompt.value = ""
-        self.sloth.start_job(command, targets)
+        self.sloth.start_job(command, targets, options)
         self.table.focus()
 
     def on_prompt_input_recall(self, event: PromptInput.Recall) -> None:
@@ -415,6 +427,16 @@ class FleetScreen(Screen[None]):
         if run is None or (elsewhere is not None and not run.active and elsewhere.run_id != run.run_id):
             self.sloth.open_latest(agent)
         self.pane.log_view.focus()
+
+    def action_describe_agent(self) -> None:
+        from sloth_tui.screens.agent_details import AgentDetailsScreen
+
+        name = self.table.cursor_agent
+        agent = self.sloth.fleet.agents.get(name) if name else None
+        if agent is None:
+            self.notify("Move to an agent first.", title="Describe", markup=False)
+            return
+        self.app.push_screen(AgentDetailsScreen(agent, self.sloth.fleet.running(agent.name), self.sloth.now()))
 
     def action_history(self) -> None:
         from sloth_tui.screens.history import HistoryScreen

@@ -32,7 +32,16 @@ def help_table(first: list[str]) -> Table:
         "",
         Text(
             "Filter syntax: words match name, address, labels, version; "
-            "status:offline; label:role=web (all terms must match).",
+            "status:offline; label:role=web; load>2 cpu>70 mem>80 disk>90 (also < >= <=); "
+            "all terms must match.",
+            style="dim",
+        ),
+    )
+    table.add_row(
+        "",
+        Text(
+            "Prompt: --env KEY=VALUE and --cwd DIR before the command set its environment and "
+            "directory, as in `agent run` (--cwd /srv/app --env RELEASE=42 ./deploy.sh).",
             style="dim",
         ),
     )

@@ -25,6 +25,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from sloth_core import facts_view
 from sloth_tui import keymap
 from sloth_tui.model import fmt
 from sloth_tui.model.fleet import Agent, FleetChanges, FleetModel
@@ -38,10 +39,15 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("version", "Version"),
     ("last_seen", "Seen"),
     ("running", "Runs"),
+    ("cpu", "CPU"),
+    ("mem", "MEM"),
+    ("disk", "DISK"),
 )
-SORTABLE = {"name", "status", "address", "version", "last_seen", "running"}
-PRIORITY = ("mark", "name", "status", "running", "last_seen", "version", "address", "labels")
-"""Columns in the order they are given room: the first ones are always shown."""
+SORTABLE = {"name", "status", "address", "version", "last_seen", "running", "cpu", "mem", "disk"}
+PRIORITY = (
+    "mark", "name", "status", "running", "last_seen", "version", "address", "cpu", "mem", "disk", "labels",
+)
+"""Columns in the order they are given room: the first ones are always shown, the last dropped first."""
 ALWAYS = 3
 """Mark, name and status are shown however narrow the table."""
 NAME = 1
@@ -60,6 +66,17 @@ OFFLINE_AFTER_S = 15.0
 """Within this, the master vouches an online agent is alive (3 missed 5 s heartbeats)."""
 
 Cells = tuple[Text, ...]
+
+
+GRADE_STYLE = {"ok": "green", "warn": "yellow", "high": "bold red"}
+"""k9s's colours for a percentage: green, yellow above 70 %, red above 90 %."""
+
+
+def percent_cell(percent: float | None) -> Text:
+    """``42%`` coloured by :func:`~sloth_core.facts_view.grade`; ``-`` when not reported."""
+    if percent is None:
+        return Text("-", "grey50")
+    return Text(facts_view.percent_text(percent), GRADE_STYLE[facts_view.grade(percent)])
 
 
 def status_text(status: str, *, stale: bool = False) -> Text:
@@ -159,6 +176,9 @@ class AgentTable(ScrollView, can_focus=True):
             Text(agent.version),
             Text(seen_text(agent, now)),
             Text(str(fleet.running(agent.name) or "")),
+            percent_cell(agent.cpu),
+            percent_cell(agent.mem),
+            percent_cell(agent.disk),
         )
 
     def sync(self, fleet: FleetModel, changes: FleetChanges | None, now: float) -> None:

@@ -146,6 +146,27 @@ async def help_screen(pilot: Pilot[int]) -> None:
     await pilot.pause(0.1)
 
 
+async def agent_details(pilot: Pilot[int]) -> None:
+    """``d`` on db-1: everything it reported, the busy figures in red."""
+    app = _app(pilot)
+    await settle(pilot)
+    app.fleet_screen.table.move_to("db-1")
+    await pilot.press("d")
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "AgentDetailsScreen")
+    await pilot.pause(0.1)
+
+
+async def busy_agents(pilot: Pilot[int]) -> None:
+    """The filter ``mem>70`` and the table sorted by memory: the agents that need a look."""
+    app = _app(pilot)
+    await settle(pilot)
+    await pilot.press("slash")
+    app.fleet_screen.query_one("#filter").value = "mem>70"  # type: ignore[attr-defined]
+    await pilot.press("enter", "M")
+    await wait_for(pilot, lambda: app.fleet_screen.table.order == ["db-1", "web-2"])
+    await pilot.pause(0.1)
+
+
 async def confirm_all(pilot: Pilot[int]) -> None:
     """Running on every agent asks first, with the exact command and count."""
     app = _app(pilot)
@@ -164,6 +185,8 @@ SCENARIOS: dict[str, Scenario] = {
     "history": history,
     "help": help_screen,
     "confirm": confirm_all,
+    "agent-details": agent_details,
+    "busy-agents": busy_agents,
 }
 
 

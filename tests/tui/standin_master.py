@@ -51,6 +51,30 @@ FLEET: tuple[tuple[str, str, dict[str, str], str], ...] = (
     ("cache-1", "10.0.3.31:50051", {"role": "cache", "zone": "eu-1"}, "online"),
     ("batch-1", "10.0.4.41:50051", {"role": "batch", "zone": "eu-2"}, "stopped"),
 )
+GiB = 1024**3
+# name: (CPUs, 1-minute load, memory used %, disk used %); batch-1 reports none (--no-facts).
+FACTS: dict[str, tuple[int, float, float, float]] = {
+    "web-1": (4, 0.52, 42.0, 61.0),
+    "web-2": (4, 3.1, 74.0, 35.0),
+    "web-3": (4, 0.2, 38.0, 92.5),
+    "db-1": (16, 15.2, 91.0, 77.0),
+    "db-2": (16, 0.1, 20.0, 40.0),
+    "cache-1": (2, 0.1, 65.0, 12.0),
+}
+
+
+def facts_of(name: str) -> pb.Facts | None:
+    if name not in FACTS:
+        return None
+    cpus, load, mem, disk = FACTS[name]
+    mem_total, disk_total = 16 * GiB, 200 * GiB
+    return pb.Facts(
+        cpus=cpus, load1=load, load5=load * 0.9, load15=load * 0.8,
+        mem_total=mem_total, mem_available=int(mem_total * (1 - mem / 100)),
+        disk_total=disk_total, disk_used=int(disk_total * disk / 100),
+        uptime_s=86_400 * 12 + 3_720, kernel="6.8.0-45-generic", os="Ubuntu 24.04.1 LTS", arch="x86_64",
+        addresses=["10.0.1.11" if name == "web-1" else "10.0.9.9", "fd00::11"],
+    )
 
 
 def _id(prefix: str, n: int) -> str:
@@ -156,7 +180,7 @@ class StandinMaster(sloth_pb2_grpc.MasterServicer):
         self.agents[name] = pb.AgentInfo(
             name=name, address=address, version="0.1.0", hostname=name + ".example.internal", os="linux",
             labels=labels, status=STATUS[status], registered_at=T0 - 86_400 * 12,
-            last_seen=T0 - (300 if offline else 2),
+            last_seen=T0 - (300 if offline else 2), facts=facts_of(name),
         )
 
     def _seed_history(self) -> None:

@@ -8,6 +8,7 @@ from textual.widget import Widget
 
 from sloth_tui import keymap
 from sloth_tui.app import SlothApp, create_app
+from sloth_tui.screens.agent_details import AgentDetailsScreen
 from sloth_tui.screens.confirm import ConfirmScreen
 from sloth_tui.screens.fleet import FleetScreen
 from sloth_tui.screens.help import HelpScreen
@@ -19,6 +20,7 @@ from sloth_tui.widgets.prompt import PromptInput
 
 OWNERS: dict[str, type] = {
     "app": SlothApp, "fleet": FleetScreen, "history": HistoryScreen, "confirm": ConfirmScreen, "help": HelpScreen,
+    "details": AgentDetailsScreen,
 }
 WIDGETS: dict[str, type[Widget]] = {
     cls.__name__: cls for cls in (AgentTable, OutputLog, PromptInput, FilterInput, HistoryTable)

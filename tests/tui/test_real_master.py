@@ -185,3 +185,28 @@ async def test_history_and_a_master_restart_survive(two_agents: Fleet) -> None:
         await wait_for(pilot, lambda: history.pane.run is not None and "remembered" in history.pane.run.lines)
         assert "and-stderr" in history.pane.run.lines
         await shows(pilot, "✔ succeeded · exit 0")
+
+
+async def test_the_prompt_sends_env_and_cwd_and_the_table_shows_facts(two_agents: Fleet, tmp_path: Path) -> None:
+    fleet = two_agents
+    app = console_on(fleet)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await settle(pilot, timeout=15)
+        table = app.fleet_screen.table
+        await wait_for(pilot, lambda: table.order == ["web-1", "web-2"])
+        # Real agents report real facts: MEM and DISK show percentages, not dashes.
+        assert {"cpu", "mem", "disk"} <= set(table.columns)
+        mem, disk = table.row_text("web-1")[-2:]
+        assert mem.endswith("%") and disk.endswith("%")
+
+        workdir = tmp_path / "work dir"
+        workdir.mkdir()
+        await run(pilot, f"--cwd '{workdir}' --env 'GREETING=hi there' echo \"$GREETING@$PWD\"", "web-1")
+        await wait_for(pilot, lambda: job_finished(app), timeout=15)
+        runs = job_runs(app)
+        assert runs["web-1"].status == pb.RUN_SUCCEEDED
+        assert f"hi there@{workdir}" in runs["web-1"].lines
+
+        await run(pilot, "--cwd /no/such/dir pwd", "web-1")
+        await wait_for(pilot, lambda: job_finished(app), timeout=15)
+        await shows(pilot, "no such directory on web-1: /no/such/dir")

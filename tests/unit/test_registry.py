@@ -149,3 +149,24 @@ def test_runs_in_flight_are_counted_per_agent(fleet: Registry) -> None:
     fleet.run_finished("web-1")
     fleet.run_finished("web-1")  # never negative
     assert fleet.info("web-1").running == 0
+
+
+async def test_facts_are_kept_merged_and_their_changes_batched_for_watchers(registry: Registry, bus: EventBus) -> None:
+    gib = 1024**3
+    registry.register(pb.RegisterRequest(name="web-1", address="10.0.0.1:1", instance_id="i", facts=pb.Facts(
+        cpus=4, load1=0.5, mem_total=8 * gib, mem_available=4 * gib, kernel="6.8")))
+    registry.register(pb.RegisterRequest(name="quiet", address="10.0.0.2:1", instance_id="i"))
+    assert registry.info("web-1").facts.kernel == "6.8"
+    assert not registry.info("quiet").facts.HasField("cpus")
+
+    sub = bus.subscribe(include_output=False)
+    batches = sub.batches()
+    registry.heartbeat(pb.HeartbeatRequest(name="web-1", instance_id="i", facts=pb.Facts(load1=3.0)))
+    registry.heartbeat(pb.HeartbeatRequest(name="quiet", instance_id="i"))
+    registry.sweep()
+    (event,) = await anext(batches)
+    assert list(event.heartbeats.names) == ["quiet", "web-1"]
+    (changed,) = event.heartbeats.facts  # only the agent whose facts changed, with all of them
+    assert changed.name == "web-1" and changed.facts.load1 == 3.0 and changed.facts.kernel == "6.8"
+    assert registry.info("web-1").facts.load1 == 3.0
+    await batches.aclose()
