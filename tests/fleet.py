@@ -9,6 +9,7 @@ sleeps.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -124,3 +125,19 @@ class Fleet:
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+        _kill_leftover_daemons(self.home)
+
+
+def _kill_leftover_daemons(home: Path) -> None:
+    """A daemon a failed test left behind must not outlive the test (it holds ports and CPU)."""
+    for pid_file in home.rglob("*.pid"):
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"sloth_core" in cmdline and str(home).encode() in cmdline + pid_file.read_bytes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
