@@ -25,7 +25,12 @@ async def test_one_master_sweeps_at_a_time_and_the_lock_passes_when_it_dies() ->
         try:
             await asyncio.gather(*(lease.start() for lease in leases))
             tasks = [asyncio.create_task(lease.run()) for lease in leases]
-            await asyncio.sleep(0.5)
+            for _ in range(200):  # until one has the lock (a loaded machine may take a while)...
+                if any(lease.sweeping for lease in leases):
+                    break
+                await asyncio.sleep(0.05)
+            for _ in range(10):  # ...then ten refresh rounds in which the others keep trying
+                await asyncio.sleep(0.05)
             sweepers = [lease for lease in leases if lease.sweeping]
             assert len(sweepers) == 1, [lease.master_id for lease in sweepers]
             tasks[leases.index(sweepers[0])].cancel()
