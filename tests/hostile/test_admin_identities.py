@@ -82,7 +82,12 @@ def test_every_bundle_is_a_person_and_revoking_one_ends_its_streams(fleet: Fleet
 
         watcher = asyncio.create_task(watch())
         await asyncio.wait_for(snapshot.wait(), 20)
-        await asyncio.sleep(0.5)  # let the follower's call reach the master
+        # The follower has its run from the master once its header's rule is out.
+        while True:
+            line = await asyncio.wait_for(follower.stderr.readline(), 20)  # type: ignore[union-attr]
+            assert line, "the follower ended before it had its run"
+            if "─" in line.decode():
+                break
 
         revoked_at = time.monotonic()
         result = await asyncio.to_thread(fleet.cli, "master", "credentials", "revoke", "ops")
