@@ -38,6 +38,22 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "c
         time.sleep(interval)
 
 
+async def wait_until(
+    condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition", interval: float = 0.02
+) -> Any:
+    """:func:`wait_for` for asyncio code: the loop keeps running while it waits."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
 def isolated_env(home: Path, master: str = "") -> dict[str, str]:
     """This environment without the caller's sloth-runner settings, living in ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}

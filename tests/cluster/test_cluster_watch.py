@@ -7,6 +7,7 @@ import json
 import time
 
 from sloth_core.client import MasterClient
+from sloth_core.harness import wait_until
 from sloth_core.master.cluster_feed import MAX_PAYLOAD, encode
 from sloth_core.proto import sloth_pb2 as pb
 from tests.cluster.conftest import Cluster
@@ -40,11 +41,7 @@ async def test_watch_on_one_master_shows_a_run_driven_by_the_other(cluster: Clus
         returned = time.monotonic()
         assert ran.returncode == 0, ran.stderr.decode()
         run_id = json.loads(ran.stdout)["run_id"]
-        for _ in range(200):
-            if run_id in seen:
-                break
-            await asyncio.sleep(0.05)
-        assert run_id in seen, "B's watcher never saw the run A drove"
+        await wait_until(lambda: run_id in seen, 10, "B's watcher to see the run A drove")
         lag = seen[run_id] - returned
         print(f"Watch lag from the other master: <= {max(lag, 0) * 1000:.0f} ms after the CLI returned (target 500 ms)")
         assert lag < 2.0

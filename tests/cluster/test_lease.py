@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from sloth_core.harness import wait_until
 from sloth_core.master.events import EventBus
 from sloth_core.master.lease import MasterLease
 from sloth_core.master.registry import Registry
@@ -25,20 +26,15 @@ async def test_one_master_sweeps_at_a_time_and_the_lock_passes_when_it_dies() ->
         try:
             await asyncio.gather(*(lease.start() for lease in leases))
             tasks = [asyncio.create_task(lease.run()) for lease in leases]
-            for _ in range(200):  # until one has the lock (a loaded machine may take a while)...
-                if any(lease.sweeping for lease in leases):
-                    break
-                await asyncio.sleep(0.05)
-            for _ in range(10):  # ...then ten refresh rounds in which the others keep trying
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: any(lease.sweeping for lease in leases), 10, "one master to take the lock")
+            # The property is one over time: ten refresh periods in which the others keep trying.
+            await asyncio.sleep(10 * 0.05)
             sweepers = [lease for lease in leases if lease.sweeping]
             assert len(sweepers) == 1, [lease.master_id for lease in sweepers]
             tasks[leases.index(sweepers[0])].cancel()
             await sweepers[0]._close()  # the connection drops, as when its process dies
-            for _ in range(100):
-                if any(lease.sweeping for lease in leases if lease is not sweepers[0]):
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: any(lease.sweeping for lease in leases if lease is not sweepers[0]), 5,
+                             "another master to take the lock")
             assert sum(lease.sweeping for lease in leases if lease is not sweepers[0]) == 1
             for task in tasks:
                 task.cancel()
@@ -63,7 +59,7 @@ async def test_reaping_marks_lost_only_the_runs_of_expired_masters_and_offline_t
                 store.save_run(RunRecord(run_id, "j-1", "w", "sleep", "admin:t", pb.RUN_RUNNING, 1.0, driver=driver))
             store.save_agent(AgentRecord("stale", "x", status=pb.AGENT_ONLINE, last_seen=1.0))
             await store.flush()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the dead master's zero-length lease is now in the past
             assert await live.reap() == (1, 1)
             assert (await store.get_run("r-dead")).status == pb.RUN_LOST  # type: ignore[union-attr]
             assert (await store.get_run("r-live")).status == pb.RUN_RUNNING  # type: ignore[union-attr]

@@ -83,10 +83,11 @@ def start_run(fleet: Fleet, marker: Path, prefix: str = "") -> tuple[subprocess.
 
 
 def assert_gone_within(pids: list[int], since: float, budget: float = DEATH_BUDGET_S) -> None:
-    while not all(gone(p) for p in pids):
+    try:
+        wait_for(lambda: all(gone(p) for p in pids), max(0.0, since + budget - time.monotonic()), "the pids to go")
+    except TimeoutError:
         left = [p for p in pids if not gone(p)]
-        assert time.monotonic() - since < budget, f"still running {budget:g} s after the agent died: {left}"
-        time.sleep(0.02)
+        raise AssertionError(f"still running {budget:g} s after the agent died: {left}") from None
 
 
 def kill_leftovers(pids: list[int]) -> None:

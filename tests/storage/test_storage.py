@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from sloth_core.errors import HistoryUnsavedError, StorageError
+from sloth_core.harness import wait_until
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.storage import AgentRecord, RunRecord, StoredChunk
 from tests.storage.conftest import StoreFactory
@@ -196,10 +197,8 @@ async def test_the_writer_retries_by_itself_and_lands_what_came_during_recovery(
         await real(batch)
 
     store._apply = arriving_meanwhile  # type: ignore[method-assign]
-    for _ in range(200):  # no flush(): the writer's own retry must do it
-        if not store.health().failing and store.health().queued == 0:
-            break
-        await asyncio.sleep(0.05)
+    # No flush(): the writer's own retry must do it.
+    await wait_until(lambda: not store.health().failing and store.health().queued == 0, 10, "the queue to drain")
     assert (store.health().failing, store.health().queued) == (False, 0)
     assert [row[0] for row in await store._db_list_runs("", 0, "", 10)] == ["r-2", "r-1"]
 

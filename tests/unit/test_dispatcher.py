@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sloth_core import errors
+from sloth_core.harness import wait_until
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.history import RunHistory
 from sloth_core.master.registry import Registry
@@ -103,8 +104,7 @@ async def test_cancel_reaches_the_agent_and_the_run_ends_cancelled(
     calls = await link.wait_calls(2)
     for call in calls.values():
         call.start()
-    while len([e for e in stream.events if e.HasField("started")]) < 2:
-        await asyncio.sleep(0)
+    await wait_until(lambda: len([e for e in stream.events if e.HasField("started")]) == 2, 1, "both runs to start", 0)
     job_id = stream.events[0].job_id
     assert sorted(await history.cancel(job_id)) == sorted(r.run_id for r in stream.events[0].job.runs)
     finished = await stream.finished()
@@ -121,10 +121,7 @@ async def test_a_caller_that_hangs_up_cancels_its_runs(
     assert (await anext(events)).HasField("started")
     await events.aclose()  # Ctrl-C
     run_id = job.job.runs[0].run_id
-    for _ in range(100):
-        if storage.runs[run_id].status == pb.RUN_CANCELLED:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: storage.runs[run_id].status == pb.RUN_CANCELLED, 1, "the run to end cancelled", 0)
     assert storage.runs[run_id].status == pb.RUN_CANCELLED
     assert link.cancelled == [run_id]
 
@@ -157,8 +154,7 @@ async def test_live_runs_are_found_live_and_finished_ones_in_storage(
     stream = Stream(dispatcher.run(request("a1"), "admin:test"))
     call = (await link.wait_calls(1))["a1"]
     call.start()
-    while not any(e.HasField("started") for e in stream.events):
-        await asyncio.sleep(0)
+    await wait_until(lambda: any(e.HasField("started") for e in stream.events), 1, "the run to start", 0)
     run_id = stream.events[0].job.runs[0].run_id
     assert (await history.get_run(run_id)).status == pb.RUN_RUNNING
     assert [r.status for r in await history.list_runs(agent="a1")] == [pb.RUN_RUNNING]
