@@ -18,6 +18,8 @@ from pathlib import Path
 
 from sloth_core import harness
 from sloth_core.harness import wait_for
+from sloth_core.security import layout
+from sloth_core.transport import TLSConfig
 
 EXE = [sys.executable, "-m", "sloth_core.cli"]
 HEARTBEAT_S = 0.5
@@ -141,3 +143,37 @@ def _kill_leftover_daemons(home: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def agent_tls(fleet: Fleet, name: str) -> TLSConfig:
+    """The identity an agent stored when it joined (what a thief would copy)."""
+    pki = layout.pki_dir(fleet.home / "agents" / name)
+    return TLSConfig(
+        (pki / layout.AGENT_CA).read_bytes(),
+        (pki / layout.AGENT_CERT).read_bytes(),
+        (pki / layout.AGENT_KEY).read_bytes(),
+    )
+
+
+def admin_tls(fleet: Fleet) -> TLSConfig:
+    """The local master's own admin identity."""
+    pki = layout.pki_dir(fleet.master_dir)
+    return TLSConfig(
+        (pki / layout.CA_CERT).read_bytes(),
+        (pki / layout.ADMIN_CERT).read_bytes(),
+        (pki / layout.ADMIN_KEY).read_bytes(),
+    )
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_bytes()
+            except FileNotFoundError:
+                continue
+            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid:
+                found.append(int(entry))
+    return found

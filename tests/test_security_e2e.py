@@ -31,7 +31,7 @@ from sloth_core.proto import sloth_pb2_grpc as rpc
 from sloth_core.security import layout
 from sloth_core.security.names import JOIN_SERVER_NAME, agent_server_name
 from sloth_core.transport import TLSConfig, open_channel
-from tests.fleet import EXE, Fleet, Proc, wait_for
+from tests.fleet import EXE, Fleet, Proc, admin_tls, agent_tls, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,25 +102,6 @@ def join_port(fleet: Fleet) -> int:
 
 def agent_dir(fleet: Fleet, name: str) -> Path:
     return fleet.home / "agents" / name
-
-
-def agent_tls(fleet: Fleet, name: str) -> TLSConfig:
-    """The identity an agent stored when it joined (what a thief would copy)."""
-    pki = layout.pki_dir(agent_dir(fleet, name))
-    return TLSConfig(
-        (pki / layout.AGENT_CA).read_bytes(),
-        (pki / layout.AGENT_CERT).read_bytes(),
-        (pki / layout.AGENT_KEY).read_bytes(),
-    )
-
-
-def admin_tls(fleet: Fleet) -> TLSConfig:
-    pki = layout.pki_dir(fleet.master_dir)
-    return TLSConfig(
-        (pki / layout.CA_CERT).read_bytes(),
-        (pki / layout.ADMIN_CERT).read_bytes(),
-        (pki / layout.ADMIN_KEY).read_bytes(),
-    )
 
 
 async def status_of(call: Awaitable[object]) -> Status:

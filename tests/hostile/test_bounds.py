@@ -17,8 +17,8 @@ import pytest
 from sloth_core.client import MasterClient
 from sloth_core.escape import shown
 from sloth_core.proto import sloth_pb2 as pb
-from tests.fleet import EXE, Fleet, wait_for
-from tests.hostile.trust_support import RPC_TIMEOUT_S, admin_tls, agent_tls, hello_status, master_status, one_error
+from tests.fleet import EXE, Fleet, admin_tls, agent_tls, wait_for
+from tests.hostile.trust_support import RPC_TIMEOUT_S, hello_status, master_status, one_error
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,8 +18,8 @@ import pytest
 from sloth_core import errors
 from sloth_core.client import MasterClient
 from sloth_core.status_words import run_key
-from tests.fleet import Fleet
-from tests.hostile.trust_support import admin_tls, one_error
+from tests.fleet import Fleet, admin_tls
+from tests.hostile.trust_support import one_error
 
 pytestmark = pytest.mark.timeout(240)
 

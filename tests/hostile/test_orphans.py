@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import EXE, Fleet, wait_for
+from tests.fleet import EXE, Fleet, children, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,19 +35,6 @@ def gone(pid: int) -> bool:
 def start_time(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_bytes()
     return int(stat[stat.rindex(b")") + 2 :].split()[19])
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_bytes()
-            except FileNotFoundError:
-                continue
-            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def helper_of(agent_pid: int) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import EXE, Fleet, wait_for
+from tests.fleet import EXE, Fleet, children, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -23,19 +23,6 @@ def token_of(fleet: Fleet) -> str:
 def environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes()
     return dict(item.decode(errors="replace").partition("=")[::2] for item in raw.split(b"\0") if item)
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_bytes()
-            except FileNotFoundError:
-                continue
-            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 @pytest.mark.parametrize("via", ["flag", "flag=", "environment"])

@@ -10,31 +10,11 @@ import grpc.aio
 
 from sloth_core.client import MASTER_SERVER_NAME
 from sloth_core.proto import sloth_pb2_grpc as rpc
-from sloth_core.security import layout
 from sloth_core.transport import TLSConfig, open_channel
 from tests.fleet import Fleet
 
 RPC_TIMEOUT_S = 10.0
 Status = tuple[grpc.StatusCode, str]
-
-
-def agent_tls(fleet: Fleet, name: str) -> TLSConfig:
-    """The identity an agent stored when it joined."""
-    pki = layout.pki_dir(fleet.home / "agents" / name)
-    return TLSConfig(
-        (pki / layout.AGENT_CA).read_bytes(),
-        (pki / layout.AGENT_CERT).read_bytes(),
-        (pki / layout.AGENT_KEY).read_bytes(),
-    )
-
-
-def admin_tls(fleet: Fleet) -> TLSConfig:
-    pki = layout.pki_dir(fleet.master_dir)
-    return TLSConfig(
-        (pki / layout.CA_CERT).read_bytes(),
-        (pki / layout.ADMIN_CERT).read_bytes(),
-        (pki / layout.ADMIN_KEY).read_bytes(),
-    )
 
 
 async def master_status(
