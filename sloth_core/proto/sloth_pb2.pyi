@@ -32,6 +32,11 @@ class OutputStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STDOUT: _ClassVar[OutputStream]
     STDERR: _ClassVar[OutputStream]
 
+class RunKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_COMMAND: _ClassVar[RunKind]
+    RUN_SHELL: _ClassVar[RunKind]
+
 class AgentEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     AGENT_EVENT_UNSPECIFIED: _ClassVar[AgentEventType]
@@ -57,6 +62,8 @@ RUN_REJECTED: RunStatus
 OUTPUT_STREAM_UNSPECIFIED: OutputStream
 STDOUT: OutputStream
 STDERR: OutputStream
+RUN_COMMAND: RunKind
+RUN_SHELL: RunKind
 AGENT_EVENT_UNSPECIFIED: AgentEventType
 AGENT_REGISTERED: AgentEventType
 AGENT_UPDATED: AgentEventType
@@ -147,7 +154,7 @@ class OutputChunk(_message.Message):
     def __init__(self, stream: _Optional[_Union[OutputStream, str]] = ..., data: _Optional[bytes] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class RunInfo(_message.Message):
-    __slots__ = ("run_id", "job_id", "agent", "command", "requested_by", "status", "exit_code", "signal", "created_at", "started_at", "finished_at", "error", "stdout_bytes", "stderr_bytes", "dropped_bytes", "timeout_s")
+    __slots__ = ("run_id", "job_id", "agent", "command", "requested_by", "status", "exit_code", "signal", "created_at", "started_at", "finished_at", "error", "stdout_bytes", "stderr_bytes", "dropped_bytes", "timeout_s", "kind")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +171,7 @@ class RunInfo(_message.Message):
     STDERR_BYTES_FIELD_NUMBER: _ClassVar[int]
     DROPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job_id: str
     agent: str
@@ -180,7 +188,40 @@ class RunInfo(_message.Message):
     stderr_bytes: int
     dropped_bytes: int
     timeout_s: float
-    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., agent: _Optional[str] = ..., command: _Optional[str] = ..., requested_by: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., error: _Optional[str] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., dropped_bytes: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    kind: RunKind
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., agent: _Optional[str] = ..., command: _Optional[str] = ..., requested_by: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., error: _Optional[str] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., dropped_bytes: _Optional[int] = ..., timeout_s: _Optional[float] = ..., kind: _Optional[_Union[RunKind, str]] = ...) -> None: ...
+
+class WindowSize(_message.Message):
+    __slots__ = ("rows", "cols")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    cols: int
+    def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
+
+class Pty(_message.Message):
+    __slots__ = ("term", "size")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    term: str
+    size: WindowSize
+    def __init__(self, term: _Optional[str] = ..., size: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
+
+class RunInput(_message.Message):
+    __slots__ = ("stdin", "eof", "resize")
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    EOF_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    stdin: bytes
+    eof: bool
+    resize: WindowSize
+    def __init__(self, stdin: _Optional[bytes] = ..., eof: _Optional[bool] = ..., resize: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
+
+class InputRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class AgentUp(_message.Message):
     __slots__ = ("hello", "beat", "goodbye")
@@ -337,7 +378,7 @@ class Target(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("target", "command", "timeout_s", "parallel", "no_output", "env", "cwd")
+    __slots__ = ("target", "command", "timeout_s", "parallel", "no_output", "env", "cwd", "stdin", "pty")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -352,6 +393,8 @@ class RunRequest(_message.Message):
     NO_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    PTY_FIELD_NUMBER: _ClassVar[int]
     target: Target
     command: str
     timeout_s: float
@@ -359,7 +402,17 @@ class RunRequest(_message.Message):
     no_output: bool
     env: _containers.ScalarMap[str, str]
     cwd: str
-    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., parallel: _Optional[int] = ..., no_output: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ...) -> None: ...
+    stdin: bool
+    pty: Pty
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., parallel: _Optional[int] = ..., no_output: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., stdin: _Optional[bool] = ..., pty: _Optional[_Union[Pty, _Mapping]] = ...) -> None: ...
+
+class InteractUp(_message.Message):
+    __slots__ = ("request", "input")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    request: RunRequest
+    input: RunInput
+    def __init__(self, request: _Optional[_Union[RunRequest, _Mapping]] = ..., input: _Optional[_Union[RunInput, _Mapping]] = ...) -> None: ...
 
 class JobStarted(_message.Message):
     __slots__ = ("runs", "warning")
@@ -542,7 +595,7 @@ class JoinResponse(_message.Message):
     def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("run_id", "command", "timeout_s", "env", "cwd")
+    __slots__ = ("run_id", "command", "timeout_s", "env", "cwd", "stdin", "pty")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -555,12 +608,16 @@ class ExecuteRequest(_message.Message):
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    PTY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     command: str
     timeout_s: float
     env: _containers.ScalarMap[str, str]
     cwd: str
-    def __init__(self, run_id: _Optional[str] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ...) -> None: ...
+    stdin: bool
+    pty: Pty
+    def __init__(self, run_id: _Optional[str] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., stdin: _Optional[bool] = ..., pty: _Optional[_Union[Pty, _Mapping]] = ...) -> None: ...
 
 class ExecStarted(_message.Message):
     __slots__ = ("pid", "started_at")

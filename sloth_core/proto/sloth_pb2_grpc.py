@@ -61,6 +61,11 @@ class MasterStub:
                 request_serializer=sloth__core_dot_proto_dot_sloth__pb2.RunRequest.SerializeToString,
                 response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.RunEvent.FromString,
                 _registered_method=True)
+        self.Interact = channel.stream_stream(
+                '/sloth.v1.Master/Interact',
+                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.InteractUp.SerializeToString,
+                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.RunEvent.FromString,
+                _registered_method=True)
         self.CancelRun = channel.unary_unary(
                 '/sloth.v1.Master/CancelRun',
                 request_serializer=sloth__core_dot_proto_dot_sloth__pb2.CancelRunRequest.SerializeToString,
@@ -125,6 +130,15 @@ class MasterServicer:
 
     def Run(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Interact(self, request_iterator, context):
+        """A run that takes input from its caller: stdin (`agent run` with stdin
+        not a terminal, `--stdin`) or a PTY session (`agent shell`). The first
+        message carries the request; the rest carry RunInput. Events as for Run.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -196,6 +210,11 @@ def add_MasterServicer_to_server(servicer, server):
             'Run': grpc.unary_stream_rpc_method_handler(
                     servicer.Run,
                     request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.RunRequest.FromString,
+                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.RunEvent.SerializeToString,
+            ),
+            'Interact': grpc.stream_stream_rpc_method_handler(
+                    servicer.Interact,
+                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.InteractUp.FromString,
                     response_serializer=sloth__core_dot_proto_dot_sloth__pb2.RunEvent.SerializeToString,
             ),
             'CancelRun': grpc.unary_unary_rpc_method_handler(
@@ -365,6 +384,33 @@ class Master:
             target,
             '/sloth.v1.Master/Run',
             sloth__core_dot_proto_dot_sloth__pb2.RunRequest.SerializeToString,
+            sloth__core_dot_proto_dot_sloth__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Interact(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sloth.v1.Master/Interact',
+            sloth__core_dot_proto_dot_sloth__pb2.InteractUp.SerializeToString,
             sloth__core_dot_proto_dot_sloth__pb2.RunEvent.FromString,
             options,
             channel_credentials,
@@ -565,6 +611,11 @@ class AgentSessionStub:
                 request_serializer=sloth__core_dot_proto_dot_sloth__pb2.RunReport.SerializeToString,
                 response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.ReportAck.FromString,
                 _registered_method=True)
+        self.Input = channel.unary_stream(
+                '/sloth.v1.AgentSession/Input',
+                request_serializer=sloth__core_dot_proto_dot_sloth__pb2.InputRequest.SerializeToString,
+                response_deserializer=sloth__core_dot_proto_dot_sloth__pb2.RunInput.FromString,
+                _registered_method=True)
 
 
 class AgentSessionServicer:
@@ -589,6 +640,14 @@ class AgentSessionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Input(self, request, context):
+        """Opened by the agent for a run whose ExecuteRequest has stdin or pty set:
+        the caller's input for that run, until EOF or the run ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentSessionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -601,6 +660,11 @@ def add_AgentSessionServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.RunReport.FromString,
                     response_serializer=sloth__core_dot_proto_dot_sloth__pb2.ReportAck.SerializeToString,
+            ),
+            'Input': grpc.unary_stream_rpc_method_handler(
+                    servicer.Input,
+                    request_deserializer=sloth__core_dot_proto_dot_sloth__pb2.InputRequest.FromString,
+                    response_serializer=sloth__core_dot_proto_dot_sloth__pb2.RunInput.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +728,33 @@ class AgentSession:
             '/sloth.v1.AgentSession/Report',
             sloth__core_dot_proto_dot_sloth__pb2.RunReport.SerializeToString,
             sloth__core_dot_proto_dot_sloth__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Input(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sloth.v1.AgentSession/Input',
+            sloth__core_dot_proto_dot_sloth__pb2.InputRequest.SerializeToString,
+            sloth__core_dot_proto_dot_sloth__pb2.RunInput.FromString,
             options,
             channel_credentials,
             insecure,
