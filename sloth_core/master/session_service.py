@@ -8,6 +8,9 @@ stream ends the agent is offline at once (or stopped, after a goodbye).
 
 ``Report``: the caller must be the agent the run was asked of; its events
 go to the run's relay through the hub.
+
+``Input``: the same caller check; then the run's input from its caller
+(:mod:`sloth_core.master.input_relay`), as fast as the agent takes it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import grpc
 import grpc.aio
 
 from sloth_core import bounds, errors
+from sloth_core.master.input_relay import InputRelay
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import Authorizer
 from sloth_core.master.sessions import Session, SessionHub, SessionRun
@@ -41,10 +45,17 @@ def peer_address(context: grpc.aio.ServicerContext) -> str:
 
 class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
     def __init__(
-        self, registry: Registry, hub: SessionHub, auth: Authorizer, *, limits: bounds.Limits = bounds.DEFAULT_LIMITS
+        self,
+        registry: Registry,
+        hub: SessionHub,
+        auth: Authorizer,
+        *,
+        limits: bounds.Limits = bounds.DEFAULT_LIMITS,
+        inputs: InputRelay | None = None,
     ) -> None:
         self._registry = registry
         self._hub = hub
+        self._inputs = inputs if inputs is not None else InputRelay()
         self._auth = auth
         self._limits = limits
 
@@ -160,6 +171,20 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
             await abort(context, errors.CallCancelledError("the master hung up this run"))
         run.reported_all()
         return pb.ReportAck()
+
+    async def Input(self, request: pb.InputRequest, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            name = self._hub.agent_of(request.run_id)
+        except errors.SlothError as exc:
+            await abort(context, exc)
+        # Only the agent the run was asked of may read its input.
+        await self._auth.require_agent(context, name)
+        try:
+            async with contextlib.aclosing(self._inputs.read(request.run_id)) as items:  # type: ignore[type-var]
+                async for item in items:
+                    yield item
+        except errors.SlothError as exc:
+            await abort(context, exc)
 
     async def _pump(self, first: pb.RunReport, run: SessionRun, name: str, context: grpc.aio.ServicerContext) -> None:
         message: Any = first
