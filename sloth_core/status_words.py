@@ -23,6 +23,11 @@ AGENT_WORDS: dict[int, str] = {
     pb.AGENT_STOPPED: "stopped",
 }
 
+KIND_WORDS: dict[int, str] = {
+    pb.RUN_COMMAND: "command",
+    pb.RUN_SHELL: "shell",
+}
+
 RUN_ACTIVE = frozenset({pb.RUN_PENDING, pb.RUN_RUNNING})
 RUN_FAILED = frozenset({pb.RUN_FAILED, pb.RUN_TIMED_OUT, pb.RUN_LOST})
 
@@ -35,6 +40,18 @@ def run_word(status: int) -> str:
 def run_key(status: int) -> str:
     """The machine form (``timed_out``) used in ``--json`` output and ``--status`` flags."""
     return run_word(status).replace(" ", "_")
+
+
+def kind_word(kind: int) -> str:
+    """``command`` or ``shell`` (an `agent shell` session) for a ``pb.RunKind`` value."""
+    return KIND_WORDS.get(kind, "command")
+
+
+def run_title(command: str, kind: int) -> str:
+    """What a run ran, for a list: the command, or ``shell`` / ``shell: top`` for a terminal session."""
+    if kind == pb.RUN_SHELL:
+        return f"shell: {command}" if command.strip() else "shell"
+    return command
 
 
 def agent_word(status: int) -> str:

@@ -34,6 +34,15 @@ exit codes:
   255         the command could not run or finish: unknown or offline agent,
               master unreachable, agent lost (the reason is on stderr)"""
 
+SHELL_EXIT_CODES = """\
+exit codes:
+  0 / remote  the remote shell's (or CMD's) own exit code
+  1           refused: not an admin identity, or unusable credentials
+  2           usage error, or stdin is not a terminal
+  128+N       this command got signal N (SIGTERM: 143, SIGHUP: 129); the session was ended
+  255         the session could not start or was lost: unknown or offline agent, master
+              unreachable or gone, agent lost, cancelled with `runs cancel` (the reason is on stderr)"""
+
 
 def lazy(target: str) -> Callable[[argparse.Namespace], int]:
     module, func = target.split(":")
@@ -318,6 +327,32 @@ def _agent_parser(sub: Any) -> None:
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="no live status line")
     _client_flags(r, json_help="one JSON object per run on stdout (output, status, exit code), instead of the live output")
     r.set_defaults(handler=lazy("run_cmd:run"))
+
+    sh = _add(
+        asub, "shell", "an interactive shell on one agent (admin only)",
+        description=textwrap.dedent("""\
+            Open an interactive terminal on agent NAME, through the master, as `ssh -t` does: the
+            agent user's login shell, or CMD with `--`. Your terminal goes raw while the session
+            runs, so every key reaches the remote side: Ctrl-C, Ctrl-Z and Ctrl-D act there, not
+            here. The window size follows yours; TERM is passed through. Type `exit` (or Ctrl-D
+            at the prompt) to leave; your terminal is restored however the session ends.
+
+            Admin identities only. The master records the session in the run history as a run of
+            kind `shell` (who, when, how long, exit code: `sloth-runner runs list`); the keys you
+            type and what the screen shows are NOT recorded. `sloth-runner runs cancel ID` ends
+            it. Needs a terminal on stdin; for scripts use `agent run`."""),
+        examples=[
+            "sloth-runner agent shell web-1",
+            "sloth-runner agent shell web-1 -- top",
+            "sloth-runner agent shell web-1 -- vim /etc/hosts",
+            "sloth-runner agent shell web-1 -- sudo -i",
+        ],
+        epilog=SHELL_EXIT_CODES,
+    )
+    sh.add_argument("name", metavar="NAME", help="the agent (exactly one)")
+    sh.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="run CMD ARGS interactively instead of a login shell")
+    _client_flags(sh, json=False)
+    sh.set_defaults(handler=lazy("shell_cmd:shell"))
 
 
 def _runs_parser(sub: Any) -> None:

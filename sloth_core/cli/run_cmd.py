@@ -27,15 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
 from sloth_core.cli.common import connect
+from sloth_core.cli.exit_codes import EXIT_INTERRUPTED, EXIT_NOT_RUN, run_exit_code
 from sloth_core.cli.progress import Progress
 from sloth_core.cli.render import AGENT_COLOURS, STATUS_COLOURS, box, duration, paint, print_error
 from sloth_core.errors import UsageError
 from sloth_core.escape import shown
 from sloth_core.names import parse_env, parse_label
 
-EXIT_TIMEOUT = 124  # as timeout(1)
-EXIT_INTERRUPTED = 130
-EXIT_NOT_RUN = 255  # as ssh: the remote command could not run or finish
 CANCEL_WAIT_S = 10.0
 TICK_S = 0.5  # the progress line's clock moves even when nothing arrives
 HUGE_LINE = 1024 * 1024
@@ -286,7 +284,7 @@ async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str
     if unfinished:
         return EXIT_NOT_RUN
     if not printer.multi:
-        return _single_exit(ordered[0].info if ordered else None)
+        return run_exit_code(ordered[0].info if ordered else None)
     return 0 if all(v.info.status == pb.RUN_SUCCEEDED for v in ordered) else 1
 
 
@@ -321,24 +319,6 @@ def _is_fanout(names: list[str], labels: dict[str, str], all_agents: bool) -> bo
     from sloth_core.names import is_glob
 
     return all_agents or bool(labels) or len(names) > 1 or any(is_glob(n) for n in names)
-
-
-def _single_exit(info: Any) -> int:
-    from sloth_core.proto import sloth_pb2 as pb
-
-    if info is None:
-        return EXIT_NOT_RUN
-    if info.status == pb.RUN_SUCCEEDED:
-        return 0
-    if info.status == pb.RUN_FAILED:
-        if info.exit_code < 0:
-            return EXIT_NOT_RUN  # it could not start (e.g. no such --cwd): nothing ran, as ssh's 255
-        return info.exit_code if 0 < info.exit_code < 256 else 1
-    if info.status == pb.RUN_TIMED_OUT:
-        return EXIT_TIMEOUT
-    if info.status == pb.RUN_CANCELLED:
-        return EXIT_INTERRUPTED
-    return EXIT_NOT_RUN
 
 
 def _status(info: Any) -> str:
