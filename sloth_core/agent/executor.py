@@ -342,6 +342,11 @@ class Execution:
     async def _terminate(self) -> None:
         if not self.pid or self._helper is None:
             return
+        if self.pty is not None:
+            # What a terminal that goes away sends: an interactive shell
+            # passes the hangup on to its jobs (each in a process group of
+            # its own, out of reach of the group signals below) and exits.
+            self._helper.signal_group(self.pid, signal.SIGHUP)
         self._helper.signal_group(self.pid, signal.SIGTERM)
         proto = self._proto
         if proto is not None and not proto.exited.is_set():

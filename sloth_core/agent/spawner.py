@@ -66,8 +66,8 @@ EXITED = "exited"  # (EXITED, pid, wait status)
 DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ)
 
 
-def proc_stat(pid: int) -> tuple[bool, int, int, int] | None:
-    """(running, ppid, pgrp, start time in clock ticks since boot) of a process, else None.
+def proc_stat(pid: int) -> tuple[bool, int, int, int, int] | None:
+    """(running, ppid, pgrp, start time in clock ticks since boot, session) of a process, else None.
 
     ``running`` is False for a zombie: it runs nothing and holds nothing.
     """
@@ -77,7 +77,7 @@ def proc_stat(pid: int) -> tuple[bool, int, int, int] | None:
     except OSError:
         return None
     fields = raw[raw.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
-    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19])
+    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19]), int(fields[3])
 
 
 def boot_id() -> str:
@@ -103,6 +103,21 @@ def group_members(pgid: int) -> list[tuple[int, int]]:
             if stat is not None and stat[0] and stat[2] == pgid:
                 members.append((int(entry), stat[3]))
     return members
+
+
+def signal_session_jobs(sid: int, sig: int) -> None:
+    """Signal the processes of session ``sid`` outside its leader's group.
+
+    An interactive shell (``agent shell``) puts each job in a process group
+    of its own (job control), out of reach of ``killpg`` on the leader's;
+    they are still of the session the command leads, and end with it.
+    """
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = proc_stat(int(entry))
+            if stat is not None and stat[0] and stat[4] == sid and stat[2] != sid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry), sig)
 
 
 class Records:
@@ -224,6 +239,7 @@ class Helper:
             _, pgid, signo = message
             if pgid in self.groups:
                 _killpg(pgid, signo)
+                signal_session_jobs(pgid, signo)
 
     def spawn(self, ident: int, argv: list[str], extra_env: dict[str, str], cwd: str = "", stdin: bool = False) -> None:
         out_r, out_w = os.pipe()
