@@ -366,10 +366,27 @@ class Interaction:
         return self._events()
 
     async def _events(self) -> AsyncIterator[pb.RunEvent]:
+        import contextlib
+
+        from sloth_core.proto import sloth_pb2 as pb
+
+        unfinished: set[str] | None = None
         try:
-            async for event in self._client._stream(self._start):
-                self._accepted.set()
-                yield event
+            async with contextlib.aclosing(self._client._stream(self._start)) as events:  # type: ignore[type-var]
+                async for event in events:
+                    self._accepted.set()
+                    yield event
+                    kind = event.WhichOneof("kind")
+                    if kind == "job":
+                        unfinished = {r.run_id for r in event.job.runs if r.status in (pb.RUN_PENDING, pb.RUN_RUNNING)}
+                    elif kind == "finished" and unfinished is not None:
+                        unfinished.discard(event.run_id)
+                    if unfinished is not None and not unfinished:
+                        # Every run has its outcome: hang up ourselves. Waiting
+                        # for the master's status while our input is still
+                        # flowing can end in INTERNAL (grpc 1.85, a server that
+                        # finishes a call its client is still writing to).
+                        return
         finally:
             self._over.set()
 

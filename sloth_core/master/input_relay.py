@@ -8,9 +8,10 @@ Memory stays bounded on every hop:
   command slows its caller, nothing piles up here.
 - several runs (``--stdin`` fan-out, maybe ``--parallel`` so some start
   later): :class:`SharedInput` keeps the whole input once, up to a cap, and
-  every run reads it with its own cursor. Beyond the cap the job fails with
-  :class:`~sloth_core.errors.StdinTooLargeError` (the CLI checks the cap
-  first, so that nothing runs).
+  every run reads it with its own cursor. The runs start once the input is
+  complete (:meth:`InputFeed.ready`), so a job whose input breaks the cap
+  (:class:`~sloth_core.errors.StdinTooLargeError`) or whose caller goes
+  away mid-input runs nothing anywhere.
 
 Stdin bytes are never stored or logged. No gRPC here: the servicers feed
 this module and read from it, and unit tests reach it directly.
@@ -24,9 +25,10 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from sloth_core import errors
+from sloth_core.bounds import DEFAULT_MAX_SHARED_STDIN
 from sloth_core.proto import sloth_pb2 as pb
 
-DEFAULT_STDIN_CAP = 64 * 1024 * 1024  # what a fan-out's shared input may hold
+DEFAULT_STDIN_CAP = DEFAULT_MAX_SHARED_STDIN  # what a fan-out's shared input may hold
 STREAM_QUEUE = 16  # messages of at most 64 KiB: about 1 MiB in flight per run
 EOF = pb.RunInput(eof=True)
 
@@ -39,6 +41,9 @@ class InputFeed(Protocol):
 
     def close(self) -> None:
         """No more input will come (the job ended, or its caller went away)."""
+
+    async def ready(self) -> None:
+        """Returns when the runs may start: at once, or when the whole input is here (or never will be)."""
 
     def read(self) -> AsyncIterator[pb.RunInput]:
         """One run's view of the input, ending after EOF or :meth:`close`."""
@@ -74,6 +79,9 @@ class StreamedInput:
         self._ready.set()
         self._room.set()
 
+    async def ready(self) -> None:
+        return  # the run reads as its caller sends
+
     async def read(self) -> AsyncIterator[pb.RunInput]:
         if self._reading or self._reader_gone:
             raise errors.RunExistsError("this run's input is already being read")
@@ -106,6 +114,7 @@ class SharedInput:
         self._eof = False
         self._closed = False
         self._grew = asyncio.Event()
+        self._complete = asyncio.Event()  # EOF arrived, or the input was closed
 
     async def put(self, item: pb.RunInput) -> None:
         kind = item.WhichOneof("kind")
@@ -121,12 +130,17 @@ class SharedInput:
                 self._wake()
         elif kind == "eof":
             self._eof = True
+            self._complete.set()
             self._wake()
         # A window size means nothing without a terminal, and a fan-out has none.
 
     def close(self) -> None:
         self._closed = True
+        self._complete.set()
         self._wake()
+
+    async def ready(self) -> None:
+        await self._complete.wait()
 
     def _wake(self) -> None:
         self._grew.set()
