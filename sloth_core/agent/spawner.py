@@ -54,6 +54,9 @@ PR_SET_CHILD_SUBREAPER = 36
 # {"pty": (rows, cols), "file": path} -> the terminal's master side (argv[0] may be "-bash").
 SPAWN = "spawn"
 SIGNAL = "signal"  # (SIGNAL, pgid, signo): only groups this helper started and still tracks
+# (SIGNAL_SESSION, sid, signo): every process of the session a tracked group leads. A terminal
+# session's shell puts each job in a group of its own; ending the session must reach them all.
+SIGNAL_SESSION = "signal-session"
 READY = "ready"  # (READY, swept): sent once, after leftovers of earlier instances are gone
 STARTED = "started"
 FAILED = "failed"
@@ -71,13 +74,31 @@ def proc_stat(pid: int) -> tuple[bool, int, int, int] | None:
 
     ``running`` is False for a zombie: it runs nothing and holds nothing.
     """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except OSError:
         return None
-    fields = raw[raw.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
-    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19])
+    return raw[raw.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
+
+
+def session_members(sid: int) -> list[int]:
+    """Every live process of session ``sid``, whatever its group."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[0] not in (b"Z", b"X") and int(fields[3]) == sid:
+                members.append(int(entry))
+    return members
 
 
 def boot_id() -> str:
@@ -224,6 +245,13 @@ class Helper:
             _, pgid, signo = message
             if pgid in self.groups:
                 _killpg(pgid, signo)
+        elif message[0] == SIGNAL_SESSION:
+            _, sid, signo = message
+            if sid in self.groups:
+                _killpg(sid, signo)
+                for pid in session_members(sid):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signo)
 
     def spawn(self, ident: int, argv: list[str], extra_env: dict[str, str], cwd: str = "", stdin: bool = False) -> None:
         out_r, out_w = os.pipe()
@@ -366,12 +394,15 @@ class Helper:
     def kill_everything(self) -> None:
         """The agent is gone: nothing it started may outlive it."""
         kill_groups(self.groups, reap=self.reap)
-        # Descendants that left their group (setsid) were reparented to us.
+        # Descendants that left their group (setsid) were reparented to us;
+        # jobs of a terminal session's shell sit in groups of their own, in its session.
         me = os.getpid()
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                stat = proc_stat(int(entry))
-                if stat is not None and stat[0] and stat[1] == me:
+                fields = _stat_fields(int(entry))
+                if fields is None or fields[0] in (b"Z", b"X"):
+                    continue
+                if int(fields[1]) == me or int(fields[3]) in self.groups:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(entry), signal.SIGKILL)
         self.reap()
