@@ -47,6 +47,8 @@ MAX_MESSAGE = 256 * 1024
 TERM_GRACE_S = 1.0  # TERM, then KILL: well within the 5 s a dead agent's commands may outlive it
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+), spelled out for any 3.x
+STDIN_PIPE_BYTES = 1024 * 1024
 
 # Requests (agent -> helper) and replies (helper -> agent), marshalled tuples.
 # (SPAWN, id, argv, extra_env, cwd, options) -> (STARTED, id, pid) + fds, or (FAILED, id, message).
@@ -257,6 +259,9 @@ class Helper:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         in_r, in_w = os.pipe() if stdin else (self.devnull, -1)
+        if stdin:
+            with contextlib.suppress(OSError):  # fewer stalls feeding a fast reader (best effort)
+                fcntl.fcntl(in_w, F_SETPIPE_SZ, STDIN_PIPE_BYTES)
         try:
             env = {**self.base_env, **extra_env} if extra_env else self.base_env
             # posix_spawn has no cwd: the child inherits ours, and this helper

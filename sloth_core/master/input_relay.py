@@ -30,6 +30,9 @@ from sloth_core.proto import sloth_pb2 as pb
 
 DEFAULT_STDIN_CAP = DEFAULT_MAX_SHARED_STDIN  # what a fan-out's shared input may hold
 STREAM_QUEUE = 16  # messages of at most 64 KiB: about 1 MiB in flight per run
+# Stdin bytes waiting together go to the agent as one message of up to this:
+# a message costs the same whatever its size, so a backlog travels in fewer.
+COALESCE_BYTES = 256 * 1024
 EOF = pb.RunInput(eof=True)
 
 
@@ -82,6 +85,18 @@ class StreamedInput:
     async def ready(self) -> None:
         return  # the run reads as its caller sends
 
+    def _take(self) -> pb.RunInput:
+        """The next message, with the stdin bytes queued right behind it joined in (up to COALESCE_BYTES)."""
+        item = self._items.popleft()
+        if not item.HasField("stdin") or not self._items or not self._items[0].HasField("stdin"):
+            return item
+        parts, size = [item.stdin], len(item.stdin)
+        while self._items and self._items[0].HasField("stdin") and size + len(self._items[0].stdin) <= COALESCE_BYTES:
+            data = self._items.popleft().stdin
+            parts.append(data)
+            size += len(data)
+        return pb.RunInput(stdin=b"".join(parts))
+
     async def read(self) -> AsyncIterator[pb.RunInput]:
         if self._reading or self._reader_gone:
             raise errors.RunExistsError("this run's input is already being read")
@@ -93,7 +108,7 @@ class StreamedInput:
                         return
                     self._ready.clear()
                     await self._ready.wait()
-                item = self._items.popleft()
+                item = self._take()
                 self._room.set()
                 yield item
                 if item.HasField("eof"):
@@ -150,8 +165,13 @@ class SharedInput:
         cursor = 0
         while True:
             if cursor < len(self._chunks):
+                parts, size = [self._chunks[cursor]], len(self._chunks[cursor])
                 cursor += 1
-                yield pb.RunInput(stdin=self._chunks[cursor - 1])
+                while cursor < len(self._chunks) and size + len(self._chunks[cursor]) <= COALESCE_BYTES:
+                    parts.append(self._chunks[cursor])
+                    size += len(self._chunks[cursor])
+                    cursor += 1
+                yield pb.RunInput(stdin=parts[0] if len(parts) == 1 else b"".join(parts))
             elif self._eof:
                 yield EOF
                 return

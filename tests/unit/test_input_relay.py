@@ -10,7 +10,7 @@ import pytest
 from sloth_core import errors
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
-from sloth_core.master.input_relay import InputRelay, SharedInput, StreamedInput
+from sloth_core.master.input_relay import COALESCE_BYTES, InputRelay, SharedInput, StreamedInput
 from sloth_core.master.registry import Registry
 from sloth_core.proto import sloth_pb2 as pb
 from tests.unit.conftest import register
@@ -55,12 +55,24 @@ async def test_a_streamed_input_holds_a_bounded_queue_and_the_caller_waits_for_r
     assert await blocked(fifth), "a full queue must stop the caller, not grow"
     assert feed.queued == 4
     reader = feed.read()
-    assert [i.stdin for i in await take(reader, 1)] == [b"0"]
-    await asyncio.wait_for(fifth, 1)  # one taken, one more fits
-    assert feed.queued == 4
+    assert [i.stdin for i in await take(reader, 1)] == [b"0123"], "what waits together goes as one message"
+    await asyncio.wait_for(fifth, 1)
     rest = asyncio.ensure_future(drain(reader))
-    await asyncio.wait_for(feed.put(EOF), 1)  # goes in once the reader makes room
-    assert await asyncio.wait_for(rest, 1) == b"1234<EOF>"
+    await asyncio.wait_for(feed.put(EOF), 1)
+    assert await asyncio.wait_for(rest, 1) == b"4<EOF>"
+
+
+async def test_a_backlog_goes_to_the_agent_in_bounded_messages_in_order() -> None:
+    feed = StreamedInput(limit=100)
+    for i in range(10):
+        await feed.put(data(bytes([65 + i]) * 65536))
+    await feed.put(pb.RunInput(resize=pb.WindowSize(rows=2, cols=2)))
+    await feed.put(data(b"after"))
+    feed.close()
+    messages = [m async for m in feed.read()]
+    sizes = [len(m.stdin) if m.HasField("stdin") else "resize" for m in messages]
+    assert sizes == [COALESCE_BYTES, COALESCE_BYTES, 2 * 65536, "resize", 5]
+    assert b"".join(m.stdin for m in messages) == b"".join(bytes([65 + i]) * 65536 for i in range(10)) + b"after"
 
 
 async def test_resizes_travel_in_order_with_the_keystrokes() -> None:
