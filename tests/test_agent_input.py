@@ -21,15 +21,6 @@ pytestmark = pytest.mark.timeout(60)
 PTY = pb.Pty(term="xterm-256color", size=pb.WindowSize(rows=30, cols=100))
 
 
-@pytest.fixture
-async def helper() -> AsyncIterator[processes.ProcessHelper]:
-    started = await processes.start_shared(None)
-    try:
-        yield started
-    finally:
-        await processes.close_shared()
-
-
 class Input:
     """The run's Input call as the agent sees it: messages the test puts, and whether it was closed."""
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sloth_core import errors
+from sloth_core.harness import wait_until
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.input_relay import COALESCE_BYTES, InputRelay, SharedInput, StreamedInput
@@ -213,6 +214,16 @@ def inputs_dispatcher(
                       inputs=relay, stdin_cap=16)
 
 
+def stdin_request(*names: str, command: str = "cat") -> pb.RunRequest:
+    return pb.RunRequest(target=pb.Target(names=list(names)), command=command, stdin=True)
+
+
+def interact(dispatcher: Dispatcher, request: pb.RunRequest) -> tuple[Caller, asyncio.Task[None]]:
+    """A caller of ``Interact`` with ``request``, and the task collecting its events."""
+    caller = Caller()
+    return caller, caller.follow(dispatcher.interact(request, "admin:test", caller.read))
+
+
 def shell(*names: str) -> pb.RunRequest:
     return pb.RunRequest(target=pb.Target(names=list(names)), pty=pb.Pty(term="xterm", size=pb.WindowSize(rows=24, cols=80)))
 
@@ -221,8 +232,7 @@ async def test_a_terminal_session_is_recorded_as_a_shell_and_its_screen_is_not_k
     inputs_dispatcher: Dispatcher, link: FakeAgentLink, storage: MemoryStorage, relay: InputRelay, bus: EventBus,
 ) -> None:
     watcher = bus.subscribe(include_output=True)
-    caller = Caller()
-    done = caller.follow(inputs_dispatcher.interact(shell("a1"), "admin:test", caller.read))
+    caller, done = interact(inputs_dispatcher, shell("a1"))
     call = (await link.wait_calls(1))["a1"]
     assert call.request.HasField("pty") and call.request.pty.term == "xterm" and call.request.command == ""
     run_id = call.request.run_id
@@ -257,36 +267,27 @@ async def test_a_terminal_session_is_with_exactly_one_agent(inputs_dispatcher: D
 async def test_stdin_and_terminals_need_the_interact_call(inputs_dispatcher: Dispatcher) -> None:
     with pytest.raises(errors.UsageError):
         inputs_dispatcher.start_job(shell("a1"), "admin:test")
-    stdin = pb.RunRequest(target=pb.Target(names=["a1"]), command="cat", stdin=True)
     with pytest.raises(errors.UsageError):
-        inputs_dispatcher.start_job(stdin, "admin:test")
+        inputs_dispatcher.start_job(stdin_request("a1"), "admin:test")
 
 
 async def test_a_fanout_over_the_cap_runs_nothing_and_ends_with_the_typed_error(
     inputs_dispatcher: Dispatcher, link: FakeAgentLink, storage: MemoryStorage,
 ) -> None:
-    caller = Caller()
-    request = pb.RunRequest(target=pb.Target(names=["a1", "a2"]), command="cat", stdin=True)
-    done = caller.follow(inputs_dispatcher.interact(request, "admin:test", caller.read))
+    caller, done = interact(inputs_dispatcher, stdin_request("a1", "a2"))
     await caller.inputs.put(data(b"x" * 10))
     await caller.inputs.put(data(b"y" * 10))  # 20 bytes > 16
     with pytest.raises(errors.StdinTooLargeError):
         await asyncio.wait_for(done, 2)
     assert link.calls == {}, "no agent heard of the job"
-    for _ in range(50):
-        if all(r.status == pb.RUN_CANCELLED for r in storage.runs.values()):
-            break
-        await asyncio.sleep(0.01)
-    assert {r.status for r in storage.runs.values()} == {pb.RUN_CANCELLED}
+    await wait_until(lambda: {r.status for r in storage.runs.values()} == {pb.RUN_CANCELLED}, 2, "the runs to be cancelled")
     assert all(r.error.startswith("not run: stdin for several agents is over") for r in storage.runs.values())
 
 
 async def test_a_fanout_starts_when_its_input_is_complete_and_every_run_reads_all_of_it(
     inputs_dispatcher: Dispatcher, link: FakeAgentLink, relay: InputRelay,
 ) -> None:
-    caller = Caller()
-    request = pb.RunRequest(target=pb.Target(names=["a1", "a2"]), command="cat", stdin=True)
-    done = caller.follow(inputs_dispatcher.interact(request, "admin:test", caller.read))
+    caller, done = interact(inputs_dispatcher, stdin_request("a1", "a2"))
     await caller.inputs.put(data(b"hello"))
     for _ in range(20):
         await asyncio.sleep(0)
@@ -305,16 +306,11 @@ async def test_the_caller_going_away_cancels_a_stdin_run(
     inputs_dispatcher: Dispatcher, link: FakeAgentLink, storage: MemoryStorage,
 ) -> None:
     caller = Caller()
-    request = pb.RunRequest(target=pb.Target(names=["a1"]), command="cat > f", stdin=True)
-    events = inputs_dispatcher.interact(request, "admin:test", caller.read)
+    events = inputs_dispatcher.interact(stdin_request("a1", command="cat > f"), "admin:test", caller.read)
     assert (await anext(events)).HasField("job")
     call = (await link.wait_calls(1))["a1"]
     call.start()
     assert (await anext(events)).HasField("started")
     await events.aclose()  # the caller hung up mid-input
-    for _ in range(100):
-        if storage.runs[call.request.run_id].status == pb.RUN_CANCELLED:
-            break
-        await asyncio.sleep(0.01)
-    assert storage.runs[call.request.run_id].status == pb.RUN_CANCELLED
+    await wait_until(lambda: storage.runs[call.request.run_id].status == pb.RUN_CANCELLED, 2, "the run to be cancelled")
     assert link.cancelled == [call.request.run_id]
