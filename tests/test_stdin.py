@@ -201,6 +201,8 @@ async def test_a_terminal_session_through_the_client_echoes_resizes_and_returns_
         await client.close()
     shown = json.loads(fleet.cli("runs", "list", "--json", *fleet.client_flags()).stdout)[0]
     assert (shown["kind"], shown["exit_code"]) == ("shell", 3)
+    table = fleet.cli("runs", "list", *fleet.client_flags()).stdout.decode().splitlines()
+    assert table[1].endswith("shell (login)"), table
 
 
 async def test_a_terminal_session_ends_with_its_caller_or_a_cancel_and_leaves_no_shell(fleet: Fleet, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from rich.cells import cell_len
 
 from sloth_core.escape import clean_output
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_word
+from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_word, what_ran
 
 STDOUT, STDERR, NOTICE = 0, 1, 2
 """Line kinds: what the command wrote on each stream, and the console's own notes."""
@@ -65,7 +65,7 @@ class RunView:
         self.run_id = info.run_id
         self.job_id = info.job_id
         self.agent = info.agent
-        self.command = info.command
+        self.command = what_ran(info.command, info.kind)  # a terminal session shows as "shell …"
         self.info = pb.RunInfo()
         self.update(info)
         self.max_lines = max_lines
@@ -91,7 +91,7 @@ class RunView:
         if info.status == pb.RUN_PENDING and self.info.status not in (0, pb.RUN_PENDING):
             return
         self.info.CopyFrom(info)
-        self.command = info.command or self.command
+        self.command = what_ran(info.command, info.kind) if info.command or info.kind else self.command
         self.job_id = info.job_id or self.job_id
 
     @property
