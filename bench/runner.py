@@ -54,6 +54,7 @@ SMALLEST = {
 GROUPS = [
     ("latency", "bench.latency"),
     ("fleet", "bench.fleet_runs"),
+    ("stdin", "bench.stdin"),
     ("scale", "bench.scale"),
     ("console", "bench._console_adapter"),
 ]

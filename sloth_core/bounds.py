@@ -19,6 +19,8 @@ from sloth_core.escape import has_unsafe, shortened
 from sloth_core.names import SECRET_PREFIX
 
 DEFAULT_MAX_COMMAND_BYTES = 128 * 1024
+#: The input a fan-out (`agent run --stdin` on several agents) may carry: the master keeps it whole, once.
+DEFAULT_MAX_SHARED_STDIN = 64 * 1024 * 1024
 T = TypeVar("T")
 
 

@@ -361,17 +361,50 @@ class Interaction:
         self._over = asyncio.Event()
         self._call: Any = None
         self._closed = False  # close_input() was called: nothing but window sizes after it
+        self._cancelled = False
 
     def __aiter__(self) -> AsyncIterator[pb.RunEvent]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[pb.RunEvent]:
+        import contextlib
+
+        from sloth_core.proto import sloth_pb2 as pb
+
+        unfinished: set[str] | None = None
         try:
-            async for event in self._client._stream(self._start):
-                self._accepted.set()
-                yield event
+            async with contextlib.aclosing(self._client._stream(self._start)) as events:  # type: ignore[type-var]
+                async for event in self._unless_cancelled(events):
+                    self._accepted.set()
+                    yield event
+                    kind = event.WhichOneof("kind")
+                    if kind == "job":
+                        unfinished = {r.run_id for r in event.job.runs if r.status in (pb.RUN_PENDING, pb.RUN_RUNNING)}
+                    elif kind == "finished" and unfinished is not None:
+                        unfinished.discard(event.run_id)
+                    if unfinished is not None and not unfinished:
+                        # Every run has its outcome: hang up ourselves. Waiting
+                        # for the master's status while our input is still
+                        # flowing can end in INTERNAL (grpc 1.85, a server that
+                        # finishes a call its client is still writing to).
+                        return
         finally:
             self._over.set()
+
+    async def _unless_cancelled(self, events: AsyncIterator[pb.RunEvent]) -> AsyncIterator[pb.RunEvent]:
+        """``events``, ending with :class:`~sloth_core.errors.CallCancelledError` after :meth:`cancel`.
+
+        grpc raises ``asyncio.CancelledError`` from a call cancelled locally,
+        which would look like the caller's own task being cancelled.
+        """
+        try:
+            async for event in events:
+                yield event
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._cancelled and (task is None or not task.cancelling()):
+                raise errors.CallCancelledError("the session was cancelled") from None
+            raise
 
     def _start(self) -> Any:
         self._call = self._client._stub.Interact(self._requests())
@@ -432,7 +465,11 @@ class Interaction:
             await self._put(pb.InteractUp(input=pb.RunInput(resize=pb.WindowSize(rows=rows, cols=cols))))
 
     def cancel(self) -> None:
-        """End the call: the master cancels the run (a terminal session ends, its processes are killed)."""
+        """End the call: the master cancels the run (a terminal session ends, its processes are killed).
+
+        The iteration then ends with :class:`~sloth_core.errors.CallCancelledError`.
+        """
+        self._cancelled = True
         self._over.set()
         if self._call is not None:
             self._call.cancel()

@@ -25,7 +25,7 @@ AGENT_WORDS: dict[int, str] = {
 
 KIND_WORDS: dict[int, str] = {
     pb.RUN_COMMAND: "command",
-    pb.RUN_SHELL: "shell",
+    pb.RUN_SHELL: "shell",  # `agent shell`: a terminal session (its keystrokes and screen are not kept)
 }
 
 RUN_ACTIVE = frozenset({pb.RUN_PENDING, pb.RUN_RUNNING})
@@ -42,18 +42,6 @@ def run_key(status: int) -> str:
     return run_word(status).replace(" ", "_")
 
 
-def kind_word(kind: int) -> str:
-    """``command`` or ``shell`` (an `agent shell` session) for a ``pb.RunKind`` value."""
-    return KIND_WORDS.get(kind, "command")
-
-
-def run_title(command: str, kind: int) -> str:
-    """What a run ran, for a list: the command, or ``shell`` / ``shell: top`` for a terminal session."""
-    if kind == pb.RUN_SHELL:
-        return f"shell: {command}" if command.strip() else "shell"
-    return command
-
-
 def agent_word(status: int) -> str:
     """``online``, ``offline``, ``stopped`` for a ``pb.AgentStatus`` value."""
     return AGENT_WORDS.get(status, "unknown")
@@ -66,3 +54,15 @@ def run_status_from_word(word: str) -> int:
         if text == wanted and status != pb.RUN_STATUS_UNSPECIFIED:
             return status
     return 0
+
+
+def kind_word(kind: int) -> str:
+    """``command`` or ``shell`` for a ``pb.RunKind`` value (the ``--json`` form too)."""
+    return KIND_WORDS.get(kind, "command")
+
+
+def what_ran(command: str, kind: int) -> str:
+    """What a listing shows for a run: its command, or ``shell: …`` for a terminal session."""
+    if kind == pb.RUN_SHELL:
+        return f"shell: {command}" if command.strip() else "shell (login)"
+    return command

@@ -2,7 +2,9 @@
 
 The file is read on the console's machine in chunks as the master takes
 them (flow control, not a copy in memory); the master gives every target
-the same bytes and the end of input once the file ends.
+the same bytes and the end of input once the file ends. A regular file is
+read inline: unlike `agent run`'s stdin (:mod:`sloth_core.cli.run_stdin`),
+which may be a pipe that never ends, its reads never wait long.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ async def run_with_file(client: MasterClient, request: pb.RunRequest, path: str)
     try:
         async for event in interaction:
             yield event
-    except asyncio.CancelledError:
+    except (SlothError, asyncio.CancelledError):
         if not failed:
-            raise
+            raise  # otherwise the call ended because the file could not be read: say that instead
     finally:
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -88,8 +88,7 @@ def test_what_is_typed_runs_remotely_and_the_exit_code_comes_back(web: Fleet) ->
     assert latest["stdout_bytes"] and not web.cli("runs", "show", str(latest["run_id"]), "--raw").stdout  # not stored
     table = web.cli("runs", "list", "--agent", "web-1").stdout.decode().splitlines()
     assert table[0].split()[-1] == "COMMAND"
-    row = table[1].split()
-    assert row[3:5] == ["failed", "3"] and row[-1] == "shell", table[1]
+    assert table[1].split()[3:5] == ["failed", "3"] and table[1].endswith(" shell (login)"), table[1]
 
 
 def test_ctrl_c_and_ctrl_d_are_keys_for_the_remote_side(web: Fleet) -> None:

@@ -342,19 +342,17 @@ class Execution:
     async def _terminate(self) -> None:
         if not self.pid or self._helper is None:
             return
-        if self.pty is not None:
-            # What a terminal that goes away sends: an interactive shell
-            # passes the hangup on to its jobs (each in a process group of
-            # its own, out of reach of the group signals below) and exits.
-            self._helper.signal_group(self.pid, signal.SIGHUP)
-        self._helper.signal_group(self.pid, signal.SIGTERM)
+        # A terminal session ends as a hung-up terminal does (an interactive
+        # shell ignores TERM), and reaches its jobs, each in a group of its own.
+        session = self.pty is not None
+        self._helper.signal_group(self.pid, signal.SIGHUP if session else signal.SIGTERM, whole_session=session)
         proto = self._proto
         if proto is not None and not proto.exited.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(KILL_GRACE_S):
                     await proto.exited.wait()
         # Background children may have ignored TERM or outlived the shell.
-        self._helper.signal_group(self.pid, signal.SIGKILL)
+        self._helper.signal_group(self.pid, signal.SIGKILL, whole_session=session)
         if proto is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(KILL_GRACE_S):

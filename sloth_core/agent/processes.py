@@ -130,12 +130,17 @@ class ProcessHelper:
             self._spawns.pop(ident, None)
             self._fd_counts.pop(ident, None)
 
-    def signal_group(self, pgid: int, sig: signal.Signals) -> None:
-        """Signal a group the helper started (it checks the group is still that one)."""
+    def signal_group(self, pgid: int, sig: signal.Signals, *, whole_session: bool = False) -> None:
+        """Signal a group the helper started (it checks the group is still that one).
+
+        ``whole_session``: every process of the session it leads, in whatever
+        group (a terminal session's shell gives each job a group of its own).
+        """
         if self._sock is None:
             return  # the helper died, and killed its groups
+        kind = spawner.SIGNAL_SESSION if whole_session else spawner.SIGNAL
         with contextlib.suppress(OSError):
-            self._send(0, marshal.dumps((spawner.SIGNAL, pgid, int(sig))))
+            self._send(0, marshal.dumps((kind, pgid, int(sig))))
 
     def _send(self, ident: int, message: bytes) -> None:
         """Send now, or queue behind what is already waiting; OSError if it can never go."""

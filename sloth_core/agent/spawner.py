@@ -47,6 +47,8 @@ MAX_MESSAGE = 256 * 1024
 TERM_GRACE_S = 1.0  # TERM, then KILL: well within the 5 s a dead agent's commands may outlive it
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+), spelled out for any 3.x
+STDIN_PIPE_BYTES = 1024 * 1024
 
 # Requests (agent -> helper) and replies (helper -> agent), marshalled tuples.
 # (SPAWN, id, argv, extra_env, cwd, options) -> (STARTED, id, pid) + fds, or (FAILED, id, message).
@@ -54,6 +56,9 @@ PR_SET_CHILD_SUBREAPER = 36
 # {"pty": (rows, cols), "file": path} -> the terminal's master side (argv[0] may be "-bash").
 SPAWN = "spawn"
 SIGNAL = "signal"  # (SIGNAL, pgid, signo): only groups this helper started and still tracks
+# (SIGNAL_SESSION, sid, signo): every process of the session a tracked group leads. A terminal
+# session's shell puts each job in a group of its own; ending the session must reach them all.
+SIGNAL_SESSION = "signal-session"
 READY = "ready"  # (READY, swept): sent once, after leftovers of earlier instances are gone
 STARTED = "started"
 FAILED = "failed"
@@ -66,18 +71,36 @@ EXITED = "exited"  # (EXITED, pid, wait status)
 DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ)
 
 
-def proc_stat(pid: int) -> tuple[bool, int, int, int, int] | None:
-    """(running, ppid, pgrp, start time in clock ticks since boot, session) of a process, else None.
+def proc_stat(pid: int) -> tuple[bool, int, int, int] | None:
+    """(running, ppid, pgrp, start time in clock ticks since boot) of a process, else None.
 
     ``running`` is False for a zombie: it runs nothing and holds nothing.
     """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except OSError:
         return None
-    fields = raw[raw.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
-    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19]), int(fields[3])
+    return raw[raw.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
+
+
+def session_members(sid: int) -> list[int]:
+    """Every live process of session ``sid``, whatever its group."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[0] not in (b"Z", b"X") and int(fields[3]) == sid:
+                members.append(int(entry))
+    return members
 
 
 def boot_id() -> str:
@@ -103,21 +126,6 @@ def group_members(pgid: int) -> list[tuple[int, int]]:
             if stat is not None and stat[0] and stat[2] == pgid:
                 members.append((int(entry), stat[3]))
     return members
-
-
-def signal_session_jobs(sid: int, sig: int) -> None:
-    """Signal the processes of session ``sid`` outside its leader's group.
-
-    An interactive shell (``agent shell``) puts each job in a process group
-    of its own (job control), out of reach of ``killpg`` on the leader's;
-    they are still of the session the command leads, and end with it.
-    """
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = proc_stat(int(entry))
-            if stat is not None and stat[0] and stat[4] == sid and stat[2] != sid:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(int(entry), sig)
 
 
 class Records:
@@ -239,12 +247,21 @@ class Helper:
             _, pgid, signo = message
             if pgid in self.groups:
                 _killpg(pgid, signo)
-                signal_session_jobs(pgid, signo)
+        elif message[0] == SIGNAL_SESSION:
+            _, sid, signo = message
+            if sid in self.groups:
+                _killpg(sid, signo)
+                for pid in session_members(sid):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signo)
 
     def spawn(self, ident: int, argv: list[str], extra_env: dict[str, str], cwd: str = "", stdin: bool = False) -> None:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         in_r, in_w = os.pipe() if stdin else (self.devnull, -1)
+        if stdin:
+            with contextlib.suppress(OSError):  # fewer stalls feeding a fast reader (best effort)
+                fcntl.fcntl(in_w, F_SETPIPE_SZ, STDIN_PIPE_BYTES)
         try:
             env = {**self.base_env, **extra_env} if extra_env else self.base_env
             # posix_spawn has no cwd: the child inherits ours, and this helper
@@ -382,12 +399,15 @@ class Helper:
     def kill_everything(self) -> None:
         """The agent is gone: nothing it started may outlive it."""
         kill_groups(self.groups, reap=self.reap)
-        # Descendants that left their group (setsid) were reparented to us.
+        # Descendants that left their group (setsid) were reparented to us;
+        # jobs of a terminal session's shell sit in groups of their own, in its session.
         me = os.getpid()
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                stat = proc_stat(int(entry))
-                if stat is not None and stat[0] and stat[1] == me:
+                fields = _stat_fields(int(entry))
+                if fields is None or fields[0] in (b"Z", b"X"):
+                    continue
+                if int(fields[1]) == me or int(fields[3]) in self.groups:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(entry), signal.SIGKILL)
         self.reap()

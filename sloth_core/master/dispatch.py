@@ -383,6 +383,8 @@ class Dispatcher:
         status, exit_code, signal, error = pb.RUN_LOST, -1, 0, ""
         call: ExecuteCall | None = None
         try:
+            if run.job.input is not None:
+                await run.job.input.ready()  # a fan-out starts once its whole input is here
             async with limit if limit is not None else contextlib.nullcontext():
                 agent = self._registry.get(rec.agent)
                 if agent is None or agent.status != pb.AGENT_ONLINE:
@@ -406,6 +408,8 @@ class Dispatcher:
         except asyncio.CancelledError:
             if self._closing:
                 status, error = pb.RUN_LOST, "the master shut down mid-run"
+            elif run.job.error is not None:
+                status, error = pb.RUN_CANCELLED, f"not run: {run.job.error}"
             else:
                 status, error = pb.RUN_CANCELLED, "cancelled"
         except errors.CallCancelledError:

@@ -8,9 +8,10 @@ Memory stays bounded on every hop:
   command slows its caller, nothing piles up here.
 - several runs (``--stdin`` fan-out, maybe ``--parallel`` so some start
   later): :class:`SharedInput` keeps the whole input once, up to a cap, and
-  every run reads it with its own cursor. Beyond the cap the job fails with
-  :class:`~sloth_core.errors.StdinTooLargeError` (the CLI checks the cap
-  first, so that nothing runs).
+  every run reads it with its own cursor. The runs start once the input is
+  complete (:meth:`InputFeed.ready`), so a job whose input breaks the cap
+  (:class:`~sloth_core.errors.StdinTooLargeError`) or whose caller goes
+  away mid-input runs nothing anywhere.
 
 Stdin bytes are never stored or logged. No gRPC here: the servicers feed
 this module and read from it, and unit tests reach it directly.
@@ -24,10 +25,14 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from sloth_core import errors
+from sloth_core.bounds import DEFAULT_MAX_SHARED_STDIN
 from sloth_core.proto import sloth_pb2 as pb
 
-DEFAULT_STDIN_CAP = 64 * 1024 * 1024  # what a fan-out's shared input may hold
+DEFAULT_STDIN_CAP = DEFAULT_MAX_SHARED_STDIN  # what a fan-out's shared input may hold
 STREAM_QUEUE = 16  # messages of at most 64 KiB: about 1 MiB in flight per run
+# Stdin bytes waiting together go to the agent as one message of up to this:
+# a message costs the same whatever its size, so a backlog travels in fewer.
+COALESCE_BYTES = 256 * 1024
 EOF = pb.RunInput(eof=True)
 
 
@@ -39,6 +44,9 @@ class InputFeed(Protocol):
 
     def close(self) -> None:
         """No more input will come (the job ended, or its caller went away)."""
+
+    async def ready(self) -> None:
+        """Returns when the runs may start: at once, or when the whole input is here (or never will be)."""
 
     def read(self) -> AsyncIterator[pb.RunInput]:
         """One run's view of the input, ending after EOF or :meth:`close`."""
@@ -74,6 +82,21 @@ class StreamedInput:
         self._ready.set()
         self._room.set()
 
+    async def ready(self) -> None:
+        return  # the run reads as its caller sends
+
+    def _take(self) -> pb.RunInput:
+        """The next message, with the stdin bytes queued right behind it joined in (up to COALESCE_BYTES)."""
+        item = self._items.popleft()
+        if not item.HasField("stdin") or not self._items or not self._items[0].HasField("stdin"):
+            return item
+        parts, size = [item.stdin], len(item.stdin)
+        while self._items and self._items[0].HasField("stdin") and size + len(self._items[0].stdin) <= COALESCE_BYTES:
+            data = self._items.popleft().stdin
+            parts.append(data)
+            size += len(data)
+        return pb.RunInput(stdin=b"".join(parts))
+
     async def read(self) -> AsyncIterator[pb.RunInput]:
         if self._reading or self._reader_gone:
             raise errors.RunExistsError("this run's input is already being read")
@@ -85,7 +108,7 @@ class StreamedInput:
                         return
                     self._ready.clear()
                     await self._ready.wait()
-                item = self._items.popleft()
+                item = self._take()
                 self._room.set()
                 yield item
                 if item.HasField("eof"):
@@ -106,6 +129,7 @@ class SharedInput:
         self._eof = False
         self._closed = False
         self._grew = asyncio.Event()
+        self._complete = asyncio.Event()  # EOF arrived, or the input was closed
 
     async def put(self, item: pb.RunInput) -> None:
         kind = item.WhichOneof("kind")
@@ -121,12 +145,17 @@ class SharedInput:
                 self._wake()
         elif kind == "eof":
             self._eof = True
+            self._complete.set()
             self._wake()
         # A window size means nothing without a terminal, and a fan-out has none.
 
     def close(self) -> None:
         self._closed = True
+        self._complete.set()
         self._wake()
+
+    async def ready(self) -> None:
+        await self._complete.wait()
 
     def _wake(self) -> None:
         self._grew.set()
@@ -136,8 +165,13 @@ class SharedInput:
         cursor = 0
         while True:
             if cursor < len(self._chunks):
+                parts, size = [self._chunks[cursor]], len(self._chunks[cursor])
                 cursor += 1
-                yield pb.RunInput(stdin=self._chunks[cursor - 1])
+                while cursor < len(self._chunks) and size + len(self._chunks[cursor]) <= COALESCE_BYTES:
+                    parts.append(self._chunks[cursor])
+                    size += len(self._chunks[cursor])
+                    cursor += 1
+                yield pb.RunInput(stdin=parts[0] if len(parts) == 1 else b"".join(parts))
             elif self._eof:
                 yield EOF
                 return

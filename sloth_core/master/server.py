@@ -146,7 +146,7 @@ class Master:
         if self.is_clustered:
             from sloth_core.master.relay import relay_handler
 
-            self._server.add_generic_rpc_handlers((relay_handler(self.hub, self.registry, auth),))
+            self._server.add_generic_rpc_handlers((relay_handler(self.hub, self.registry, auth, self.inputs, self.cluster_link),))
         await _add_health_and_reflection(self._server, ["sloth.v1.Master", "sloth.v1.AgentSession"])
         self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
 

@@ -142,12 +142,7 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
         first = await context.read()
         if first is grpc.aio.EOF:
             return pb.ReportAck()
-        try:
-            name = self._hub.agent_of(first.run_id)
-        except errors.SlothError as exc:
-            await abort(context, exc)
-        # Only the agent the run was asked of may report it.
-        await self._auth.require_agent(context, name)
+        name = await self._agent_of_run(first.run_id, context)
         try:
             run = self._hub.attach(name, first.run_id)
         except errors.SlothError as exc:
@@ -173,18 +168,22 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
         return pb.ReportAck()
 
     async def Input(self, request: pb.InputRequest, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            name = self._hub.agent_of(request.run_id)
-        except errors.SlothError as exc:
-            await abort(context, exc)
-        # Only the agent the run was asked of may read its input.
-        await self._auth.require_agent(context, name)
+        await self._agent_of_run(request.run_id, context)
         try:
             async with contextlib.aclosing(self._inputs.read(request.run_id)) as items:  # type: ignore[type-var]
                 async for item in items:
                     yield item
         except errors.SlothError as exc:
             await abort(context, exc)
+
+    async def _agent_of_run(self, run_id: str, context: grpc.aio.ServicerContext) -> str:
+        """The agent run ``run_id`` was asked of, which the caller must be (only it reports it, reads its input)."""
+        try:
+            name = self._hub.agent_of(run_id)
+        except errors.SlothError as exc:
+            await abort(context, exc)
+        await self._auth.require_agent(context, name)
+        return name
 
     async def _pump(self, first: pb.RunReport, run: SessionRun, name: str, context: grpc.aio.ServicerContext) -> None:
         message: Any = first

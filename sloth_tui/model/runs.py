@@ -19,7 +19,7 @@ from rich.cells import cell_len
 
 from sloth_core.escape import clean_output
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_title, run_word
+from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_word, what_ran
 from sloth_tui.model.run_options import RunOptions
 
 STDOUT, STDERR, NOTICE = 0, 1, 2
@@ -66,7 +66,7 @@ class RunView:
         self.run_id = info.run_id
         self.job_id = info.job_id
         self.agent = info.agent
-        self.command = run_title(info.command, info.kind)
+        self.command = what_ran(info.command, info.kind)  # a terminal session shows as "shell …"
         self.info = pb.RunInfo()
         self.update(info)
         self.max_lines = max_lines
@@ -92,7 +92,7 @@ class RunView:
         if info.status == pb.RUN_PENDING and self.info.status not in (0, pb.RUN_PENDING):
             return
         self.info.CopyFrom(info)
-        self.command = run_title(info.command, info.kind) or self.command
+        self.command = what_ran(info.command, info.kind) if info.command or info.kind else self.command
         self.job_id = info.job_id or self.job_id
 
     @property

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 
 from sloth_core import escape
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.status_words import RUN_ACTIVE, run_title
+from sloth_core.status_words import RUN_ACTIVE, what_ran
 from sloth_tui import keymap
 from sloth_tui.messages import HistoryLoaded
 from sloth_tui.model import fmt
@@ -121,7 +121,7 @@ class HistoryScreen(Screen[None]):
             Text(fmt.short_time(info.started_at or info.created_at)),
             run_badge(run, bold=False),
             Text(fmt.duration(run.duration(now))),
-            Text(escape.shown(run_title(info.command, info.kind))),
+            Text(escape.shown(what_ran(info.command, info.kind))),
             Text(fmt.short_id(info.run_id)),
             Text(escape.shown(info.requested_by) or "—"),
         )
