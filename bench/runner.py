@@ -55,6 +55,7 @@ GROUPS = [
     ("latency", "bench.latency"),
     ("fleet", "bench.fleet_runs"),
     ("stdin", "bench.stdin"),
+    ("shell", "bench.shell"),
     ("scale", "bench.scale"),
     ("console", "bench._console_adapter"),
 ]

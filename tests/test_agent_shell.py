@@ -197,3 +197,16 @@ def test_a_master_that_goes_away_ends_the_session_with_255(fleet: Fleet) -> None
         assert session.settings() == session.cooked
         # The agent does not keep a session nobody can reach (its master link is gone).
         wait_for(lambda: all(gone(p) for p in pids), 30, what="the agent to end the orphaned shell")
+
+
+def test_agent_shell_stays_light(web: Fleet) -> None:
+    """Like `agent run`, `agent shell` loads neither the console (Textual, rich) nor cryptography."""
+    import sys
+
+    argv = [sys.executable, "-X", "importtime", "-m", "sloth_core.cli", "agent", "shell", "web-1", "--", "true"]
+    with PtyProcess(argv, dict(web.env, TERM=TERM)) as session:
+        assert session.wait() == 0
+    lines = bytes(session.output).decode(errors="replace").splitlines()
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in lines if line.startswith("import time:")}
+    assert "grpc" in imported
+    assert not imported & {"textual", "rich", "cryptography", "sloth_tui"}, imported & {"textual", "rich", "cryptography"}

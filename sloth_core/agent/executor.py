@@ -262,7 +262,13 @@ class Execution:
                     if not proto.segments:
                         proto.wake.clear()
                     continue
-                if proto.buffered < CHUNK_BYTES and not proto.exited.is_set() and proto.open_pipes:
+                # A terminal's screen goes out at once: a keystroke's echo
+                # must not wait for company (a screenful arrives in large
+                # reads anyway, and the master relays each read as it comes).
+                if (
+                    self.pty is None and proto.buffered < CHUNK_BYTES and not proto.exited.is_set()
+                    and proto.open_pipes
+                ):
                     # Let a burst of small writes gather into one message, but
                     # not past a full chunk, the pipes' end or the exit.
                     proto.flush_now.clear()
