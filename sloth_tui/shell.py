@@ -11,9 +11,12 @@ mode, window size, keys, and the exit code that says how it ended.
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+
+from sloth_core.cli.exit_codes import EXIT_NOT_RUN
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,31 @@ class ShellLauncher:
 
     def run(self, agent: str, command: str = "") -> ShellResult:
         """Run the session on this terminal until it ends (the caller has suspended the console)."""
-        # stdin and stdout are the terminal's; stderr only carries the CLI's
-        # own messages, which the console shows once it is back.
-        done = subprocess.run(self.argv(agent, command), stderr=subprocess.PIPE, check=False)
+        # Until the session turns the terminal raw (while it connects) a
+        # Ctrl-C reaches the whole foreground group: it is the shell's to
+        # act on, not a KeyboardInterrupt for the console. A handler, not
+        # SIG_IGN: exec resets handlers, but would pass SIG_IGN on.
+        try:
+            previous = signal.signal(signal.SIGINT, _nothing)
+        except ValueError:  # not the main thread: nothing to shield
+            previous = _NOT_SHIELDED
+        try:
+            # stdin and stdout are the terminal's; stderr only carries the
+            # CLI's own messages, which the console shows once it is back.
+            done = subprocess.run(self.argv(agent, command), stderr=subprocess.PIPE, check=False)
+        except OSError as exc:
+            return ShellResult(EXIT_NOT_RUN, f"cannot start {self.program[0]}: {exc.strerror or exc}")
+        finally:
+            if previous is not _NOT_SHIELDED:
+                signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
         return ShellResult(done.returncode, done.stderr.decode("utf-8", errors="replace"))
+
+
+_NOT_SHIELDED = object()
+
+
+def _nothing(*_: object) -> None:
+    """A handler that ignores its signal in this process only (unlike SIG_IGN, exec does not pass it on)."""
 
 
 def _words(command: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,7 @@ async def test_s_runs_agent_shell_on_the_same_master_and_returns_to_the_same_scr
 ) -> None:
     app = screenshots.build_app(standin.address, shell=launcher(standin))
     recorder = Recorder(app, monkeypatch)
+    sigint = signal.getsignal(signal.SIGINT)
     async with app.run_test(size=screenshots.WIDE) as pilot:
         await screenshots.fleet_overview(pilot)  # web-1's last run in the pane
         before = screen_text(app)
@@ -88,6 +90,7 @@ async def test_s_runs_agent_shell_on_the_same_master_and_returns_to_the_same_scr
         await pilot.pause(0.1)
         assert screen_text(app) == before  # same screen, same row, same pane
         assert app.fleet_screen.table.cursor_agent == "web-1"
+        assert signal.getsignal(signal.SIGINT) is sigint  # shielded from Ctrl-C only while the shell ran
 
 
 async def test_why_the_shell_could_not_start_is_shown_when_the_console_is_back(
