@@ -389,7 +389,7 @@ class Interaction:
                         # finishes a call its client is still writing to).
                         return
         finally:
-            self._over.set()
+            self._end()
 
     async def _unless_cancelled(self, events: AsyncIterator[pb.RunEvent]) -> AsyncIterator[pb.RunEvent]:
         """``events``, ending with :class:`~sloth_core.errors.CallCancelledError` after :meth:`cancel`.
@@ -420,19 +420,14 @@ class Interaction:
         # After EOF the caller's side of the call is closed (half-close).
 
     async def _put(self, message: pb.InteractUp | None) -> None:
-        if self._over.is_set():
-            return
-        if not self._queue.full():
-            self._queue.put_nowait(message)
-            return
-        put = asyncio.ensure_future(self._queue.put(message))
-        over = asyncio.ensure_future(self._over.wait())
-        try:
-            await asyncio.wait((put, over), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            over.cancel()
-            if not put.done():
-                put.cancel()
+        if not self._over.is_set():
+            await self._queue.put(message)  # a sender waiting here is freed by _end()
+
+    def _end(self) -> None:
+        """The call is over: input has nowhere to go; free any sender waiting for room."""
+        self._over.set()
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
     async def send(self, data: bytes) -> None:
         """Stdin bytes for the run; waits while the master (and the command) are behind."""
@@ -470,7 +465,7 @@ class Interaction:
         The iteration then ends with :class:`~sloth_core.errors.CallCancelledError`.
         """
         self._cancelled = True
-        self._over.set()
+        self._end()
         if self._call is not None:
             self._call.cancel()
 

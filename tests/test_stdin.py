@@ -264,3 +264,29 @@ def test_a_terminal_session_needs_exactly_one_agent(three: Fleet) -> None:
     refused = asyncio.run(attempt())
     assert isinstance(refused, errors.ShellTargetError) and refused.exit_code == 2
     assert "matches 3" in str(refused)
+
+
+async def test_a_sender_waiting_for_room_is_freed_when_the_run_ends(fleet: Fleet) -> None:
+    fleet.start_master()
+    fleet.start_agent("a1")
+    client = admin_client(fleet)
+    try:
+        session = client.interact(pb.RunRequest(target=pb.Target(names=["a1"]), command="exit 7", stdin=True))
+        chunk = b"x" * 65536
+
+        async def send_forever() -> None:
+            while True:
+                await session.send(chunk)  # returns at once, without sending, once the call is over
+                await asyncio.sleep(0)
+
+        sender = asyncio.create_task(send_forever())
+        finished = [e.finished async for e in session if e.HasField("finished")]
+        assert (finished[0].status, finished[0].exit_code) == (pb.RUN_FAILED, 7)
+        for _ in range(20):
+            await asyncio.sleep(0)  # let the sender run past its wait, if it was waiting
+        assert not sender.done(), "sending after the end is a no-op, not an error"
+        sender.cancel()
+        await asyncio.wait_for(session.send(chunk), 1)
+        await asyncio.wait_for(session.close_input(), 1)
+    finally:
+        await client.close()

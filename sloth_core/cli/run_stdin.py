@@ -28,8 +28,8 @@ from sloth_core.bounds import DEFAULT_MAX_SHARED_STDIN
 if TYPE_CHECKING:
     from sloth_core.client import Interaction
 
-READ_BYTES = 256 * 1024  # per read; the client cuts messages of 64 KiB
-READ_AHEAD = 4  # reads waiting for the master: what we hold beyond the call's own window
+READ_BYTES = 1024 * 1024  # per read (one hop from the reading thread each); the client cuts 64 KiB messages
+READ_AHEAD = 2  # reads waiting for the master: what we hold beyond the call's own window
 
 
 def read_whole(cap: int = DEFAULT_MAX_SHARED_STDIN, fd: int = 0) -> bytes:
