@@ -94,8 +94,8 @@ def test_what_is_typed_runs_remotely_and_the_exit_code_comes_back(web: Fleet) ->
 def test_ctrl_c_and_ctrl_d_are_keys_for_the_remote_side(web: Fleet) -> None:
     with shell(web, "web-1") as session:
         session.expect(PROMPT)
-        session.type("sleep 100; echo after-$((1+1))\r")
-        session.expect(b"sleep 100")
+        session.type("echo started-$((2+3)); sleep 100; echo after-$((1+1))\r")
+        session.expect(b"started-5\r\n")  # printed by the command, not the echo of what was typed: sleep runs
         session.type(b"\x03")  # interrupts the remote sleep, not us
         mark = len(session.output)
         session.expect(PROMPT, since=mark)
