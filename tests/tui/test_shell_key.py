@@ -139,6 +139,24 @@ async def test_an_agent_that_is_not_online_is_said_at_once(
     assert recorder.suspended == 0 and not calls(fake_shell)
 
 
+async def test_r_on_a_shell_in_the_history_opens_it_again(
+    standin: StandinServer, fake_shell: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sloth_tui.screens.history import HistoryScreen
+
+    app = screenshots.build_app(standin.address, shell=launcher(standin))
+    recorder = Recorder(app, monkeypatch)
+    async with app.run_test(size=screenshots.WIDE) as pilot:
+        await screenshots.settle(pilot)
+        app.fleet_screen.table.move_to("web-1")
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.runs)
+        await pilot.press("down", "r")  # the second newest: the login shell
+        await wait_for(pilot, lambda: recorder.notes)
+        assert app.screen is app.fleet_screen and app.store.current_job is None  # a shell, not a job
+    assert [c["argv"][-1] for c in calls(fake_shell)] == ["web-1"]
+
+
 def test_a_recorded_session_reopens_with_its_command() -> None:
     shell = ShellLauncher("10.0.0.2:50053", credentials="ops.json", program=("sloth-runner",))
     assert shell.argv("web-1", "top -d 1") == [
