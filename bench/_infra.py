@@ -274,12 +274,16 @@ class Cluster:
 
         wait_for(registered, timeout, f"{len(names)} agent(s) to register", interval=0.1)
 
-    def cli(self, *args: str, stdout: Any = subprocess.PIPE, timeout: float = 120.0) -> Timed:
-        """Run one `sloth-runner` command as a whole process and time it from spawn to exit."""
+    def cli(self, *args: str, stdout: Any = subprocess.PIPE, stdin: Any = subprocess.DEVNULL,
+            timeout: float = 120.0) -> Timed:
+        """Run one `sloth-runner` command as a whole process and time it from spawn to exit.
+
+        Its stdin is /dev/null unless given: `agent run` forwards an open stdin, as ssh does.
+        """
         argv = [*cli_argv(), *args, *self.flags]
         started = time.perf_counter()
         result = subprocess.run(
-            argv, env=self.env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
+            argv, env=self.env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
             timeout=timeout, check=False,
         )
         elapsed = time.perf_counter() - started

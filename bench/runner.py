@@ -54,6 +54,8 @@ SMALLEST = {
 GROUPS = [
     ("latency", "bench.latency"),
     ("fleet", "bench.fleet_runs"),
+    ("stdin", "bench.stdin"),
+    ("shell", "bench.shell"),
     ("scale", "bench.scale"),
     ("console", "bench._console_adapter"),
 ]

@@ -19,6 +19,8 @@ from sloth_core.escape import has_unsafe, shortened
 from sloth_core.names import SECRET_PREFIX
 
 DEFAULT_MAX_COMMAND_BYTES = 128 * 1024
+#: The input a fan-out (`agent run --stdin` on several agents) may carry: the master keeps it whole, once.
+DEFAULT_MAX_SHARED_STDIN = 64 * 1024 * 1024
 T = TypeVar("T")
 
 
@@ -41,6 +43,8 @@ class Limits:
     max_env_value: int = 4096
     max_env_total: int = 32 * 1024
     max_cwd: int = 4096  # PATH_MAX
+    max_input_chunk: int = 64 * 1024  # stdin bytes per RunInput message (the client sends at most this)
+    max_term: int = 64  # TERM of a terminal session
 
 
 DEFAULT_LIMITS = Limits()
@@ -185,3 +189,34 @@ def check_run_environment(env: Mapping[str, str], cwd: str, limits: Limits = DEF
         if "\x00" in cwd:
             raise InvalidArgumentError("--cwd holds a NUL byte")
         _printable(cwd, "--cwd", limits.max_cwd)
+
+
+# ---------------------------------------------------------------- input (stdin, terminals)
+
+#: TERM names terminfo entries: letters, digits and a few marks (xterm-256color, screen.xterm).
+_TERM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_terminal(pty: Any, limits: Limits = DEFAULT_LIMITS) -> None:
+    """A terminal session's TERM (empty, or a terminfo name) and window size (rows and cols below 10,000)."""
+    if pty.term and (len(pty.term) > limits.max_term or not _TERM.fullmatch(pty.term)):
+        raise InvalidArgumentError(f"TERM {shortened(pty.term, 60)!r} is not a terminal type name")
+    check_window_size(pty.size)
+
+
+def check_window_size(size: Any) -> None:
+    if size.rows >= 10_000 or size.cols >= 10_000:
+        raise InvalidArgumentError(f"a window of {size.rows}x{size.cols} is not a terminal's")
+
+
+def check_run_input(item: Any, limits: Limits = DEFAULT_LIMITS) -> None:
+    """One message of a caller's input: stdin bytes in bounded chunks, or a sane window size."""
+    kind = item.WhichOneof("kind")
+    if kind is None:
+        raise InvalidArgumentError("an input message carries nothing (stdin, eof or resize)")
+    if kind == "stdin" and len(item.stdin) > limits.max_input_chunk:
+        raise InvalidArgumentError(
+            f"an input message carries {len(item.stdin):,} bytes; the limit is {limits.max_input_chunk:,} per message"
+        )
+    if kind == "resize":
+        check_window_size(item.resize)

@@ -282,6 +282,10 @@ class MasterClient:
         )
         return self._stream(lambda: self._stub.Run(request))
 
+    def interact(self, request: pb.RunRequest) -> Interaction:
+        """Open a run that takes input (``request.stdin`` or ``request.pty`` set); see :class:`Interaction`."""
+        return Interaction(self, request)
+
     async def cancel(self, run_or_job_id: str) -> list[str]:
         from sloth_core.proto import sloth_pb2 as pb
 
@@ -327,6 +331,143 @@ class MasterClient:
                     yield event
         finally:
             await batches.aclose()  # type: ignore[attr-defined]
+
+
+#: Stdin bytes per message: the master refuses more (bounds.Limits.max_input_chunk).
+INPUT_CHUNK = 64 * 1024
+#: Input messages waiting for the call (each at most INPUT_CHUNK): send() waits beyond this.
+INPUT_QUEUE = 4
+
+
+class Interaction:
+    """A run that takes its caller's input: ``agent run`` with stdin, ``agent shell``.
+
+    Iterate it for the run's events (as :meth:`MasterClient.run` gives them:
+    the job, then started/output/finished; failures as typed
+    :class:`~sloth_core.errors.SlothError`), and meanwhile, from another
+    task, :meth:`send` stdin bytes, :meth:`close_input`, :meth:`resize`.
+    The call opens when the iteration starts; input waits until the master
+    has accepted the job (its first event), so nothing is sent to a master
+    that refused the call, and a retry after "master busy" loses nothing.
+    Once the call is over, input is dropped (the events say how it ended).
+    """
+
+    def __init__(self, client: MasterClient, request: pb.RunRequest) -> None:
+        self._client = client
+        self._request = request
+        # Input for the call, bounded: send() waits while it is full (flow control).
+        self._queue: asyncio.Queue[pb.InteractUp | None] = asyncio.Queue(INPUT_QUEUE)
+        self._accepted = asyncio.Event()
+        self._over = asyncio.Event()
+        self._call: Any = None
+        self._closed = False  # close_input() was called: nothing but window sizes after it
+        self._cancelled = False
+
+    def __aiter__(self) -> AsyncIterator[pb.RunEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[pb.RunEvent]:
+        import contextlib
+
+        from sloth_core.proto import sloth_pb2 as pb
+
+        unfinished: set[str] | None = None
+        try:
+            async with contextlib.aclosing(self._client._stream(self._start)) as events:  # type: ignore[type-var]
+                async for event in self._unless_cancelled(events):
+                    self._accepted.set()
+                    yield event
+                    kind = event.WhichOneof("kind")
+                    if kind == "job":
+                        unfinished = {r.run_id for r in event.job.runs if r.status in (pb.RUN_PENDING, pb.RUN_RUNNING)}
+                    elif kind == "finished" and unfinished is not None:
+                        unfinished.discard(event.run_id)
+                    if unfinished is not None and not unfinished:
+                        # Every run has its outcome: hang up ourselves. Waiting
+                        # for the master's status while our input is still
+                        # flowing can end in INTERNAL (grpc 1.85, a server that
+                        # finishes a call its client is still writing to).
+                        return
+        finally:
+            self._end()
+
+    async def _unless_cancelled(self, events: AsyncIterator[pb.RunEvent]) -> AsyncIterator[pb.RunEvent]:
+        """``events``, ending with :class:`~sloth_core.errors.CallCancelledError` after :meth:`cancel`.
+
+        grpc raises ``asyncio.CancelledError`` from a call cancelled locally,
+        which would look like the caller's own task being cancelled.
+        """
+        try:
+            async for event in events:
+                yield event
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._cancelled and (task is None or not task.cancelling()):
+                raise errors.CallCancelledError("the session was cancelled") from None
+            raise
+
+    def _start(self) -> Any:
+        self._call = self._client._stub.Interact(self._requests())
+        return self._call
+
+    async def _requests(self) -> AsyncIterator[pb.InteractUp]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        yield pb.InteractUp(request=self._request)
+        await self._accepted.wait()
+        while (message := await self._queue.get()) is not None:
+            yield message
+        # After EOF the caller's side of the call is closed (half-close).
+
+    async def _put(self, message: pb.InteractUp | None) -> None:
+        if not self._over.is_set():
+            await self._queue.put(message)  # a sender waiting here is freed by _end()
+
+    def _end(self) -> None:
+        """The call is over: input has nowhere to go; free any sender waiting for room."""
+        self._over.set()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def send(self, data: bytes) -> None:
+        """Stdin bytes for the run; waits while the master (and the command) are behind."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        if self._closed:
+            return
+        if len(data) <= INPUT_CHUNK:
+            await self._put(pb.InteractUp(input=pb.RunInput(stdin=bytes(data))))
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), INPUT_CHUNK):
+            await self._put(pb.InteractUp(input=pb.RunInput(stdin=bytes(view[start : start + INPUT_CHUNK]))))
+
+    async def close_input(self) -> None:
+        """End the run's stdin (EOF); a terminal takes Ctrl-D as a byte instead."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        if self._closed:
+            return
+        self._closed = True
+        await self._put(pb.InteractUp(input=pb.RunInput(eof=True)))
+        await self._put(None)
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """The terminal's new size (a terminal session)."""
+        from sloth_core.proto import sloth_pb2 as pb
+
+        if not self._closed:
+            await self._put(pb.InteractUp(input=pb.RunInput(resize=pb.WindowSize(rows=rows, cols=cols))))
+
+    def cancel(self) -> None:
+        """End the call: the master cancels the run (a terminal session ends, its processes are killed).
+
+        The iteration then ends with :class:`~sloth_core.errors.CallCancelledError`.
+        """
+        self._cancelled = True
+        self._end()
+        if self._call is not None:
+            self._call.cancel()
 
 
 async def _ready(channel: Any, timeout_s: float) -> bool:

@@ -15,6 +15,7 @@ Hierarchy::
 
     SlothError
     ├── UsageError                  the user's own input is malformed (exit 2)
+    │   └── ShellTargetError        a terminal session names other than one agent
     ├── InvalidArgumentError        the master refused a request's contents
     │   └── AmbiguousIdError        an id prefix names several runs or jobs
     ├── NotFoundError
@@ -32,6 +33,7 @@ Hierarchy::
     ├── ResourceExhaustedError
     │   ├── TooSlowError            a reader fell too far behind a live stream
     │   ├── MasterBusyError         the master sheds load; retry with backoff
+    │   ├── StdinTooLargeError      --stdin for several agents is over its cap (exit 2)
     │   └── HistoryUnsavedError     storage is failing and its queue is full
     ├── CallCancelledError          someone cancelled the call (exit 130)
     ├── PortInUseError              a server could not bind its address
@@ -79,6 +81,10 @@ class SlothError(Exception):
 
 class UsageError(SlothError, status="INVALID_ARGUMENT", reason="usage", exit_code=2):
     """The user's input is malformed (bad name, bad address, empty command)."""
+
+
+class ShellTargetError(UsageError, reason="shell_target"):
+    """A terminal session (``agent shell``) must target exactly one agent."""
 
 
 class InvalidArgumentError(SlothError, status="INVALID_ARGUMENT", reason="invalid_argument", exit_code=255):
@@ -151,6 +157,10 @@ class TooSlowError(ResourceExhaustedError, reason="too_slow"):
 
 class MasterBusyError(ResourceExhaustedError, reason="master_busy", exit_code=255):
     """The master is shedding load; the call may be retried after a backoff."""
+
+
+class StdinTooLargeError(ResourceExhaustedError, reason="stdin_too_large", exit_code=2):
+    """The input sent to several agents is over the cap the master keeps for them."""
 
 
 class HistoryUnsavedError(ResourceExhaustedError, reason="history_unsaved", exit_code=255):

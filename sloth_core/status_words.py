@@ -23,6 +23,11 @@ AGENT_WORDS: dict[int, str] = {
     pb.AGENT_STOPPED: "stopped",
 }
 
+KIND_WORDS: dict[int, str] = {
+    pb.RUN_COMMAND: "command",
+    pb.RUN_SHELL: "shell",  # `agent shell`: a terminal session (its keystrokes and screen are not kept)
+}
+
 RUN_ACTIVE = frozenset({pb.RUN_PENDING, pb.RUN_RUNNING})
 RUN_FAILED = frozenset({pb.RUN_FAILED, pb.RUN_TIMED_OUT, pb.RUN_LOST})
 
@@ -49,3 +54,15 @@ def run_status_from_word(word: str) -> int:
         if text == wanted and status != pb.RUN_STATUS_UNSPECIFIED:
             return status
     return 0
+
+
+def kind_word(kind: int) -> str:
+    """``command`` or ``shell`` for a ``pb.RunKind`` value (the ``--json`` form too)."""
+    return KIND_WORDS.get(kind, "command")
+
+
+def what_ran(command: str, kind: int) -> str:
+    """What a listing shows for a run: its command, or ``shell: …`` for a terminal session."""
+    if kind == pb.RUN_SHELL:
+        return f"shell: {command}" if command.strip() else "shell (login)"
+    return command

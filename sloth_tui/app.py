@@ -53,6 +53,7 @@ from sloth_tui.model.runs import DEFAULT_MAX_LINES, RunsChanged, RunStore, RunVi
 from sloth_tui.screens.confirm import ConfirmScreen
 from sloth_tui.screens.fleet import FleetScreen
 from sloth_tui.screens.help import HelpScreen
+from sloth_tui.shell import ShellLauncher, ShellResult
 
 if TYPE_CHECKING:
     from sloth_core.client import MasterClient
@@ -96,9 +97,12 @@ class SlothApp(App[int]):
         target: str = "",
         watch_batch_s: float = WATCH_BATCH_S,
         output_batch_s: float = OUTPUT_BATCH_S,
+        shell: ShellLauncher | None = None,
     ) -> None:
         super().__init__()
         self._client_factory = client_factory
+        self.shell = shell
+        """How ``s`` opens `agent shell` on this master; None: not offered (no CLI to run)."""
         self.clock = clock
         self.confirm_over = confirm_over
         self.reconnect_delays = tuple(reconnect_delays) or RECONNECT_DELAYS
@@ -295,14 +299,65 @@ class SlothApp(App[int]):
         return self.client
 
     def start_job(self, command: str, names: list[str], options: RunOptions | None = None) -> None:
-        """Run ``command`` on ``names`` (with --env/--cwd ``options``); events arrive as :class:`RunBatch`."""
-        stream_id = self.feed.open_job(command)
-        env, cwd = (options.env, options.cwd) if options else ({}, "")
-        self.run_worker(
-            self._pump(stream_id, lambda client: client.run(names=names, command=command, env=env, cwd=cwd)),
-            group="jobs",
-            exit_on_error=False,
-        )
+        """Run ``command`` on ``names`` (with --env/--cwd/--stdin ``options``); events arrive as :class:`RunBatch`.
+
+        A --stdin file is checked here (missing, a directory: said at once, nothing runs) and read as it is sent.
+        """
+        options = options or RunOptions()
+        open_stream: Callable[[MasterClient], AsyncIterator[pb.RunEvent]]
+        if options.stdin:
+            from sloth_core.proto import sloth_pb2 as pb
+            from sloth_tui.stdin_file import checked_path, run_with_file
+
+            try:
+                path = checked_path(options.stdin)
+            except SlothError as exc:
+                self.notify(str(exc), title="The command did not start", severity="error", markup=False)
+                return
+            request = pb.RunRequest(
+                target=pb.Target(names=names), command=command, env=options.env, cwd=options.cwd, stdin=True
+            )
+            open_stream = lambda client: run_with_file(client, request, path)  # noqa: E731
+        else:
+            open_stream = lambda client: client.run(  # noqa: E731
+                names=names, command=command, env=options.env, cwd=options.cwd
+            )
+        stream_id = self.feed.open_job(command, options)
+        self.run_worker(self._pump(stream_id, open_stream), group="jobs", exit_on_error=False)
+
+    def open_shell(self, agent: str, command: str = "") -> None:
+        """Hand the terminal to `agent shell` on ``agent`` (blocking: the console is suspended meanwhile).
+
+        Textual's own pattern for running a terminal program: the app's loop
+        waits, so nothing draws over the session; the streams catch up (or
+        reconnect) when the console is back on the screen it left.
+        """
+        from textual.app import SuspendNotSupported
+
+        if self.shell is None:
+            self.notify("This console cannot start `sloth-runner agent shell`.", title="Shell",
+                        severity="error", markup=False)
+            return
+        try:
+            with self.suspend():
+                result = self.shell.run(agent, command)
+        except SuspendNotSupported:
+            self.notify("This terminal cannot be handed over to a shell.", title="Shell", severity="error",
+                        markup=False)
+            return
+        self._shell_ended(agent, result)
+
+    def _shell_ended(self, agent: str, result: ShellResult) -> None:
+        from sloth_core.escape import shown
+
+        said = shown(result.stderr.strip())
+        if said:
+            self.notify(said, title=f"Shell on {agent}", severity="error" if result.exit_code else "warning",
+                        markup=False)
+        elif result.exit_code:
+            self.notify(f"The session ended with exit {result.exit_code}.", title=f"Shell on {agent}", markup=False)
+        else:
+            self.notify("The session ended.", title=f"Shell on {agent}", markup=False)
 
     async def _pump(self, stream_id: str, open_stream: Callable[[MasterClient], AsyncIterator[pb.RunEvent]]) -> None:
         """Read a Run or StreamRun stream into :class:`RunBatch` messages, then say how it ended."""
@@ -503,6 +558,7 @@ def create_app(
     target: str = "",
     watch_batch_s: float = WATCH_BATCH_S,
     output_batch_s: float = OUTPUT_BATCH_S,
+    shell: ShellLauncher | None = None,
 ) -> SlothApp:
     """Build the console around a client factory (tests inject one, and a clock).
 
@@ -520,6 +576,7 @@ def create_app(
         target=target,
         watch_batch_s=watch_batch_s,
         output_batch_s=output_batch_s,
+        shell=shell,
     )
 
 
@@ -548,7 +605,7 @@ def _confirm_over_from_env() -> int:
     return int(value) if value.isdigit() else DEFAULT_CONFIRM_OVER
 
 
-def main(master: str | None, credentials: str | None, insecure: bool) -> int:
+def main(master: str | None, credentials: str | None, insecure: bool, master_data_dir: str | None = None) -> int:
     """``sloth-runner tui``: open the console on ``master`` (same discovery as the CLI)."""
     # grpc writes its own log lines to stderr, over the screen, unless told
     # otherwise before it is first imported.
@@ -557,10 +614,12 @@ def main(master: str | None, credentials: str | None, insecure: bool) -> int:
     from sloth_core.client import MasterClient
     from sloth_core.names import resolve_master_address
 
-    address = resolve_master_address(master)  # a SlothError is reported by the CLI
+    address = resolve_master_address(master, master_data_dir)  # a SlothError is reported by the CLI
 
     def connect() -> MasterClient:
-        return MasterClient.connect(address, credentials=credentials, insecure=insecure)
+        return MasterClient.connect(
+            address, credentials=credentials, insecure=insecure, master_data_dir=master_data_dir
+        )
 
     tune_gc()
     app = create_app(
@@ -568,6 +627,7 @@ def main(master: str | None, credentials: str | None, insecure: bool) -> int:
         history_path=paths.console_data_dir() / "history",
         confirm_over=_confirm_over_from_env(),
         target=address + ("" if not insecure else " (insecure)"),
+        shell=ShellLauncher(address, credentials, insecure, master_data_dir),
     )
     app.run()
     if app.fatal_error is not None:

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from sloth_core.agent import processes
 from tests.fleet import Fleet
 
 
@@ -47,3 +48,13 @@ def insecure_fleet(tmp_path: Path) -> Iterator[Fleet]:
         yield f
     finally:
         f.close()
+
+
+@pytest.fixture
+async def helper() -> AsyncIterator[processes.ProcessHelper]:
+    """The agent's process helper, in this process (for tests that run commands without an agent)."""
+    started = await processes.start_shared(None)
+    try:
+        yield started
+    finally:
+        await processes.close_shared()

@@ -108,8 +108,10 @@ class Fleet:
 
     def cli(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None,
             input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """Run the CLI; stdin is ``input``, else /dev/null (`agent run` forwards an open stdin, as ssh does)."""
         return subprocess.run(
             [*EXE, *args], env=env or self.env, capture_output=True, timeout=timeout, input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
         )
 
     def client_flags(self) -> list[str]:

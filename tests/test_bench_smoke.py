@@ -32,7 +32,8 @@ def test_quick_bench_produces_figures(tmp_path: Path) -> None:
     figures = {f["key"]: f for f in document["figures"]}
     expected = [
         "cli_run", "dispatch", "agent_idle_rss", "master_idle_rss", "cli_run_insecure", "dispatch_insecure",
-        "run_all_processes", "big_output_raw", "big_output_normal", "stream_throughput",
+        "run_all_processes", "big_output_raw", "big_output_normal", "stream_throughput", "stdin_cli", "stdin_throughput",
+        "shell_echo", "shell_first_byte",
         "join", "register_10", "idle_cpu_10", "idle_rss_10", "list_10", "run_all_10", "watch_lag_10",
     ]
     for key in expected:

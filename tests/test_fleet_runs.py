@@ -95,7 +95,7 @@ def _start_long_run(fleet: Fleet, tmp: Path, *extra: str) -> tuple[subprocess.Po
     command = f"sleep 300 & echo $! >> {marker}; echo $$ >> {marker}; echo started; wait"
     cli = subprocess.Popen(
         [*EXE, "agent", "run", *extra, command, *fleet.client_flags()],
-        env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     pids = wait_for(lambda: len(pids_from(marker)) >= 2 * max(1, extra.count("--all") * 3) and pids_from(marker),
                     what="the remote command to start")
@@ -176,7 +176,7 @@ def test_large_output_streams_intact_with_bounded_memory(three: Fleet) -> None:
     command = f"head -c {size} /dev/urandom | tee >(sha256sum >&2)"
     cli = subprocess.Popen(
         [*EXE, "agent", "run", "web-1", command, "--raw", *three.client_flags()],
-        env=three.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=three.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     digest = hashlib.sha256()
     received = 0
@@ -228,7 +228,7 @@ def test_history_show_follow_and_truncation(fleet: Fleet, tmp_path: Path) -> Non
     gate = tmp_path / "gate"
     live = subprocess.Popen(
         [*EXE, "agent", "run", "a1", f"echo first; while [ ! -e {gate} ]; do sleep 0.05; done; echo second",
-         *fleet.client_flags()], env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+         *fleet.client_flags()], env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     running = wait_for(lambda: runs(fleet, "--status", "running"), what="a running run")
     follower = subprocess.Popen(

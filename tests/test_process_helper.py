@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,15 +13,6 @@ from sloth_core.agent.executor import Execution
 from sloth_core.proto import sloth_pb2 as pb
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def helper() -> AsyncIterator[processes.ProcessHelper]:
-    started = await processes.start_shared(None)
-    try:
-        yield started
-    finally:
-        await processes.close_shared()
 
 
 async def run(command: str) -> tuple[Execution, bytes]:

@@ -40,9 +40,19 @@ def command_environment() -> dict[str, str]:
 @dataclass
 class Child:
     pid: int  # also its process group and session id
-    stdout: int
-    stderr: int
+    stdout: int  # under a pseudo-terminal: its master side (output, input and window size)
+    stderr: int  # -1 under a pseudo-terminal (one stream)
     exited: asyncio.Future[int | None]  # wait status; None if the helper died first (and killed it)
+    stdin: int = -1  # the write end of its stdin pipe, when asked for; else its stdin is /dev/null
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """Run under a pseudo-terminal: ``file`` is exec'd with the argv given (``-bash`` for a login shell)."""
+
+    file: str
+    rows: int
+    cols: int
 
 
 class ProcessHelper:
@@ -53,6 +63,7 @@ class ProcessHelper:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready: asyncio.Future[list[int]] | None = None
         self._spawns: dict[int, asyncio.Future[Child]] = {}
+        self._fd_counts: dict[int, int] = {}  # spawn id -> how many descriptors its reply carries
         self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._next_id = 0
         # Requests the helper's full queue could not take yet. Our own queue
@@ -91,26 +102,45 @@ class ProcessHelper:
             )
         return swept
 
-    async def spawn(self, argv: list[str], extra_env: dict[str, str], cwd: str = "") -> Child:
-        """Start ``argv`` in a new session (in ``cwd``, else the agent's); raises OSError when it cannot start."""
+    async def spawn(
+        self, argv: list[str], extra_env: dict[str, str], cwd: str = "", *,
+        stdin: bool = False, terminal: Terminal | None = None,
+    ) -> Child:
+        """Start ``argv`` in a new session (in ``cwd``, else the agent's); raises OSError when it cannot start.
+
+        ``stdin``: give it a pipe for stdin (:attr:`Child.stdin`) rather than /dev/null.
+        ``terminal``: run it under a new pseudo-terminal of that size instead of pipes.
+        """
         if self._sock is None or self.loop is None:
             raise OSError("the agent's process helper is not running")
         self._next_id += 1
         ident = self._next_id
+        options: dict[str, object] = {}
+        if terminal is not None:
+            options = {"pty": (terminal.rows, terminal.cols), "file": terminal.file}
+        elif stdin:
+            options = {"stdin": True}
         started: asyncio.Future[Child] = self.loop.create_future()
         self._spawns[ident] = started
+        self._fd_counts[ident] = 1 if terminal is not None else 3 if stdin else 2
         try:
-            self._send(ident, marshal.dumps((spawner.SPAWN, ident, argv, extra_env, cwd)))
+            self._send(ident, marshal.dumps((spawner.SPAWN, ident, argv, extra_env, cwd, options)))
             return await started
         finally:
             self._spawns.pop(ident, None)
+            self._fd_counts.pop(ident, None)
 
-    def signal_group(self, pgid: int, sig: signal.Signals) -> None:
-        """Signal a group the helper started (it checks the group is still that one)."""
+    def signal_group(self, pgid: int, sig: signal.Signals, *, whole_session: bool = False) -> None:
+        """Signal a group the helper started (it checks the group is still that one).
+
+        ``whole_session``: every process of the session it leads, in whatever
+        group (a terminal session's shell gives each job a group of its own).
+        """
         if self._sock is None:
             return  # the helper died, and killed its groups
+        kind = spawner.SIGNAL_SESSION if whole_session else spawner.SIGNAL
         with contextlib.suppress(OSError):
-            self._send(0, marshal.dumps((spawner.SIGNAL, pgid, int(sig))))
+            self._send(0, marshal.dumps((kind, pgid, int(sig))))
 
     def _send(self, ident: int, message: bytes) -> None:
         """Send now, or queue behind what is already waiting; OSError if it can never go."""
@@ -143,7 +173,7 @@ class ProcessHelper:
         assert self._sock is not None
         while self._sock is not None:
             try:
-                data, ancdata, _, _ = self._sock.recvmsg(spawner.MAX_MESSAGE, socket.CMSG_SPACE(2 * 4))
+                data, ancdata, _, _ = self._sock.recvmsg(spawner.MAX_MESSAGE, socket.CMSG_SPACE(3 * 4))
             except BlockingIOError:
                 return
             except OSError:
@@ -165,8 +195,11 @@ class ProcessHelper:
             exited: asyncio.Future[int | None] = self.loop.create_future()
             self._exits[pid] = exited
             waiter = self._spawns.get(ident)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(Child(pid, fds[0], fds[1], exited))
+            if waiter is not None and not waiter.done() and len(fds) == self._fd_counts.get(ident):
+                if len(fds) == 1:
+                    waiter.set_result(Child(pid, fds[0], -1, exited))
+                else:
+                    waiter.set_result(Child(pid, fds[0], fds[1], exited, stdin=fds[2] if len(fds) > 2 else -1))
             else:  # the run was abandoned while starting
                 for fd in fds:
                     os.close(fd)

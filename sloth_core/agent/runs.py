@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncGenerator
 
 from sloth_core import errors
-from sloth_core.agent.executor import KILL_GRACE_S, Execution
+from sloth_core.agent.executor import KILL_GRACE_S, Execution, InputSource
 from sloth_core.escape import shortened
 from sloth_core.names import SECRET_PREFIX
 from sloth_core.proto import sloth_pb2 as pb
@@ -33,19 +33,37 @@ class RunTable:
     def running(self) -> int:
         return len(self._runs)
 
-    def start_request(self, request: pb.ExecuteRequest) -> AsyncGenerator[pb.ExecuteEvent, None]:
-        """:meth:`start` for what the master sent: the command, its timeout, --env and --cwd."""
-        return self.start(request.run_id, request.command, request.timeout_s, env=dict(request.env), cwd=request.cwd)
+    def start_request(
+        self, request: pb.ExecuteRequest, inputs: InputSource | None = None
+    ) -> AsyncGenerator[pb.ExecuteEvent, None]:
+        """:meth:`start` for what the master sent: the command, its timeout, --env, --cwd, stdin or a terminal.
+
+        ``inputs`` opens the caller's input for the run (stdin or a terminal); without it stdin is closed.
+        """
+        return self.start(
+            request.run_id, request.command, request.timeout_s, env=dict(request.env), cwd=request.cwd,
+            stdin=request.stdin, pty=request.pty if request.HasField("pty") else None, inputs=inputs,
+        )
 
     def start(
-        self, run_id: str, command: str, timeout_s: float, *, env: dict[str, str] | None = None, cwd: str = ""
+        self,
+        run_id: str,
+        command: str,
+        timeout_s: float,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str = "",
+        stdin: bool = False,
+        pty: pb.Pty | None = None,
+        inputs: InputSource | None = None,
     ) -> AsyncGenerator[pb.ExecuteEvent, None]:
         """Start ``command`` as run ``run_id``; its events, ending with the exit.
 
-        Raises :class:`~sloth_core.errors.UsageError` for an empty command and
+        Raises :class:`~sloth_core.errors.UsageError` for an empty command
+        (under a terminal, empty means a login shell) and
         :class:`~sloth_core.errors.RunExistsError` for a run id in flight.
         """
-        if not command.strip():
+        if not command.strip() and pty is None:
             raise errors.UsageError("empty command")
         if "\x00" in command:  # the master refuses these; bash could not run one anyway
             raise errors.InvalidArgumentError("the command holds a NUL byte, which bash cannot run")
@@ -55,9 +73,14 @@ class RunTable:
         # The master refuses SLOTH_RUNNER_* in --env; an agent does not rely on it.
         env = {k: v for k, v in (env or {}).items() if not k.startswith(SECRET_PREFIX)}
         env.update(SLOTH_AGENT=self._agent_name, SLOTH_RUN_ID=run_id)
-        execution = Execution(command, timeout_s, env, cwd=cwd, where=self._agent_name)
+        execution = Execution(
+            command, timeout_s, env, cwd=cwd, where=self._agent_name, stdin=stdin, pty=pty, inputs=inputs
+        )
         self._runs[run_id] = execution
-        log.info("run %s: %s", run_id, shortened(command))
+        if pty is not None:
+            log.info("run %s: a terminal session: %s", run_id, shortened(command) or "login shell")
+        else:
+            log.info("run %s: %s", run_id, shortened(command))
         return self._events(run_id, execution)
 
     async def _events(self, run_id: str, execution: Execution) -> AsyncGenerator[pb.ExecuteEvent, None]:

@@ -19,7 +19,7 @@ import logging
 import platform
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,8 +224,9 @@ class MasterSession:
         # even while the command prints nothing: kill the run then.
         call.add_done_callback(lambda _call: self._runs.cancel(request.run_id))
         try:
+            inputs = self._input_of(request.run_id) if request.stdin or request.HasField("pty") else None
             try:
-                events = self._runs.start_request(request)
+                events = self._runs.start_request(request, inputs)
             except errors.SlothError as exc:
                 await call.write(pb.RunReport(run_id=request.run_id, event=pb.ExecuteEvent(
                     exit=pb.ExecExit(status=pb.RUN_FAILED, exit_code=-1, error=str(exc)))))
@@ -244,6 +245,24 @@ class MasterSession:
         finally:
             if not call.done():
                 call.cancel()
+
+    def _input_of(self, run_id: str) -> Callable[[], AsyncIterator[pb.RunInput]]:
+        """Opens the run's ``Input`` call (once its command runs): the caller's stdin, keystrokes, sizes."""
+
+        async def read() -> AsyncIterator[pb.RunInput]:
+            call = self._stub.Input(pb.InputRequest(run_id=run_id))
+            try:
+                async for item in call:
+                    yield item
+            except grpc.aio.AioRpcError as exc:
+                # The input ends here (the command sees EOF); the run's own
+                # Report call says whether the run lives on.
+                if exc.code() != grpc.StatusCode.CANCELLED:
+                    log.info("run %s: its input broke off (%s)", run_id, exc.details())
+            finally:
+                call.cancel()
+
+        return read
 
     # ------------------------------------------------------------ leaving
 

@@ -10,8 +10,13 @@ process is single-threaded (in the threaded agent it would fire when the
 forking *thread* exits).
 
 Each command runs in its own session (so its own process group) through
-``posix_spawn``; its stdout/stderr pipes go back to the agent over the socket
-(``SCM_RIGHTS``), its exit status follows when it is reaped. This process is
+``posix_spawn``; its stdout/stderr pipes (and a stdin pipe when the caller
+sends input) go back to the agent over the socket (``SCM_RIGHTS``), its exit
+status follows when it is reaped. A command under a pseudo-terminal (``agent
+shell``) is forked instead: the child makes the terminal its controlling one
+(setsid, TIOCSCTTY) before exec, which posix_spawn cannot do; forking is
+safe here because this process is single-threaded. Its master side goes back
+to the agent as the one descriptor. This process is
 a child subreaper, so a command's background children are reparented here and
 reaped too, and a child that left its group (``setsid``) is still found.
 
@@ -27,26 +32,43 @@ nothing but the standard library (no grpc, no sloth_core) to stay small.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import marshal
 import os
 import select
 import signal
 import socket
+import struct
 import sys
+import termios
 import time
 
 MAX_MESSAGE = 256 * 1024
 TERM_GRACE_S = 1.0  # TERM, then KILL: well within the 5 s a dead agent's commands may outlive it
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+), spelled out for any 3.x
+STDIN_PIPE_BYTES = 1024 * 1024
 
 # Requests (agent -> helper) and replies (helper -> agent), marshalled tuples.
-SPAWN = "spawn"  # (SPAWN, id, argv, extra_env, cwd) -> (STARTED, id, pid) + 2 fds, or (FAILED, id, message)
+# (SPAWN, id, argv, extra_env, cwd, options) -> (STARTED, id, pid) + fds, or (FAILED, id, message).
+# options: {} -> fds stdout, stderr (stdin is /dev/null); {"stdin": True} -> stdout, stderr, stdin;
+# {"pty": (rows, cols), "file": path} -> the terminal's master side (argv[0] may be "-bash").
+SPAWN = "spawn"
 SIGNAL = "signal"  # (SIGNAL, pgid, signo): only groups this helper started and still tracks
+# (SIGNAL_SESSION, sid, signo): every process of the session a tracked group leads. A terminal
+# session's shell puts each job in a group of its own; ending the session must reach them all.
+SIGNAL_SESSION = "signal-session"
 READY = "ready"  # (READY, swept): sent once, after leftovers of earlier instances are gone
 STARTED = "started"
 FAILED = "failed"
 EXITED = "exited"  # (EXITED, pid, wait status)
+
+# What a command starts with, as subprocess's restore_signals gives it: this
+# process ignores SIGINT and SIGHUP and Python ignores SIGPIPE and SIGXFSZ,
+# and ignored signals survive exec (`yes | head -1` would complain of a
+# broken pipe, and Ctrl-C would not stop `sleep` in a shell).
+DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def proc_stat(pid: int) -> tuple[bool, int, int, int] | None:
@@ -54,13 +76,31 @@ def proc_stat(pid: int) -> tuple[bool, int, int, int] | None:
 
     ``running`` is False for a zombie: it runs nothing and holds nothing.
     """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except OSError:
         return None
-    fields = raw[raw.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
-    return fields[0] not in (b"Z", b"X"), int(fields[1]), int(fields[2]), int(fields[19])
+    return raw[raw.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
+
+
+def session_members(sid: int) -> list[int]:
+    """Every live process of session ``sid``, whatever its group."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[0] not in (b"Z", b"X") and int(fields[3]) == sid:
+                members.append(int(entry))
+    return members
 
 
 def boot_id() -> str:
@@ -196,16 +236,32 @@ class Helper:
 
     def handle(self, message: tuple) -> None:  # type: ignore[type-arg]
         if message[0] == SPAWN:
-            _, ident, argv, extra_env, cwd = message
-            self.spawn(ident, argv, extra_env, cwd)
+            _, ident, argv, extra_env, cwd = message[:5]
+            options = message[5] if len(message) > 5 else {}
+            if "pty" in options:
+                rows, cols = options["pty"]
+                self.spawn_pty(ident, options["file"], argv, extra_env, cwd, rows, cols)
+            else:
+                self.spawn(ident, argv, extra_env, cwd, stdin=bool(options.get("stdin")))
         elif message[0] == SIGNAL:
             _, pgid, signo = message
             if pgid in self.groups:
                 _killpg(pgid, signo)
+        elif message[0] == SIGNAL_SESSION:
+            _, sid, signo = message
+            if sid in self.groups:
+                _killpg(sid, signo)
+                for pid in session_members(sid):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signo)
 
-    def spawn(self, ident: int, argv: list[str], extra_env: dict[str, str], cwd: str = "") -> None:
+    def spawn(self, ident: int, argv: list[str], extra_env: dict[str, str], cwd: str = "", stdin: bool = False) -> None:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe() if stdin else (self.devnull, -1)
+        if stdin:
+            with contextlib.suppress(OSError):  # fewer stalls feeding a fast reader (best effort)
+                fcntl.fcntl(in_w, F_SETPIPE_SZ, STDIN_PIPE_BYTES)
         try:
             env = {**self.base_env, **extra_env} if extra_env else self.base_env
             # posix_spawn has no cwd: the child inherits ours, and this helper
@@ -219,29 +275,91 @@ class Helper:
             pid = os.posix_spawnp(
                 argv[0], argv, env,
                 file_actions=[
-                    (os.POSIX_SPAWN_DUP2, self.devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, in_r, 0),
                     (os.POSIX_SPAWN_DUP2, out_w, 1),
                     (os.POSIX_SPAWN_DUP2, err_w, 2),
                 ],
                 setsid=True,  # its own session and process group, killed as one
+                setsigdef=DEFAULT_SIGNALS,
             )
         except OSError as exc:
-            for fd in (out_r, out_w, err_r, err_w):
+            for fd in (out_r, out_w, err_r, err_w, *((in_r, in_w) if stdin else ())):
                 os.close(fd)
             self.send((FAILED, ident, str(exc)))
             return
         os.close(out_w)
         os.close(err_w)
+        if stdin:
+            os.close(in_r)
+        self.started(ident, pid, [out_r, err_r, in_w] if stdin else [out_r, err_r])
+
+    def spawn_pty(
+        self, ident: int, file: str, argv: list[str], extra_env: dict[str, str], cwd: str, rows: int, cols: int
+    ) -> None:
+        """Fork ``file`` under a new pseudo-terminal: its session leader, the terminal its controlling one."""
+        env = {**self.base_env, **extra_env}
+        try:
+            master, slave = os.openpty()
+        except OSError as exc:
+            self.send((FAILED, ident, f"cannot open a pseudo-terminal: {exc}"))
+            return
+        # Written by the child only if exec fails; exec closes it (close-on-exec) otherwise.
+        report_r, report_w = os.pipe()
+        try:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            pid = os.fork()
+        except OSError as exc:
+            for fd in (master, slave, report_r, report_w):
+                os.close(fd)
+            self.send((FAILED, ident, str(exc)))
+            return
+        if pid == 0:  # the child: only plain system calls until exec
+            try:
+                os.close(master)
+                os.close(report_r)
+                os.setsid()
+                fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+                for fd in (0, 1, 2):
+                    os.dup2(slave, fd)
+                if slave > 2:
+                    os.close(slave)
+                signal.set_wakeup_fd(-1)
+                for signo in (*DEFAULT_SIGNALS, signal.SIGTERM, signal.SIGCHLD):
+                    signal.signal(signo, signal.SIG_DFL)
+                if cwd:
+                    os.chdir(cwd)
+                os.execve(file, argv, env)
+            except BaseException as exc:  # the child must never return into the helper
+                with contextlib.suppress(BaseException):
+                    os.write(report_w, f"cannot start {file}: {exc}".encode())
+            os._exit(127)
+        os.close(slave)
+        os.close(report_w)
+        failure = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(report_r, 4096):
+                failure += chunk
+        os.close(report_r)
+        if failure:
+            os.close(master)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            self.send((FAILED, ident, failure.decode(errors="replace")))
+            return
+        self.started(ident, pid, [master])
+
+    def started(self, ident: int, pid: int, fds: list[int]) -> None:
+        """Record ``pid``'s group and hand ``fds`` to the agent (closing ours)."""
         stat = proc_stat(pid)  # it cannot be reaped before we read it: we are its parent
         start = stat[3] if stat is not None else 0
         self.groups[pid] = start
         self.leaders.add(pid)
         self.records.add(pid, start)
         try:
-            self.send((STARTED, ident, pid), [out_r, err_r])
+            self.send((STARTED, ident, pid), fds)
         finally:
-            os.close(out_r)
-            os.close(err_r)
+            for fd in fds:
+                os.close(fd)
 
     def send(self, message: tuple, fds: list[int] | None = None) -> None:  # type: ignore[type-arg]
         data = marshal.dumps(message)
@@ -281,12 +399,15 @@ class Helper:
     def kill_everything(self) -> None:
         """The agent is gone: nothing it started may outlive it."""
         kill_groups(self.groups, reap=self.reap)
-        # Descendants that left their group (setsid) were reparented to us.
+        # Descendants that left their group (setsid) were reparented to us;
+        # jobs of a terminal session's shell sit in groups of their own, in its session.
         me = os.getpid()
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                stat = proc_stat(int(entry))
-                if stat is not None and stat[0] and stat[1] == me:
+                fields = _stat_fields(int(entry))
+                if fields is None or fields[0] in (b"Z", b"X"):
+                    continue
+                if int(fields[1]) == me or int(fields[3]) in self.groups:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(entry), signal.SIGKILL)
         self.reap()

@@ -20,4 +20,4 @@ def tui(args: argparse.Namespace) -> int:
             return 2
     from sloth_tui.app import main
 
-    return main(args.master, args.credentials, args.insecure)
+    return main(args.master, args.credentials, args.insecure, args.master_data_dir)

@@ -123,6 +123,7 @@ def demo(args: argparse.Namespace) -> int:
             "  sloth-runner agent list\n"
             f"  sloth-runner agent run {names[0]} 'uname -a; echo hello from $HOSTNAME'\n"
             "  sloth-runner agent run --all 'echo hi; exit $((RANDOM % 2))'\n"
+            f"  sloth-runner agent shell {names[0]}\n"
             "  sloth-runner runs list\n"
             "  sloth-runner tui\n",
             flush=True,

@@ -28,11 +28,20 @@ RUN_EXIT_CODES = """\
 exit codes:
   0 / remote  one target: the remote command's own exit code (0 when it succeeded)
   1           several targets: at least one run did not succeed
-  2           usage error (bad flag, missing command or target)
+  2           usage error (bad flag, missing command or target; --stdin over 64 MiB)
   124         --timeout reached
   130         interrupted (Ctrl-C) or cancelled
   255         the command could not run or finish: unknown or offline agent,
               master unreachable, agent lost (the reason is on stderr)"""
+
+SHELL_EXIT_CODES = """\
+exit codes:
+  0 / remote  the remote shell's (or CMD's) own exit code
+  1           refused: not an admin identity, or unusable credentials
+  2           usage error, or stdin is not a terminal
+  128+N       this command got signal N (SIGTERM: 143, SIGHUP: 129); the session was ended
+  255         the session could not start or was lost: unknown or offline agent, master
+              unreachable or gone, agent lost, cancelled with `runs cancel` (the reason is on stderr)"""
 
 
 def lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -288,7 +297,16 @@ def _agent_parser(sub: Any) -> None:
 
             The result box (one target) or the table (several) goes to stderr when stderr is a
             terminal; --summary / --quiet force it on or off. With several targets the last line
-            on stderr is always `N succeeded, M failed, K rejected`."""),
+            on stderr is always `N succeeded, M failed, K rejected`.
+
+            Stdin, as ssh forwards it: with one target and a stdin that is not a terminal, it is
+            streamed to the remote command and its EOF closes the remote stdin; -n sends none (the
+            remote stdin is /dev/null). As with ssh, a script or program that starts `agent run`
+            with a stdin it never closes must pass -n or redirect it (< /dev/null), or the run
+            waits for that EOF. With several targets stdin is sent only with --stdin: it is read to
+            EOF first (at most 64 MiB; beyond that nothing runs, exit 2) and every agent gets all
+            of it, so an idle stdin never holds a fan-out. The remote command may exit without
+            reading it all: its exit code counts, the rest is dropped."""),
         examples=[
             "sloth-runner agent run web-1 uname -a",
             "sloth-runner agent run web-1 'seq 3' | wc -l            # 3: only the remote output",
@@ -298,6 +316,10 @@ def _agent_parser(sub: Any) -> None:
             "sloth-runner agent run --all --json 'df -h /'          # one JSON object per run",
             "sloth-runner agent run web-1 --env RELEASE=42 --cwd /srv/app -- ./deploy.sh",
             "sloth-runner agent run web-1 'tar c /etc' --raw > etc.tar",
+            "sloth-runner agent run web-1 'sh -s' < deploy.sh          # stdin goes to the remote command",
+            "tar c . | sloth-runner agent run web-1 'tar x -C /srv/app'",
+            "sloth-runner agent run --stdin 'web-*' 'cat > /etc/motd' < motd   # all of stdin to every agent",
+            "while read h; do sloth-runner agent run -n \"$h\" uptime; done < hosts   # -n: the loop keeps its stdin",
         ],
         epilog=RUN_EXIT_CODES,
     )
@@ -309,6 +331,9 @@ def _agent_parser(sub: Any) -> None:
     r.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set a variable in the command's environment (repeatable; not SLOTH_RUNNER_*)")
     r.add_argument("--cwd", default="", metavar="DIR", help="start the command in DIR on the agent (absolute; a missing DIR fails the run)")
     r.add_argument("--parallel", type=flags.count_or_zero, default=0, metavar="N", help="at most N runs at once (default 0: no limit)")
+    stdin = r.add_mutually_exclusive_group()
+    stdin.add_argument("-n", "--no-stdin", dest="no_stdin", action="store_true", help="send no stdin: the remote stdin is /dev/null (as ssh -n); for scripts whose stdin stays open")
+    stdin.add_argument("--stdin", dest="stdin", action="store_true", help="send stdin to every target: read to EOF first, at most 64 MiB (one target: streamed, as without the flag)")
     r.add_argument("--raw", action="store_true", help="only the remote output, byte-exact (several targets: lines prefixed), no summary")
     shown = r.add_mutually_exclusive_group()
     shown.add_argument("--summary", dest="summary", action="store_true", default=None, help="show the result box or table on stderr even when stderr is not a terminal")
@@ -318,6 +343,32 @@ def _agent_parser(sub: Any) -> None:
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="no live status line")
     _client_flags(r, json_help="one JSON object per run on stdout (output, status, exit code), instead of the live output")
     r.set_defaults(handler=lazy("run_cmd:run"))
+
+    sh = _add(
+        asub, "shell", "an interactive shell on one agent (admin only)",
+        description=textwrap.dedent("""\
+            Open an interactive terminal on agent NAME, through the master, as `ssh -t` does: the
+            agent user's login shell, or CMD with `--`. Your terminal goes raw while the session
+            runs, so every key reaches the remote side: Ctrl-C, Ctrl-Z and Ctrl-D act there, not
+            here. The window size follows yours; TERM is passed through. Type `exit` (or Ctrl-D
+            at the prompt) to leave; your terminal is restored however the session ends.
+
+            Admin identities only. The master records the session in the run history as a run of
+            kind `shell` (who, when, how long, exit code: `sloth-runner runs list`); the keys you
+            type and what the screen shows are NOT recorded. `sloth-runner runs cancel ID` ends
+            it. Needs a terminal on stdin; for scripts use `agent run`."""),
+        examples=[
+            "sloth-runner agent shell web-1",
+            "sloth-runner agent shell web-1 -- top",
+            "sloth-runner agent shell web-1 -- vim /etc/hosts",
+            "sloth-runner agent shell web-1 -- sudo -i",
+        ],
+        epilog=SHELL_EXIT_CODES,
+    )
+    sh.add_argument("name", metavar="NAME", help="the agent (exactly one)")
+    sh.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="run CMD ARGS interactively instead of a login shell")
+    _client_flags(sh, json=False)
+    sh.set_defaults(handler=lazy("shell_cmd:shell"))
 
 
 def _runs_parser(sub: Any) -> None:

@@ -11,7 +11,10 @@ What goes where, so that the command composes like ssh:
 - with several targets the last line on stderr is always
   ``N succeeded, M failed, K rejected``;
 - with several targets and stderr a terminal, a live status line sits at the
-  bottom of stderr while the output scrolls above it (``--progress``).
+  bottom of stderr while the output scrolls above it (``--progress``);
+- stdin goes to the remote command as ssh sends it (see
+  :mod:`sloth_core.cli.run_stdin`): one target and a stdin that is not a
+  terminal, or ``--stdin``; ``-n`` sends none.
 """
 
 from __future__ import annotations
@@ -27,15 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
 from sloth_core.cli.common import connect
+from sloth_core.cli.exit_codes import EXIT_INTERRUPTED, EXIT_NOT_RUN, run_exit_code
 from sloth_core.cli.progress import Progress
 from sloth_core.cli.render import AGENT_COLOURS, STATUS_COLOURS, box, duration, paint, print_error
 from sloth_core.errors import UsageError
 from sloth_core.escape import shown
 from sloth_core.names import parse_env, parse_label
 
-EXIT_TIMEOUT = 124  # as timeout(1)
-EXIT_INTERRUPTED = 130
-EXIT_NOT_RUN = 255  # as ssh: the remote command could not run or finish
 CANCEL_WAIT_S = 10.0
 TICK_S = 0.5  # the progress line's clock moves even when nothing arrives
 HUGE_LINE = 1024 * 1024
@@ -188,10 +189,46 @@ def _first_line(data: bytes) -> str:
 
 def run(args: argparse.Namespace) -> int:
     names, labels, command = parse_targets(args)
-    return asyncio.run(_run(args, names, labels, command))
+    stdin_mode, whole = _stdin_plan(args, names, labels)
+    return asyncio.run(_run(args, names, labels, command, stdin_mode, whole))
 
 
-async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str], command: str) -> int:
+def _stdin_plan(args: argparse.Namespace, names: list[str], labels: dict[str, str]) -> tuple[str, bytes]:
+    """How stdin goes to the run: "" (not at all), "stream" (one target) or "whole" (``--stdin``, several).
+
+    Several targets take all of stdin, read now, before anything runs.
+    Without ``--stdin``, a stdin that is a terminal, closed or /dev/null is
+    not forwarded: the plain Run call, nothing more imported.
+    """
+    fanout = _is_fanout(names, labels, args.all)
+    if args.no_stdin or (not args.stdin and (fanout or not _stdin_has_data())):
+        return "", b""
+    if not fanout:
+        return "stream", b""
+    from sloth_core.cli import run_stdin
+
+    return "whole", run_stdin.read_whole()
+
+
+def _stdin_has_data(fd: int = 0) -> bool:
+    """Whether stdin may bring bytes: not a terminal, not closed, not /dev/null (cron, subprocess.DEVNULL)."""
+    import stat
+
+    try:
+        if os.isatty(fd):
+            return False
+        mode = os.fstat(fd)
+        if stat.S_ISCHR(mode.st_mode) and os.stat(os.devnull).st_rdev == mode.st_rdev:
+            return False
+    except OSError:  # no stdin at all
+        return False
+    return True
+
+
+async def _run(
+    args: argparse.Namespace, names: list[str], labels: dict[str, str], command: str,
+    stdin_mode: str = "", whole: bytes = b"",
+) -> int:
     from sloth_core.proto import sloth_pb2 as pb
 
     term = Terminal()
@@ -218,12 +255,19 @@ async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     printer = Printer(args, term, multi=False)
     ticker: asyncio.Task[None] | None = None
+    feeder: asyncio.Task[None] | None = None
     try:
-        stream = client.run(
-            names=names, labels=labels, all_agents=args.all, command=command,
-            timeout_s=args.timeout, parallel=args.parallel,
-            env=dict(parse_env(text) for text in args.env), cwd=args.cwd,
-        )
+        env = dict(parse_env(text) for text in args.env)
+        if stdin_mode:
+            stream, feeder = _interact(client, pb.RunRequest(
+                target=pb.Target(names=names, labels=labels, all=args.all), command=command,
+                timeout_s=args.timeout, parallel=args.parallel, env=env, cwd=args.cwd, stdin=True,
+            ), stdin_mode, whole)
+        else:
+            stream = client.run(
+                names=names, labels=labels, all_agents=args.all, command=command,
+                timeout_s=args.timeout, parallel=args.parallel, env=env, cwd=args.cwd,
+            )
         async for event in stream:
             kind = event.WhichOneof("kind")
             if kind == "job":
@@ -256,6 +300,9 @@ async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str
     except asyncio.CancelledError:
         pass
     finally:
+        if feeder is not None:
+            # The run is over: stdin not sent yet has nowhere to go (ssh does not wait for it either).
+            feeder.cancel()
         if ticker is not None:
             ticker.cancel()
         if term.progress is not None:
@@ -286,8 +333,17 @@ async def _run(args: argparse.Namespace, names: list[str], labels: dict[str, str
     if unfinished:
         return EXIT_NOT_RUN
     if not printer.multi:
-        return _single_exit(ordered[0].info if ordered else None)
+        return run_exit_code(ordered[0].info if ordered else None)
     return 0 if all(v.info.status == pb.RUN_SUCCEEDED for v in ordered) else 1
+
+
+def _interact(client: Any, request: Any, mode: str, whole: bytes) -> tuple[Any, asyncio.Task[None]]:
+    """The run's events, and the task that sends it our stdin (streamed, or all at once for several)."""
+    from sloth_core.cli import run_stdin
+
+    interaction = client.interact(request)
+    feed = run_stdin.send_whole(interaction, whole) if mode == "whole" else run_stdin.stream(interaction)
+    return interaction, asyncio.create_task(feed, name="stdin")
 
 
 def _wants_progress(args: argparse.Namespace, err: TextIO) -> bool:
@@ -321,24 +377,6 @@ def _is_fanout(names: list[str], labels: dict[str, str], all_agents: bool) -> bo
     from sloth_core.names import is_glob
 
     return all_agents or bool(labels) or len(names) > 1 or any(is_glob(n) for n in names)
-
-
-def _single_exit(info: Any) -> int:
-    from sloth_core.proto import sloth_pb2 as pb
-
-    if info is None:
-        return EXIT_NOT_RUN
-    if info.status == pb.RUN_SUCCEEDED:
-        return 0
-    if info.status == pb.RUN_FAILED:
-        if info.exit_code < 0:
-            return EXIT_NOT_RUN  # it could not start (e.g. no such --cwd): nothing ran, as ssh's 255
-        return info.exit_code if 0 < info.exit_code < 256 else 1
-    if info.status == pb.RUN_TIMED_OUT:
-        return EXIT_TIMEOUT
-    if info.status == pb.RUN_CANCELLED:
-        return EXIT_INTERRUPTED
-    return EXIT_NOT_RUN
 
 
 def _status(info: Any) -> str:

@@ -20,12 +20,19 @@ def _status(info: Any) -> str:
     return run_key(info.status)
 
 
+def _what(info: Any) -> str:
+    from sloth_core.status_words import what_ran
+
+    return what_ran(info.command, info.kind)
+
+
 def _row(info: Any) -> dict[str, Any]:
     return {
         "run_id": info.run_id,
         "job_id": info.job_id,
         "agent": info.agent,
         "command": info.command,
+        "kind": _kind(info),
         "requested_by": info.requested_by,
         "status": _status(info),
         "exit_code": info.exit_code if info.exit_code >= 0 else None,
@@ -37,6 +44,12 @@ def _row(info: Any) -> dict[str, Any]:
         "stderr_bytes": info.stderr_bytes,
         "dropped_bytes": info.dropped_bytes,
     }
+
+
+def _kind(info: Any) -> str:
+    from sloth_core.status_words import kind_word
+
+    return kind_word(info.kind)
 
 
 def list_runs(args: argparse.Namespace) -> int:
@@ -72,7 +85,7 @@ def _print_table(runs: list[Any]) -> None:
         print(
             f"{short[info.run_id]:<{rw}} {short[info.job_id]:<{jw}} {info.agent:<{aw}} "
             f"{paint(f'{status:<10}', STATUS_COLOURS.get(status, '0'))} {code:>4}  "
-            f"{ago(info.created_at, now):<10} {info.requested_by:<14} {_one_line(info.command)}"
+            f"{ago(info.created_at, now):<10} {info.requested_by:<14} {_one_line(_what(info))}"
         )
 
 
@@ -153,12 +166,16 @@ def _show_job(args: argparse.Namespace) -> int:
 
 def _header(info: Any) -> None:
     """What run this is, on stderr: stdout carries the run's own output only."""
+    from sloth_core.proto import sloth_pb2 as pb
+
     status = _status(info)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
     err = sys.stderr
     print(paint(f"run {info.run_id}", "1", err) + f" (job {info.job_id}) on {info.agent}, by {info.requested_by}, {when}", file=err)
-    print(f"$ {_one_line(info.command)}", file=err)
+    print(f"$ {_one_line(_what(info))}", file=err)
     print(f"status: {paint(status, STATUS_COLOURS.get(status, '0'), err)}", file=err)
+    if info.kind == pb.RUN_SHELL:
+        print(paint("a terminal session (agent shell): what was typed and shown is not recorded", "90", err), file=err)
     print("─" * 40, file=err, flush=True)
 
 

@@ -1,6 +1,9 @@
 """Dispatch: turning a Run request into runs on agents and relaying them back.
 
-One request is a *job*; each target agent gets a *run*. Every run is relayed
+One request is a *job*; each target agent gets a *run*. A job started by
+``Interact`` also takes its caller's input (stdin, or a terminal's
+keystrokes), which reaches each run's ``Input`` call through the
+:mod:`~sloth_core.master.input_relay`. Every run is relayed
 by its own task (master → agent ``Execute`` stream, through the
 :class:`~sloth_core.master.agent_link.AgentLink`), so a slow or dead agent
 never holds up the others. The caller's stream is fed through a bounded queue:
@@ -16,7 +19,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,7 @@ from sloth_core.escape import shortened
 from sloth_core.master.agent_link import AgentLink, ExecuteCall
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import run_info
+from sloth_core.master.input_relay import DEFAULT_STDIN_CAP, InputFeed, InputRelay, feed_for
 from sloth_core.master.output import OutputRecorder, replay_events
 from sloth_core.master.registry import Registry
 from sloth_core.proto import sloth_pb2 as pb
@@ -52,6 +56,8 @@ class Job:
     pending: int = 0
     detached: bool = False
     _drainer: asyncio.Task[None] | None = None
+    input: InputFeed | None = None  # the caller's input (Interact), shared by the job's runs
+    error: errors.SlothError | None = None  # taking the caller's input failed: the job ends with it
 
     def detach(self) -> None:
         """The caller went away: stop feeding its queue and free blocked relays."""
@@ -120,6 +126,8 @@ class ActiveRun:
     # --env and --cwd go to the agent but not into history: values may be secrets.
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
+    stdin: bool = False  # the command reads the caller's input
+    pty: pb.Pty | None = None  # a terminal session: its output is neither stored nor broadcast
 
 
 class Dispatcher:
@@ -135,6 +143,8 @@ class Dispatcher:
         on_agent_deleted: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
         driver: str = "",
+        inputs: InputRelay | None = None,
+        stdin_cap: int = DEFAULT_STDIN_CAP,
     ) -> None:
         self._registry = registry
         # This master's lease id, recorded on its runs (several masters: whose runs die with whom).
@@ -146,6 +156,9 @@ class Dispatcher:
         self._runs_per_agent = runs_per_agent
         self._on_agent_deleted = on_agent_deleted
         self._clock = clock
+        #: Callers' input for runs that take it, read by the agents' Input calls.
+        self.inputs = inputs if inputs is not None else InputRelay()
+        self._stdin_cap = stdin_cap
         self._active: dict[str, ActiveRun] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._since_prune: dict[str, int] = {}
@@ -209,9 +222,17 @@ class Dispatcher:
 
     # ------------------------------------------------------------ jobs
 
-    def start_job(self, request: pb.RunRequest, requested_by: str) -> Job:
+    def start_job(self, request: pb.RunRequest, requested_by: str, *, with_input: bool = False) -> Job:
+        """Record the job's runs and start relaying them.
+
+        ``with_input``: the caller sends input (``Interact``); the job gets a
+        feed that its runs' ``Input`` calls read.
+        """
         command = request.command
-        if not command.strip():
+        terminal = request.HasField("pty")
+        if (terminal or request.stdin) and not with_input:
+            raise errors.UsageError("stdin and terminal sessions need the Interact call, not Run")
+        if not command.strip() and not terminal:  # under a terminal, none means a login shell
             raise errors.UsageError("empty command: give the command to run")
         if not math.isfinite(request.timeout_s) or request.timeout_s < 0:
             raise errors.UsageError("the timeout must be a positive number of seconds")
@@ -223,8 +244,14 @@ class Dispatcher:
         chosen, rejected = self._registry.resolve(names, target.labels, target.all)
         if not chosen and not rejected:
             raise errors.AgentNotFoundError("no agent matches the target")
+        if terminal and len(chosen) + len(rejected) != 1:
+            raise errors.ShellTargetError(
+                f"a terminal session is with one agent; the target matches {len(chosen) + len(rejected)}"
+            )
         now = self._clock()
         job = Job(job_id=new_id("j-"), runs=[], with_output=not request.no_output)
+        if with_input:
+            job.input = feed_for(len(chosen), self._stdin_cap)
         outcomes = [(name, "") for name in chosen] + rejected
         for name, reason in outcomes:
             job.runs.append(
@@ -240,6 +267,7 @@ class Dispatcher:
                     timeout_s=request.timeout_s,
                     error=reason,
                     driver=self._driver,
+                    kind=pb.RUN_SHELL if terminal else pb.RUN_COMMAND,
                 )
             )
         self._storage.save_runs(job.runs)
@@ -249,15 +277,21 @@ class Dispatcher:
                 self._bus.run(pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec)))
                 continue
             active = ActiveRun(
-                rec, job, OutputRecorder(rec, self._storage, self._output_cap), env=dict(request.env), cwd=request.cwd
+                rec, job, OutputRecorder(rec, self._storage, self._output_cap, keep=not terminal),
+                env=dict(request.env), cwd=request.cwd,
+                stdin=request.stdin and with_input, pty=request.pty if terminal else None,
             )
             self._active[rec.run_id] = active
+            if job.input is not None:
+                self.inputs.add(rec.run_id, job.input)
             job.pending += 1
             self._registry.run_started(rec.agent)
             active.task = asyncio.create_task(self._relay(active, limit), name=f"relay {rec.run_id}")
         log.info(
             "job %s by %s: %d run(s), %d rejected: %s",
-            job.job_id, requested_by, len(chosen), len(rejected), shortened(command),
+            job.job_id, requested_by, len(chosen), len(rejected),
+            "a terminal session" + (f": {shortened(command)}" if command.strip() else "") if terminal
+            else shortened(command),
         )
         return job
 
@@ -268,11 +302,55 @@ class Dispatcher:
         still going: nothing it started may keep running.
         """
         job = self.start_job(request, requested_by)
+        async with contextlib.aclosing(self._stream(job)) as events:
+            async for event in events:
+                yield event
+
+    async def interact(
+        self, request: pb.RunRequest, requested_by: str, read: Callable[[], Awaitable[pb.RunInput | None]]
+    ) -> AsyncGenerator[pb.RunEvent, None]:
+        """:meth:`run` for a job that takes its caller's input: ``read()`` gives the next message (None: no more).
+
+        The caller going away cancels the job, as for :meth:`run`: a
+        terminal session ends, and a command whose input was cut short is
+        stopped and recorded as cancelled rather than left to finish on
+        partial input (a half-written file would look like a success).
+        """
+        job = self.start_job(request, requested_by, with_input=True)
+        taker = asyncio.create_task(self._take_input(job, read), name=f"input of {job.job_id}")
+        try:
+            async with contextlib.aclosing(self._stream(job)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            taker.cancel()
+            with contextlib.suppress(BaseException):
+                await taker
+            assert job.input is not None
+            job.input.close()
+            for rec in job.runs:
+                self.inputs.remove(rec.run_id)
+
+    async def _take_input(self, job: Job, read: Callable[[], Awaitable[pb.RunInput | None]]) -> None:
+        """Move the caller's input into the job's feed, as fast as its runs take it."""
+        feed = job.input
+        assert feed is not None
+        try:
+            while (item := await read()) is not None:
+                await feed.put(item)
+            await feed.put(pb.RunInput(eof=True))  # the caller closed its side: stdin ends
+        except errors.SlothError as exc:
+            job.error = exc
+            await job.queue.put(pb.RunEvent(job_id=job.job_id))  # wake the stream to end with it
+
+    async def _stream(self, job: Job) -> AsyncGenerator[pb.RunEvent, None]:
         try:
             warning = self._storage.health().warning()  # "history is not being saved: ..." or ""
             yield pb.RunEvent(job_id=job.job_id, job=pb.JobStarted(runs=[run_info(r) for r in job.runs], warning=warning))
             while job.pending:
                 event = await job.queue.get()
+                if job.error is not None:
+                    raise job.error
                 if event.WhichOneof("kind") is None:
                     continue  # the wake-up after the last run
                 yield event
@@ -287,6 +365,11 @@ class Dispatcher:
 
     async def _emit(self, run: ActiveRun, event: pb.RunEvent) -> None:
         is_output = event.HasField("output")
+        if is_output and run.pty is not None:
+            # A terminal session's screen is its caller's alone: not in the
+            # event feed, not for followers, not in history.
+            await run.job.put(event)
+            return
         self._bus.run(event)
         for follower in list(run.followers):
             if not follower.offer(event):
@@ -300,6 +383,8 @@ class Dispatcher:
         status, exit_code, signal, error = pb.RUN_LOST, -1, 0, ""
         call: ExecuteCall | None = None
         try:
+            if run.job.input is not None:
+                await run.job.input.ready()  # a fan-out starts once its whole input is here
             async with limit if limit is not None else contextlib.nullcontext():
                 agent = self._registry.get(rec.agent)
                 if agent is None or agent.status != pb.AGENT_ONLINE:
@@ -311,7 +396,8 @@ class Dispatcher:
                 call = self._link.execute(
                     agent,
                     pb.ExecuteRequest(
-                        run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s, env=run.env, cwd=run.cwd
+                        run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s, env=run.env, cwd=run.cwd,
+                        stdin=run.stdin, pty=run.pty,
                     ),
                 )
                 deadline = rec.timeout_s + TIMEOUT_SLACK_S if rec.timeout_s else None
@@ -322,6 +408,8 @@ class Dispatcher:
         except asyncio.CancelledError:
             if self._closing:
                 status, error = pb.RUN_LOST, "the master shut down mid-run"
+            elif run.job.error is not None:
+                status, error = pb.RUN_CANCELLED, f"not run: {run.job.error}"
             else:
                 status, error = pb.RUN_CANCELLED, "cancelled"
         except errors.CallCancelledError:
@@ -388,6 +476,9 @@ class Dispatcher:
         self._storage.save_run(rec)
         self._prune_later(rec.agent)
         self._active.pop(rec.run_id, None)
+        self.inputs.remove(rec.run_id)
+        if run.job.input is not None and len(run.job.runs) == 1:
+            run.job.input.close()  # a caller still sending into an ended run must not wait for room
         self._registry.run_finished(rec.agent)
         event = pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))
         try:

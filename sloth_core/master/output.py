@@ -16,8 +16,9 @@ from sloth_core.storage import RunRecord, Storage, StoredChunk
 class OutputRecorder:
     """Keeps a run's head and tail per stream and hands the head to storage."""
 
-    def __init__(self, record: RunRecord, storage: Storage, cap_per_stream: int) -> None:
+    def __init__(self, record: RunRecord, storage: Storage, cap_per_stream: int, *, keep: bool = True) -> None:
         self._record = record
+        self._keep = keep  # False: count the bytes, keep none (a terminal session's screen)
         self._storage = storage
         self._half = max(1, cap_per_stream // 2)
         self._head_used = {pb.STDOUT: 0, pb.STDERR: 0}
@@ -32,6 +33,8 @@ class OutputRecorder:
             rec.stderr_bytes += len(data)
         else:
             rec.stdout_bytes += len(data)
+        if not self._keep:
+            return
         room = self._half - self._head_used[stream]
         if room > 0:
             head, data = data[:room], data[room:]

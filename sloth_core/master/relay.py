@@ -9,9 +9,15 @@ as it does for a run of its own master. Cancel and shutdown travel alike.
 
 A does not know which master holds an agent: it asks the live masters of
 the cluster in turn (a handful), and one without a session for the agent
-says so at once. The calls are ``/sloth.v1.Cluster/{Execute,Cancel,Shutdown}``
+says so at once. The calls are ``/sloth.v1.Cluster/{Execute,Cancel,Shutdown,Input}``
 on the master port: protobuf messages as bytes and the agent's name in the
 metadata, beside the Master service without changing its protocol.
+
+A run that takes input (stdin, a terminal) also names, in the metadata of
+its Execute call, where its input is: A's address. When the agent opens
+the run's ``Input`` call on B, B reads it from A's ``Input`` relay call
+(:class:`RemoteInput`), so input flows caller → A → B → agent with each
+hop's flow control, as output flows back.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -31,6 +37,7 @@ from sloth_core.rpc_errors import abort, reason_of
 from sloth_core.storage import AgentRecord
 
 if TYPE_CHECKING:
+    from sloth_core.master.input_relay import InputRelay
     from sloth_core.master.lease import MasterLease
     from sloth_core.master.registry import Registry
     from sloth_core.master.sessions import SessionHub
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "sloth.v1.Cluster"
 AGENT_KEY = "sloth-agent"
+INPUT_FROM_KEY = "sloth-input-from"  # the relaying master's address, for a run that takes input
 CALL_TIMEOUT_S = 10.0
 PEERS_TTL_S = 1.0
 
@@ -47,7 +55,9 @@ PEERS_TTL_S = 1.0
 # ---------------------------------------------------------------- the master holding the session
 
 
-def relay_handler(hub: SessionHub, registry: Registry, auth: Any) -> grpc.GenericRpcHandler:
+def relay_handler(
+    hub: SessionHub, registry: Registry, auth: Any, inputs: InputRelay, link: ClusterLink
+) -> grpc.GenericRpcHandler:
     """The relay calls, for the master port (callers must be masters of the cluster)."""
 
     async def session_of(context: grpc.aio.ServicerContext) -> AgentRecord:
@@ -61,15 +71,30 @@ def relay_handler(hub: SessionHub, registry: Registry, auth: Any) -> grpc.Generi
 
     async def execute(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         rec = await session_of(context)
-        run = hub.execute(rec, pb.ExecuteRequest.FromString(request))
+        execute = pb.ExecuteRequest.FromString(request)
+        source = dict(context.invocation_metadata() or ()).get(INPUT_FROM_KEY, "")
+        if (execute.stdin or execute.HasField("pty")) and source:
+            # Registered before the agent hears of the run: its Input call finds it.
+            inputs.add(execute.run_id, RemoteInput(lambda: link.channel(source), execute.run_id))
+        run = hub.execute(rec, execute)
         try:
             async for event in run:
                 yield event.SerializeToString()
         except errors.SlothError as exc:
             await abort(context, exc)
         finally:
+            inputs.remove(execute.run_id)
             if not run.done():
                 run.cancel()  # the relaying master hung up: so do we, and the agent kills the run
+
+    async def input_of(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        await auth.require_master(context)
+        try:
+            async with contextlib.aclosing(inputs.read(pb.InputRequest.FromString(request).run_id)) as items:  # type: ignore[type-var]
+                async for item in items:
+                    yield item.SerializeToString()
+        except errors.SlothError as exc:
+            await abort(context, exc)
 
     async def cancel(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         rec = await session_of(context)
@@ -84,7 +109,36 @@ def relay_handler(hub: SessionHub, registry: Registry, auth: Any) -> grpc.Generi
         "Execute": grpc.unary_stream_rpc_method_handler(execute),
         "Cancel": grpc.unary_unary_rpc_method_handler(cancel),
         "Shutdown": grpc.unary_unary_rpc_method_handler(shutdown),
+        "Input": grpc.unary_stream_rpc_method_handler(input_of),
     })
+
+
+class RemoteInput:
+    """A run's input kept by the master that relays the run here (an :class:`~.input_relay.InputFeed`)."""
+
+    def __init__(self, channel: Callable[[], grpc.aio.Channel], run_id: str) -> None:
+        self._channel = channel
+        self._run_id = run_id
+
+    async def put(self, item: pb.RunInput) -> None:  # the caller is on the other master
+        raise AssertionError("input for a relayed run is put on the master that relays it")
+
+    def close(self) -> None:
+        pass
+
+    async def ready(self) -> None:
+        return
+
+    async def read(self) -> AsyncIterator[pb.RunInput]:
+        call = self._channel().unary_stream(f"/{SERVICE}/Input")(pb.InputRequest(run_id=self._run_id).SerializeToString())
+        try:
+            async for raw in call:
+                yield pb.RunInput.FromString(raw)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                log.info("run %s: its input from the relaying master broke off: %s", self._run_id, exc.details())
+        finally:
+            call.cancel()
 
 
 # ---------------------------------------------------------------- the master that starts the run
@@ -186,6 +240,11 @@ class RelayedRun:
         self._call: Any = None
         self._done = False
         self._cancelled = False
+        # Where the agent's master reads the run's input from: us.
+        takes_input = request.stdin or request.HasField("pty")
+        self._metadata: tuple[tuple[str, str], ...] = ((AGENT_KEY, agent),)
+        if takes_input and link.lease is not None:
+            self._metadata += ((INPUT_FROM_KEY, link.lease.address),)
 
     async def __aiter__(self) -> AsyncIterator[pb.ExecuteEvent]:
         try:
@@ -193,7 +252,7 @@ class RelayedRun:
                 if self._cancelled:
                     raise errors.CallCancelledError("cancelled")
                 self._call = self._link.channel(address).unary_stream(f"/{SERVICE}/Execute")(
-                    self._request.SerializeToString(), metadata=((AGENT_KEY, self._agent),)
+                    self._request.SerializeToString(), metadata=self._metadata
                 )
                 got_any = False
                 try:

@@ -17,6 +17,7 @@ from sloth_core.master.config import MasterConfig
 from sloth_core.master.dispatch import Dispatcher
 from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
+from sloth_core.master.input_relay import InputRelay
 from sloth_core.master.memory import trim_when_idle
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import MasterService
@@ -41,6 +42,7 @@ class Master:
         self.bus = EventBus(WatchBudget(config.watch_budget_bytes))
         self.storage.on_health_change(lambda health: self.bus.store(health.to_proto()))
         self.hub = SessionHub()
+        self.inputs = InputRelay()  # callers' input (stdin, terminals) on its way to runs
         self.registry = Registry(
             self.storage, self.bus, heartbeat_interval_s=config.heartbeat_interval_s,
             # A frozen agent's session is cut: its runs are lost now, and when
@@ -126,6 +128,7 @@ class Master:
             runs_per_agent=cfg.runs_per_agent,
             on_agent_deleted=on_agent_deleted,
             driver=self.master_id,
+            inputs=self.inputs,
         )
         limits = Limits(max_command_bytes=cfg.max_command_bytes)
         self.history = RunHistory(self.dispatcher, self.storage)
@@ -138,12 +141,12 @@ class Master:
         self._server = transport.create_server()
         sloth_pb2_grpc.add_MasterServicer_to_server(service, self._server)
         sloth_pb2_grpc.add_AgentSessionServicer_to_server(
-            AgentSessionService(self.registry, self.hub, auth, limits=limits), self._server
+            AgentSessionService(self.registry, self.hub, auth, limits=limits, inputs=self.inputs), self._server
         )
         if self.is_clustered:
             from sloth_core.master.relay import relay_handler
 
-            self._server.add_generic_rpc_handlers((relay_handler(self.hub, self.registry, auth),))
+            self._server.add_generic_rpc_handlers((relay_handler(self.hub, self.registry, auth, self.inputs, self.cluster_link),))
         await _add_health_and_reflection(self._server, ["sloth.v1.Master", "sloth.v1.AgentSession"])
         self.port = transport.bind(self._server, join_host_port(cfg.bind, cfg.port), tls)
 

@@ -155,6 +155,34 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
             async for event in events:
                 yield event
 
+    @streaming
+    async def Interact(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+        identity = await self._auth.require_admin(context)  # terminal sessions too: operators are admins
+        first = await context.read()
+        if first is grpc.aio.EOF or not first.HasField("request"):
+            raise errors.UsageError("an Interact call starts with its run request")
+        request = first.request
+        if not request.stdin and not request.HasField("pty"):
+            raise errors.UsageError("Interact is for runs that take input (stdin or a terminal); use Run")
+        bounds.check_command(request.command, self._limits)
+        bounds.check_run_environment(request.env, request.cwd, self._limits)
+        if request.HasField("pty"):
+            bounds.check_terminal(request.pty, self._limits)
+
+        async def read() -> pb.RunInput | None:
+            message = await context.read()
+            if message is grpc.aio.EOF:
+                return None
+            if not message.HasField("input"):
+                raise errors.UsageError("after its request, an Interact call carries input only")
+            bounds.check_run_input(message.input, self._limits)
+            return message.input
+
+        # Closed at once when the caller hangs up, so its runs are cancelled now.
+        async with contextlib.aclosing(self._dispatcher.interact(request, _who(identity), read)) as events:
+            async for event in events:
+                yield event
+
     @unary
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.CancelRunResponse:
         await self._auth.require_admin_or_peer(context)

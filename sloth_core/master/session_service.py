@@ -8,6 +8,9 @@ stream ends the agent is offline at once (or stopped, after a goodbye).
 
 ``Report``: the caller must be the agent the run was asked of; its events
 go to the run's relay through the hub.
+
+``Input``: the same caller check; then the run's input from its caller
+(:mod:`sloth_core.master.input_relay`), as fast as the agent takes it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import grpc
 import grpc.aio
 
 from sloth_core import bounds, errors
+from sloth_core.master.input_relay import InputRelay
 from sloth_core.master.registry import Registry
 from sloth_core.master.service import Authorizer
 from sloth_core.master.sessions import Session, SessionHub, SessionRun
@@ -41,10 +45,17 @@ def peer_address(context: grpc.aio.ServicerContext) -> str:
 
 class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
     def __init__(
-        self, registry: Registry, hub: SessionHub, auth: Authorizer, *, limits: bounds.Limits = bounds.DEFAULT_LIMITS
+        self,
+        registry: Registry,
+        hub: SessionHub,
+        auth: Authorizer,
+        *,
+        limits: bounds.Limits = bounds.DEFAULT_LIMITS,
+        inputs: InputRelay | None = None,
     ) -> None:
         self._registry = registry
         self._hub = hub
+        self._inputs = inputs if inputs is not None else InputRelay()
         self._auth = auth
         self._limits = limits
 
@@ -131,12 +142,7 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
         first = await context.read()
         if first is grpc.aio.EOF:
             return pb.ReportAck()
-        try:
-            name = self._hub.agent_of(first.run_id)
-        except errors.SlothError as exc:
-            await abort(context, exc)
-        # Only the agent the run was asked of may report it.
-        await self._auth.require_agent(context, name)
+        name = await self._agent_of_run(first.run_id, context)
         try:
             run = self._hub.attach(name, first.run_id)
         except errors.SlothError as exc:
@@ -160,6 +166,24 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
             await abort(context, errors.CallCancelledError("the master hung up this run"))
         run.reported_all()
         return pb.ReportAck()
+
+    async def Input(self, request: pb.InputRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._agent_of_run(request.run_id, context)
+        try:
+            async with contextlib.aclosing(self._inputs.read(request.run_id)) as items:  # type: ignore[type-var]
+                async for item in items:
+                    yield item
+        except errors.SlothError as exc:
+            await abort(context, exc)
+
+    async def _agent_of_run(self, run_id: str, context: grpc.aio.ServicerContext) -> str:
+        """The agent run ``run_id`` was asked of, which the caller must be (only it reports it, reads its input)."""
+        try:
+            name = self._hub.agent_of(run_id)
+        except errors.SlothError as exc:
+            await abort(context, exc)
+        await self._auth.require_agent(context, name)
+        return name
 
     async def _pump(self, first: pb.RunReport, run: SessionRun, name: str, context: grpc.aio.ServicerContext) -> None:
         message: Any = first

@@ -54,6 +54,7 @@ class RunRecord:
     dropped_bytes: int = 0
     # The master that drives the run (its lease id); "" with one master.
     driver: str = ""
+    kind: int = 0  # sloth_pb2.RunKind: a command, or a terminal session (`agent shell`)
 
 
 @dataclass

@@ -96,6 +96,8 @@ MIGRATIONS = [
         version BIGINT NOT NULL DEFAULT 0
     );
     """,
+    # A command (0) or a terminal session (1, `agent shell`): sloth_pb2.RunKind.
+    "ALTER TABLE runs ADD COLUMN kind SMALLINT NOT NULL DEFAULT 0",
 ]
 
 

@@ -73,6 +73,8 @@ MIGRATIONS = [
     """,
     # Several masters (PostgreSQL) record which one drives a run; SQLite keeps the column for one schema.
     "ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT ''",
+    # A command (0) or a terminal session (1, `agent shell`): sloth_pb2.RunKind.
+    "ALTER TABLE runs ADD COLUMN kind INTEGER NOT NULL DEFAULT 0",
 ]
 
 _PERMANENT = (

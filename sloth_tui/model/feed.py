@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_tui.model.fleet import Agent, FleetChanges, FleetModel
+from sloth_tui.model.run_options import RunOptions
 from sloth_tui.model.runs import DEFAULT_MAX_LINES, RunsChanged, RunStore, RunView
 
 SLICE_S = 0.005
@@ -36,6 +37,7 @@ class Stream:
 
     kind: str  # "job" or "replay"
     command: str = ""
+    options: RunOptions | None = None
     run_id: str = ""
     job_id: str = ""
 
@@ -69,10 +71,10 @@ class Feed:
 
     # ------------------------------------------------------------ streams
 
-    def open_job(self, command: str) -> str:
+    def open_job(self, command: str, options: RunOptions | None = None) -> str:
         """A job is about to be started here: the id its events arrive under."""
         stream_id = f"job-{next(self._ids)}"
-        self.streams[stream_id] = Stream("job", command=command)
+        self.streams[stream_id] = Stream("job", command=command, options=options)
         return stream_id
 
     def open_replay(self, info: pb.RunInfo) -> tuple[str, RunView]:
@@ -80,6 +82,8 @@ class Feed:
         run = self.store.upsert(info)
         run.reset_output()
         run.detached = False
+        if info.kind == pb.RUN_SHELL:
+            run.note("a terminal session (agent shell): what was typed and shown is not recorded")
         stream_id = f"replay-{next(self._ids)}"
         self.streams[stream_id] = Stream("replay", run_id=info.run_id, job_id=info.job_id)
         old = self._current_replay.get(info.run_id)
@@ -195,7 +199,7 @@ class Feed:
                 added = run.feed(event.output.stream, event.output.data)
                 lines[run.run_id] = lines.get(run.run_id, 0) + added
         elif kind == "job":
-            job = store.start_job(event.job_id, stream.command, event.job.runs)
+            job = store.start_job(event.job_id, stream.command, event.job.runs, stream.options)
             job.warning = event.job.warning
             stream.job_id = job.job_id
             changed.new_job = job.job_id

@@ -1,7 +1,9 @@
-"""The prompt's run options: ``--env KEY=VALUE`` and ``--cwd DIR`` before the command, as in `agent run`.
+"""The prompt's run options: ``--env KEY=VALUE``, ``--cwd DIR`` and ``--stdin FILE`` before the command, as in `agent run`.
 
 ``--cwd /srv/app --env RELEASE=42 ./deploy.sh`` runs ``./deploy.sh`` in
-``/srv/app`` with ``RELEASE=42``. Options are read from the start of the line
+``/srv/app`` with ``RELEASE=42``; ``--stdin deploy.sh sh -s`` sends the local
+file ``deploy.sh`` (on the console's machine) as the command's stdin, to
+every target. Options are read from the start of the line
 up to the first word that is not one (or up to ``--``); values may be quoted
 as in a shell (``--env 'GREETING=hello world'``). The command itself is kept
 exactly as typed: it is bash's to read, not ours.
@@ -14,23 +16,29 @@ from dataclasses import dataclass, field
 from sloth_core.errors import UsageError
 from sloth_core.names import parse_env
 
-OPTIONS = ("--env", "--cwd")
+OPTIONS = ("--env", "--cwd", "--stdin")
+_VALUE_NAMES = {"--env": "KEY=VALUE", "--cwd": "DIR", "--stdin": "FILE"}
 
 
 @dataclass(frozen=True)
 class RunOptions:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
+    stdin: str = ""
+    """A local file sent as the command's stdin (as typed; ``~`` is expanded when it is read)."""
 
     def __bool__(self) -> bool:
-        return bool(self.env or self.cwd)
+        return bool(self.env or self.cwd or self.stdin)
 
     def describe(self) -> str:
-        """``in /srv/app with RELEASE=42``, for a confirmation."""
+        """``in /srv/app with RELEASE=42, stdin from deploy.sh``, for a confirmation."""
         parts = [f"in {self.cwd}"] if self.cwd else []
         if self.env:
             parts.append("with " + " ".join(f"{k}={v}" for k, v in self.env.items()))
-        return " ".join(parts)
+        text = " ".join(parts)
+        if self.stdin:
+            text += (", " if text else "") + f"stdin from {self.stdin}"
+        return text
 
 
 def _word(text: str, start: int) -> tuple[str, int]:
@@ -63,7 +71,7 @@ def _skip_space(text: str, i: int) -> int:
 def split_run_options(line: str) -> tuple[RunOptions, str]:
     """(options, command) of a prompt line; raises UsageError for a malformed option."""
     env: dict[str, str] = {}
-    cwd = ""
+    cwd = stdin = ""
     i = _skip_space(line, 0)
     while i < len(line):
         word, end = _word(line, i)
@@ -78,12 +86,14 @@ def split_run_options(line: str) -> tuple[RunOptions, str]:
         else:
             start = _skip_space(line, end)
             if start >= len(line):
-                raise UsageError(f"{name} needs a value ({'KEY=VALUE' if name == '--env' else 'DIR'})")
+                raise UsageError(f"{name} needs a value ({_VALUE_NAMES[name]})")
             value, end = _word(line, start)
         if name == "--env":
             key, val = parse_env(value)
             env[key] = val
-        else:
+        elif name == "--cwd":
             cwd = value
+        else:
+            stdin = value
         i = _skip_space(line, end)
-    return RunOptions(env, cwd), line[i:].strip()
+    return RunOptions(env, cwd, stdin), line[i:].strip()

@@ -19,7 +19,8 @@ from rich.cells import cell_len
 
 from sloth_core.escape import clean_output
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_word
+from sloth_core.status_words import RUN_ACTIVE, RUN_FAILED, run_word, what_ran
+from sloth_tui.model.run_options import RunOptions
 
 STDOUT, STDERR, NOTICE = 0, 1, 2
 """Line kinds: what the command wrote on each stream, and the console's own notes."""
@@ -65,7 +66,7 @@ class RunView:
         self.run_id = info.run_id
         self.job_id = info.job_id
         self.agent = info.agent
-        self.command = info.command
+        self.command = what_ran(info.command, info.kind)  # a terminal session shows as "shell …"
         self.info = pb.RunInfo()
         self.update(info)
         self.max_lines = max_lines
@@ -91,7 +92,7 @@ class RunView:
         if info.status == pb.RUN_PENDING and self.info.status not in (0, pb.RUN_PENDING):
             return
         self.info.CopyFrom(info)
-        self.command = info.command or self.command
+        self.command = what_ran(info.command, info.kind) if info.command or info.kind else self.command
         self.job_id = info.job_id or self.job_id
 
     @property
@@ -213,6 +214,8 @@ class Job:
     stream_open: bool = True
     warning: str = ""
     """The master's word when it runs the job but may not keep its history."""
+    options: RunOptions = field(default_factory=RunOptions)
+    """The --env/--cwd/--stdin it was started with (a re-run uses them again)."""
 
 
 @dataclass(frozen=True)
@@ -246,8 +249,10 @@ class RunStore:
             self.by_agent[run.agent] = run.run_id
         return run
 
-    def start_job(self, job_id: str, command: str, infos: Iterable[pb.RunInfo]) -> Job:
-        job = self.jobs[job_id] = Job(job_id, command)
+    def start_job(
+        self, job_id: str, command: str, infos: Iterable[pb.RunInfo], options: RunOptions | None = None
+    ) -> Job:
+        job = self.jobs[job_id] = Job(job_id, command, options=options or RunOptions())
         for info in infos:
             run = self.upsert(info)
             job.run_ids.append(run.run_id)

@@ -11,11 +11,12 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from sloth_core import escape
 from sloth_core.errors import SlothError
 from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.status_words import agent_word
 from sloth_tui import keymap
 from sloth_tui.model import fmt
 from sloth_tui.model.connection import Connection
@@ -25,6 +26,7 @@ from sloth_tui.model.runs import RunsChanged, RunView
 from sloth_tui.widgets.agent_table import AgentTable
 from sloth_tui.widgets.filter_input import FilterInput
 from sloth_tui.widgets.job_summary import JobSummary
+from sloth_tui.widgets.keys_footer import KeysFooter
 from sloth_tui.widgets.output_log import OutputLog
 from sloth_tui.widgets.output_pane import OutputPane
 from sloth_tui.widgets.prompt import PromptBar, PromptInput
@@ -65,7 +67,7 @@ class FleetScreen(Screen[None]):
                 yield JobSummary(id="summary")
                 yield OutputPane(id="pane")
         yield PromptBar(id="prompt-bar")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         app = self.sloth
@@ -428,6 +430,19 @@ class FleetScreen(Screen[None]):
             self.sloth.open_latest(agent)
         self.pane.log_view.focus()
 
+    def action_open_shell(self) -> None:
+        """`agent shell` on the agent under the cursor, in this terminal; back here when it ends."""
+        name = self.table.cursor_agent
+        agent = self.sloth.fleet.agents.get(name) if name else None
+        if agent is None:
+            self.notify("Move to an agent first.", title="Shell", markup=False)
+            return
+        if agent.status != agent_word(pb.AGENT_ONLINE):
+            # Said here rather than after a round trip through a suspended screen.
+            self.notify(f"{agent.name} is {agent.status}.", title="Shell", severity="warning", markup=False)
+            return
+        self.sloth.open_shell(agent.name)
+
     def action_describe_agent(self) -> None:
         from sloth_tui.screens.agent_details import AgentDetailsScreen
 
@@ -517,16 +532,21 @@ class FleetScreen(Screen[None]):
         if job is None:
             return
         targets = list(job.targets)
+        options = job.options
         if len(targets) > 1:
             # Re-running is one key away from anywhere: more than one agent is worth a question.
             self.sloth.confirm(
                 f"Re-run on {fmt.plural(len(targets), 'agent')}?",
-                Text.assemble(("$ ", "dim"), (escape.shown(job.command), "bold"), "\n\non ", fmt.name_list(targets, 8)),
-                lambda: self.sloth.start_job(job.command, targets),
+                Text.assemble(
+                    ("$ ", "dim"), (escape.shown(job.command), "bold"), "\n",
+                    (f"{escape.shown(options.describe())}\n" if options else "", "dim"),
+                    "\non ", fmt.name_list(targets, 8),
+                ),
+                lambda: self.sloth.start_job(job.command, targets, options),
                 yes="Run",
             )
         else:
-            self.sloth.start_job(job.command, targets)
+            self.sloth.start_job(job.command, targets, options)
 
     # ------------------------------------------------------------ agents
 

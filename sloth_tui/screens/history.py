@@ -9,15 +9,16 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from sloth_core import escape
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.status_words import RUN_ACTIVE
+from sloth_core.status_words import RUN_ACTIVE, what_ran
 from sloth_tui import keymap
 from sloth_tui.messages import HistoryLoaded
 from sloth_tui.model import fmt
 from sloth_tui.model.runs import RunsChanged, RunView
+from sloth_tui.widgets.keys_footer import KeysFooter
 from sloth_tui.widgets.output_log import OutputLog
 from sloth_tui.widgets.output_pane import OutputPane, run_badge
 
@@ -55,7 +56,7 @@ class HistoryScreen(Screen[None]):
         with Vertical(id="history-main"):
             yield HistoryTable(id="history-runs", cursor_type="row")
             yield OutputPane(id="history-pane")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         app = self.sloth
@@ -120,7 +121,7 @@ class HistoryScreen(Screen[None]):
             Text(fmt.short_time(info.started_at or info.created_at)),
             run_badge(run, bold=False),
             Text(fmt.duration(run.duration(now))),
-            Text(escape.shown(info.command)),
+            Text(escape.shown(what_ran(info.command, info.kind))),
             Text(fmt.short_id(info.run_id)),
             Text(escape.shown(info.requested_by) or "—"),
         )
@@ -188,9 +189,15 @@ class HistoryScreen(Screen[None]):
         run_id = self._cursor_run()
         if run_id is None:
             return
-        command = self.runs[run_id].command
+        info = self.runs[run_id]
         self.dismiss(None)
-        self.sloth.start_job(command, [self.agent])
+        if info.kind == pb.RUN_SHELL:
+            self.sloth.open_shell(self.agent, info.command)
+            return
+        # History keeps no --env/--cwd (values may be secrets); a job started
+        # from this console still knows its own.
+        job = self.sloth.store.jobs.get(info.job_id)
+        self.sloth.start_job(info.command, [self.agent], job.options if job else None)
 
     def action_cancel_run(self) -> None:
         run_id = self._cursor_run()

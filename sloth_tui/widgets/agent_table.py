@@ -378,7 +378,11 @@ class AgentTable(ScrollView, can_focus=True):
             piece.truncate(width, overflow="ellipsis", pad=True)
             line.append_text(piece)
             line.append(" " * GAP)
-        return Strip(line.render(self.app.console), sum(widths) + GAP * len(widths))
+        # Rich renders a Text without spans (the header) with no style at all,
+        # not the Text's own: the header lost its look, and NO_COLOR's
+        # monochrome filter failed on the missing style.
+        segments = Segment.apply_style(line.render(self.app.console), base)
+        return Strip(list(segments), sum(widths) + GAP * len(widths))
 
     def _empty_line(self, index: int, width: int, base: Style) -> Strip:
         """A line of :attr:`empty_text`, wrapped to the width, one blank line below the header."""

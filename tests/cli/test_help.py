@@ -12,7 +12,7 @@ from tests.cli.test_flags import _commands
 
 TYPED_DAILY = [
     "master", "master status", "master stop", "master token", "master credentials", "agent start", "agent stop",
-    "agent list", "agent get", "agent delete", "agent run", "runs list", "runs show", "runs cancel", "tui", "demo",
+    "agent list", "agent get", "agent delete", "agent run", "agent shell", "runs list", "runs show", "runs cancel", "tui", "demo",
 ]
 
 
@@ -43,6 +43,18 @@ def test_agent_run_help_explains_quoting_and_every_exit_code(capsys: pytest.Capt
     assert "quoted as one argument" in out and "as words" in out and "`--`" in out
     codes = out.split("exit codes:")[1]
     for code in ("0 / remote", "1 ", "2 ", "124", "130", "255"):
+        assert f"\n  {code}" in codes, code
+
+
+def test_agent_shell_help_teaches_keys_audit_and_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["agent", "shell", "--help"])
+    out = capsys.readouterr().out
+    assert "sloth-runner agent shell web-1 -- top" in out
+    assert "Ctrl-C, Ctrl-Z and Ctrl-D act there" in " ".join(out.split())
+    assert "are NOT recorded" in " ".join(out.split()) and "runs cancel" in out
+    codes = out.split("exit codes:")[1]
+    for code in ("0 / remote", "1 ", "2 ", "128+N", "255"):
         assert f"\n  {code}" in codes, code
 
 

@@ -66,7 +66,7 @@ def test_only_the_remote_output_reaches_stdout(two: Fleet) -> None:
 
 def test_the_box_starts_on_a_fresh_line_and_shortens_a_long_command(two: Fleet) -> None:
     both = subprocess.run([*EXE, "agent", "run", "a1", "printf abc", "--summary"], env=two.env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     assert both.stdout.decode().startswith("abc\n╭─ Command Execution Result on a1")
     long_command = "echo " + "x" * 300 + "\necho second line"
     boxed = two.cli("agent", "run", "a1", long_command, "--summary", env={**two.env, "COLUMNS": "80"})
@@ -134,7 +134,7 @@ def test_agent_run_stays_light(two: Fleet) -> None:
     import sys
 
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "sloth_core.cli", "agent", "run", "a1", "echo hi"],
-                            env=two.env, capture_output=True, timeout=60)
+                            env=two.env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     assert result.returncode == 0 and result.stdout == b"hi\n"
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.decode().splitlines()
                 if line.startswith("import time:")}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 
 from sloth_core.harness import wait_for
 from tests.cluster.conftest import Cluster
@@ -76,3 +78,21 @@ def test_a_run_through_one_master_on_an_agent_connected_to_the_other(cluster: Cl
     assert cancelled.returncode == 0, cancelled.stderr.decode()
     wait_for(lambda: not long.alive(), 15, "the run to end")
     assert json.loads(a.cli("runs", "show", run_id, "--json").stdout)["status"] == "cancelled"
+
+
+def test_stdin_through_one_master_reaches_an_agent_connected_to_the_other(cluster: Cluster) -> None:
+    cluster.join_b()
+    a, b = cluster.a, cluster.b
+    b.start_agent("w2")
+    b.start_agent("w3")
+    a.wait_status("w2", "online")
+    a.wait_status("w3", "online")
+    payload = os.urandom(8 * 1024 * 1024)
+    digest = hashlib.sha256(payload).hexdigest()
+    # caller -> A -> B -> agent, each hop with its own flow control.
+    ran = a.cli("agent", "run", "w2", "sha256sum", input=payload)
+    assert ran.returncode == 0, ran.stderr.decode()
+    assert ran.stdout == f"{digest}  -\n".encode()
+    fanned = a.cli("agent", "run", "--stdin", "w2,w3", "wc -c", input=payload)
+    assert fanned.returncode == 0, fanned.stderr.decode()
+    assert sorted(fanned.stdout.decode().splitlines()) == [f"w2 | {len(payload)}", f"w3 | {len(payload)}"]

@@ -54,7 +54,7 @@ def test_every_bundle_is_a_person_and_revoking_one_ends_its_streams(fleet: Fleet
     async def scenario() -> tuple[float, dict[str, tuple[int, str]], BaseException | None]:
         # Three open streams of admin:ops: a running `agent run`, a follower, a Watch.
         runner = await asyncio.create_subprocess_exec(
-            *EXE, "agent", "run", "a1", "sleep 300", env=ops,
+            *EXE, "agent", "run", "a1", "sleep 300", env=ops, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
 

@@ -84,7 +84,7 @@ def test_commands_are_bounded_utf8_without_nul(fleet: Fleet) -> None:
     import subprocess
 
     argv = [arg.encode() for arg in [*EXE, "agent", "run", "a1"]] + [b"echo \xff\xfe"]
-    result = subprocess.run(argv, env=fleet.env, capture_output=True, timeout=60)
+    result = subprocess.run(argv, env=fleet.env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     assert one_error(result, 255) == "error: the command is not valid UTF-8"
 
     # ...and from a raw client, with the bytes in the string field: not UNKNOWN.

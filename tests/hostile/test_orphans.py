@@ -56,7 +56,7 @@ def start_run(fleet: Fleet, marker: Path, prefix: str = "") -> tuple[subprocess.
     )
     cli = subprocess.Popen(
         [*EXE, "agent", "run", "a1", command, *fleet.client_flags()],
-        env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
 
     def pids() -> list[int]:

@@ -65,7 +65,7 @@ def test_commands_never_see_sloth_runner_settings(fleet: Fleet, tmp_path: Path) 
     cli = subprocess.Popen(
         [*EXE, "agent", "run", "a1", f"echo $$ > {marker}; env; until [ -e {go} ]; do sleep 0.02; done",
          *fleet.client_flags()],
-        env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
         wait_for(lambda: marker.exists() and marker.read_text().strip(), what="the command to start")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,40 @@ async def test_only_the_runs_of_masters_that_died_are_marked_lost(open_store: St
     assert (await store.get_run("r-b")).driver == "master-b"  # type: ignore[union-attr]
 
 
+async def test_a_runs_kind_is_kept_and_listed(open_store: StoreFactory) -> None:
+    store = await open_store()
+    shell = run("r-shell", created=2.0)
+    shell.kind, shell.command = pb.RUN_SHELL, ""
+    store.save_runs([run("r-cmd"), shell])
+    await store.close()
+    store = await open_store()
+    assert (await store.get_run("r-shell")).kind == pb.RUN_SHELL  # type: ignore[union-attr]
+    assert [(r.run_id, r.kind) for r in await store.list_runs()] == [("r-shell", pb.RUN_SHELL), ("r-cmd", pb.RUN_COMMAND)]
+
+
+async def test_runs_recorded_before_kinds_existed_read_as_commands(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sloth_core.storage.sqlite import MIGRATIONS, SQLiteStorage
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the schema one version back, with a run in it
+        for statement in ";".join(MIGRATIONS[:-1]).split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+        conn.execute(
+            "INSERT INTO runs VALUES ('r-old', 'j-1', 'web-1', 'echo hi', 'admin:local', 3, 1.0, 0, 0, 0, 1.0, 2.0, "
+            "'', 3, 0, 0, '')"
+        )
+    store = SQLiteStorage(path)
+    await store.open()
+    try:
+        assert (await store.get_run("r-old")).kind == pb.RUN_COMMAND  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
 async def test_a_newer_schema_is_refused_with_a_clear_message(open_store: StoreFactory, store_location: tuple[str, str]) -> None:
     store = await open_store()
     await store.close()
@@ -99,7 +134,7 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(open_store: StoreF
 
         with psycopg.connect(where, autocommit=True) as conn:
             conn.execute("INSERT INTO sloth_schema_version (version) VALUES (99)")
-    with pytest.raises(StorageError, match=r"schema version 99, newer than this master understands \(2\).*upgrade"):
+    with pytest.raises(StorageError, match=r"schema version 99, newer than this master understands \(3\).*upgrade"):
         await open_store()
 
 

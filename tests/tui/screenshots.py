@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from textual.pilot import Pilot
 
     from sloth_tui.app import SlothApp
+    from sloth_tui.shell import ShellLauncher
 
 WIDE = (160, 45)
 NARROW = (80, 24)
@@ -39,7 +40,7 @@ CLOCK = 1_750_000_010.0
 Scenario = Callable[["Pilot[int]"], Awaitable[None]]
 
 
-def build_app(address: str) -> SlothApp:
+def build_app(address: str, shell: ShellLauncher | None = None) -> SlothApp:
     """The console on a stand-in master at ``address``, with a frozen clock."""
     from sloth_core.client import MasterClient
     from sloth_tui.app import create_app
@@ -49,6 +50,7 @@ def build_app(address: str) -> SlothApp:
         clock=lambda: CLOCK,
         target=SHOWN_ADDRESS,
         reconnect_delays=(0.2, 0.5, 1.0),
+        shell=shell,
     )
 
 

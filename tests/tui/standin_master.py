@@ -209,6 +209,13 @@ class StandinMaster(sloth_pb2_grpc.MasterServicer):
             run.info.status = pb.RUN_SUCCEEDED if code == 0 else pb.RUN_FAILED
             run.info.exit_code = code
             run.done.set()
+        # A terminal session (`agent shell`): in the history, with nothing of its screen kept.
+        shell = self._new_run(_id("hjob", self._jobs), "web-1", "", created=T0 - 1_800)
+        self._jobs += 1
+        shell.info.kind = pb.RUN_SHELL
+        shell.info.started_at, shell.info.finished_at = T0 - 1_800, T0 - 1_800 + 312.0
+        shell.info.status, shell.info.exit_code = pb.RUN_SUCCEEDED, 0
+        shell.done.set()
 
     def _new_run(self, job_id: str, agent: str, command: str, *, created: float | None = None) -> _Run:
         self._runs += 1

@@ -157,7 +157,7 @@ async def test_untrusted_text_is_shown_literally(standin: StandinServer) -> None
         assert app.store.for_agent("web-1").lines == ["ran: echo [b]x[/b]"]
         await shows(pilot, "$ echo [b]x[/b]")
         await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and len(app.screen.runs) == 5)
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and len(app.screen.runs) == 6)
         await pilot.press("down")
         await wait_for(pilot, lambda: app.screen.pane.run is not None and app.screen.pane.run.command == "colours"
                        and len(app.screen.pane.run.lines) == 2)
@@ -210,9 +210,12 @@ async def test_history_lists_past_runs_replays_and_reruns(standin: StandinServer
         await pilot.press("h")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.runs)
         history = app.screen
-        assert [i.command for i in history.runs.values()] == ["./deploy.sh", "systemctl restart nginx", "uptime"]
+        assert [i.command for i in history.runs.values()] == ["./deploy.sh", "", "systemctl restart nginx", "uptime"]
         await wait_for(pilot, lambda: history.pane.run is not None and history.pane.run.lines)
         assert history.pane.run.lines[-1] == "deployed v2.4.1"
+        await pilot.press("down")  # a terminal session: named, and nothing of its screen to replay
+        await wait_for(pilot, lambda: history.pane.run.command == "shell (login)")
+        await shows(pilot, "a terminal session (agent shell): what was typed and shown is not recorded")
         await pilot.press("down", "down")
         await wait_for(pilot, lambda: history.pane.run.command == "uptime" and history.pane.run.lines)
         await shows(pilot, "uptime")

@@ -210,3 +210,48 @@ async def test_the_prompt_sends_env_and_cwd_and_the_table_shows_facts(two_agents
         await run(pilot, "--cwd /no/such/dir pwd", "web-1")
         await wait_for(pilot, lambda: job_finished(app), timeout=15)
         await shows(pilot, "no such directory on web-1: /no/such/dir")
+
+
+async def test_the_prompt_sends_a_local_file_as_stdin_and_R_reruns_with_every_option(
+    two_agents: Fleet, tmp_path: Path
+) -> None:
+    import hashlib
+
+    payload = os.urandom(300_000)  # several input chunks, not text
+    data = tmp_path / "payload.bin"
+    data.write_bytes(payload)
+    app = console_on(two_agents)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, timeout=15)
+        await pilot.press("a", "colon")  # both agents: the console asks first, naming the file
+        app.fleet_screen.prompt.value = f"--stdin '{data}' --env TAG=first sh -c 'echo $TAG $(sha256sum)'"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await shows(pilot, "with TAG=first, stdin from")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.store.current_job is not None)
+        await wait_for(pilot, lambda: job_finished(app), timeout=15)
+        want = f"first {hashlib.sha256(payload).hexdigest()} -"
+        first = app.store.current_job
+        assert {a: (r.status, r.lines) for a, r in job_runs(app).items()} == {
+            a: (pb.RUN_SUCCEEDED, [want]) for a in ("web-1", "web-2")
+        }
+
+        data.write_bytes(b"changed\n")  # a re-run reads the file again
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await shows(pilot, "with TAG=first, stdin from")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.store.current_job != first and job_finished(app), timeout=15)
+        want = f"first {hashlib.sha256(b'changed' + bytes([10])).hexdigest()} -"
+        assert [r.lines for r in job_runs(app).values()] == [[want], [want]]
+
+        before = app.store.current_job
+        await pilot.press("u", "colon")  # one agent: no question first
+        app.fleet_screen.prompt.value = "--stdin /no/such/file cat"
+        said: list[str] = []
+        app.notify = lambda message, **kw: said.append(message)  # type: ignore[method-assign,assignment]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: said)
+        assert said == ["--stdin: no such file: /no/such/file"]
+        assert app.store.current_job == before  # nothing ran

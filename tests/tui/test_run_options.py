@@ -17,6 +17,8 @@ from sloth_tui.model.run_options import RunOptions, split_run_options
         ("--env 'G=hello world' echo \"$G\"", RunOptions({"G": "hello world"}), 'echo "$G"'),
         ("--cwd /srv -- --env is a command here", RunOptions(cwd="/srv"), "--env is a command here"),
         ("  echo '--cwd'  ", RunOptions(), "echo '--cwd'"),
+        ("--stdin deploy.sh sh -s", RunOptions(stdin="deploy.sh"), "sh -s"),
+        ("--stdin='my file.tar' --cwd /srv tar x", RunOptions(cwd="/srv", stdin="my file.tar"), "tar x"),
     ],
 )
 def test_options_before_the_command(line: str, options: RunOptions, command: str) -> None:
@@ -24,7 +26,7 @@ def test_options_before_the_command(line: str, options: RunOptions, command: str
 
 
 @pytest.mark.parametrize(("line", "said"), [("--env", "needs a value"), ("--env NOEQ ls", "KEY=VALUE"),
-                                            ("--cwd '/srv ls", "unclosed")])
+                                            ("--cwd '/srv ls", "unclosed"), ("--stdin", "FILE")])
 def test_malformed_options_say_why(line: str, said: str) -> None:
     with pytest.raises(UsageError, match=said):
         split_run_options(line)
@@ -32,3 +34,5 @@ def test_malformed_options_say_why(line: str, said: str) -> None:
 
 def test_described_for_the_confirmation() -> None:
     assert RunOptions({"A": "1"}, "/srv").describe() == "in /srv with A=1"
+    assert RunOptions({"A": "1"}, "/srv", "x.sh").describe() == "in /srv with A=1, stdin from x.sh"
+    assert RunOptions(stdin="x.sh").describe() == "stdin from x.sh"
