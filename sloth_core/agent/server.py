@@ -69,13 +69,14 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
             "(print one with `sloth-runner master token` on the master's machine)"
         )
     from sloth_core.agent.joining import join_once
+    from sloth_core.master_dns import expand
     from sloth_core.names import master_addresses
 
-    masters = master_addresses(config.master)
+    masters = await expand(master_addresses(config.master))
     for index, master in enumerate(masters):
         log.info("joining the master at %s", master)
         try:
-            await join_once(master, token, config.name, config.data_dir)
+            await join_once(master.address, token, config.name, config.data_dir)
             break
         except errors.MasterUnreachableError as exc:
             if index == len(masters) - 1:
