@@ -26,7 +26,7 @@ from sloth_core.master.watch_budget import WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
-from sloth_core.storage import STORE_ENV, open_store
+from sloth_core.storage import STORE_ENV, RunRecord, open_store
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,7 @@ class Master:
             self.lease = MasterLease(
                 self._store_url, self.storage, self.registry, master_id=self.master_id, address=self.address,
                 identity=self.pki.identity_label if self.pki is not None else "insecure (no TLS)",
+                on_lost=self._announce_lost,
             )
             await self.lease.start()  # before serving: our runs must never look orphaned
             self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
@@ -183,8 +184,14 @@ class Master:
             # Cancel and follow of runs another master drives go to that master.
             self.history.peers = Peers(self.lease, self.storage, tls)
 
-            # Agents' changes and runs' starts and ends, between masters.
-            self.feed = ClusterFeed(self._store_url, self.master_id, self.bus, on_agent=self._remote_agent_change)
+            from sloth_core.master.remote_runs import RemoteRuns
+
+            # Agents' changes and runs' starts and ends, between masters; the
+            # runs in flight elsewhere for Watch snapshots here.
+            self.history.elsewhere = elsewhere = RemoteRuns(self.storage, self.master_id)
+            self.feed = ClusterFeed(
+                self._store_url, self.master_id, self.bus, on_agent=self._remote_agent_change, on_run=elsewhere.heard,
+            )
             await self.feed.start()
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
@@ -200,6 +207,15 @@ class Master:
             # Deleted on another master, which revoked it first: see that now, not at the next refresh.
             self.pki.refresh_shared()
         self.registry.apply_remote(event)
+
+    def _announce_lost(self, records: list[RunRecord]) -> None:
+        """Runs of a master that died, marked lost by our sweep: every console sees them end."""
+        from sloth_core.master.history import run_info
+
+        for rec in records:
+            event = pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))
+            self.history.elsewhere.heard(event)
+            self.bus.run(event)
 
     def _name_in_use(self, name: str) -> bool:
         rec = self.registry.get(name)

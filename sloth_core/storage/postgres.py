@@ -246,6 +246,15 @@ class PostgresStorage(QueuedStorage):
         rows = await self._fetch(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = %s", (run_id,))
         return rows[0] if rows else None
 
+    async def _db_runs_in_flight(self, other_than: str) -> list[Row]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        # The predicate of the partial index runs_unfinished: no scan of the whole history.
+        return await self._fetch(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status IN (%s, %s) AND driver <> %s",
+            (pb.RUN_PENDING, pb.RUN_RUNNING, other_than),
+        )
+
     async def _db_list_runs(self, agent: str, status: int, job_id: str, limit: int) -> list[Row]:
         clause, args = run_filter(agent, status, job_id, "%s")
         args.append(limit)

@@ -233,6 +233,12 @@ class SQLiteStorage(QueuedStorage):
             lambda c: c.execute(f"SELECT {cols} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         )
 
+    async def _db_runs_in_flight(self, other_than: str) -> list[Row]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status IN (?, ?) AND driver <> ?"
+        return await self._call(lambda c: c.execute(sql, (pb.RUN_PENDING, pb.RUN_RUNNING, other_than)).fetchall())
+
     async def _db_list_runs(self, agent: str, status: int, job_id: str, limit: int) -> list[Row]:
         clause, args = run_filter(agent, status, job_id, "?")
         cols = ", ".join(RUN_COLUMNS)
