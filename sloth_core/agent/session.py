@@ -309,6 +309,13 @@ class MasterSession:
                     pass
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             log.info("could not tell the master we are leaving: %s", exc)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled ourselves
+            # The call was cancelled under us (the session loop was stopped
+            # mid-read): nothing more to say on it, and the agent stops cleanly.
+            log.info("could not tell the master we are leaving: the session was already closed")
 
     async def close(self) -> None:
         for task in list(self._reports):

@@ -32,6 +32,9 @@ class AgentRecord:
     registered_at: float = 0.0
     last_seen: float = 0.0
     instance_id: str = ""
+    # Its machine facts (a serialized sloth.v1.Facts), stored only by masters
+    # of a cluster so that every master shows them; b"" otherwise.
+    facts: bytes = b""
 
 
 @dataclass

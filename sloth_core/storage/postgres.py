@@ -96,6 +96,8 @@ MIGRATIONS = [
         version BIGINT NOT NULL DEFAULT 0
     );
     """,
+    # Agents' machine facts, so that every master shows those of agents connected to another.
+    "ALTER TABLE agents ADD COLUMN facts BYTEA NOT NULL DEFAULT ''",
 ]
 
 

@@ -73,6 +73,8 @@ MIGRATIONS = [
     """,
     # Several masters (PostgreSQL) record which one drives a run; SQLite keeps the column for one schema.
     "ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT ''",
+    # Agents' facts, stored by the masters of a cluster; the same schema here.
+    "ALTER TABLE agents ADD COLUMN facts BLOB NOT NULL DEFAULT x''",
 ]
 
 _PERMANENT = (

@@ -114,7 +114,7 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(open_store: StoreF
 
         with psycopg.connect(where, autocommit=True) as conn:
             conn.execute("INSERT INTO sloth_schema_version (version) VALUES (99)")
-    with pytest.raises(StorageError, match=r"schema version 99, newer than this master understands \(2\).*upgrade"):
+    with pytest.raises(StorageError, match=r"schema version 99, newer than this master understands \(3\).*upgrade"):
         await open_store()
 
 

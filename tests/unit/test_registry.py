@@ -92,6 +92,14 @@ def test_a_heartbeat_brings_an_offline_agent_back(fleet: Registry, clock: FakeCl
     assert fleet.info("web-1").last_seen == clock.now
 
 
+def test_a_beat_that_crosses_a_stop_does_not_bring_the_agent_back(fleet: Registry) -> None:
+    fleet.mark_stopped("web-1")  # asked to shut down; a beat was already on its way
+    fleet.heartbeat(pb.HeartbeatRequest(name="web-1", instance_id="web-1-1"))
+    assert fleet.info("web-1").status == pb.AGENT_STOPPED
+    fleet.disconnected("web-1", "web-1-1")  # and its session's end is no news either
+    assert fleet.info("web-1").status == pb.AGENT_STOPPED
+
+
 def test_a_heartbeat_from_an_unknown_instance_asks_it_to_register(fleet: Registry) -> None:
     with pytest.raises(errors.AgentNotFoundError):
         fleet.heartbeat(pb.HeartbeatRequest(name="web-1", instance_id="someone-else"))
