@@ -79,6 +79,9 @@ def run(profile: Any, results: Results) -> None:
     from bench.cluster import _database, postgres_missing
 
     n = profile.store_agents
+    if not n:
+        progress("stores: left out of this profile (python -m bench --only stores runs it)")
+        return
     at = f"{n:,} agents"
     titles = {
         "register": (f"{at} registered and online", "s", "python -m bench.fleet_sim x N, until Watch shows all online"),
