@@ -107,6 +107,7 @@ class Master:
             self.pki = await asyncio.to_thread(
                 MasterPKI.load_or_create, cfg.data_dir, self._store_url if self.is_clustered else ""
             )
+            await asyncio.to_thread(self.pki.claim_store)  # one cluster per store
             tls = self.pki.master_tls
             auth = Authorizer(self.pki)
             on_agent_deleted = self.pki.revoke_agent
