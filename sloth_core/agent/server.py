@@ -14,13 +14,11 @@ from sloth_core import errors, transport
 from sloth_core.agent import processes
 from sloth_core.agent.runs import RunTable
 from sloth_core.agent.service import AgentService
-from sloth_core.agent.session import AgentProfile, MasterSession, dialable_address
+from sloth_core.agent.session import AgentProfile, MasterSession
 from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, TOKEN_ENV, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
 
 
 @dataclass
@@ -134,7 +132,7 @@ class Agent:
             # once the master has accepted us.
             self.port = transport.probe_port(bind_host, DEFAULT_AGENT_PORT if cfg.port is None else cfg.port)
             master_host, _ = split_host_port(cfg.master.split(",")[0], default_port=DEFAULT_MASTER_PORT, what="master address")
-            host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
+            host = cfg.bind_address if cfg.bind_address not in transport.WILDCARDS else transport.dialable_address(master_host)
             self.address = join_host_port(host, self.port)
 
         self.session = MasterSession(

@@ -325,15 +325,3 @@ class MasterSession:
         if self._call is not None:
             self._call.cancel()
         await self._channel.close(grace=None)
-
-
-def dialable_address(master_host: str) -> str:
-    """The local IP the master can reach us on: the one our route to it uses."""
-    try:
-        family = socket.AF_INET6 if ":" in master_host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((master_host, 9))  # UDP connect sends nothing
-            ip = probe.getsockname()[0]
-    except OSError:
-        ip = "127.0.0.1"
-    return ip

@@ -71,8 +71,9 @@ class Master:
 
     @property
     def address(self) -> str:
+        """Where local clients reach this master (recorded in ``master.json``)."""
         host = self.config.bind
-        if host in ("0.0.0.0", "::", ""):
+        if host in transport.WILDCARDS:
             host = "127.0.0.1"
         return join_host_port(host, self.port)
 
@@ -172,7 +173,8 @@ class Master:
             from sloth_core.master.lease import MasterLease
 
             self.lease = MasterLease(
-                self._store_url, self.storage, self.registry, master_id=self.master_id, address=self.address,
+                self._store_url, self.storage, self.registry, master_id=self.master_id,
+                address=await asyncio.to_thread(advertised_address, cfg, self.port, self._store_url),
                 identity=self.pki.identity_label if self.pki is not None else "insecure (no TLS)",
                 on_lost=self._announce_lost,
             )
@@ -253,6 +255,26 @@ class Master:
         if self.lease is not None:
             await self.lease.close()
         remove_endpoint(self.config.data_dir)
+
+
+def advertised_address(cfg: MasterConfig, port: int, store_url: str) -> str:
+    """Where the other masters of a cluster reach this one (they relay runs, cancels and follows to it).
+
+    ``--advertise``, else the address it listens on, else (a wildcard bind) the
+    address of this machine on its route to the store's host: every master
+    reaches the store, so the others can most likely reach that address too.
+    A store on this machine (loopback, a Unix socket) means a cluster on it.
+    """
+    from urllib.parse import urlsplit
+
+    from sloth_core.names import split_host_port
+
+    if cfg.advertise:
+        return join_host_port(*split_host_port(cfg.advertise, default_port=port, what="--advertise address"))
+    if cfg.bind not in transport.WILDCARDS:
+        return join_host_port(cfg.bind.strip("[]"), port)
+    store_host = urlsplit(store_url).hostname or "127.0.0.1"
+    return join_host_port(transport.dialable_address(store_host), port)
 
 
 def _warn_if_shared(data_dir: Path) -> None:

@@ -42,3 +42,19 @@ def test_a_master_with_a_ca_of_its_own_is_refused_by_a_clusters_store(cluster: C
     said = started.stderr.decode()
     assert "belongs to another cluster" in said and "master join-cluster" in said, said
     assert "Traceback" not in said
+
+
+def test_the_address_other_masters_reach_is_advertise_else_bind_else_the_route_to_the_store(tmp_path: Path) -> None:
+    from sloth_core.master.config import MasterConfig
+    from sloth_core.master.server import advertised_address
+
+    def config(**kwargs: str) -> MasterConfig:
+        return MasterConfig(data_dir=tmp_path, **kwargs)  # type: ignore[arg-type]
+
+    store = "postgresql://sloth@127.0.0.1/sloth"
+    assert advertised_address(config(advertise="m1.example.com"), 7000, store) == "m1.example.com:7000"
+    assert advertised_address(config(advertise="[fd00::1]:7100"), 7000, store) == "[fd00::1]:7100"
+    assert advertised_address(config(bind="::1"), 7000, store) == "[::1]:7000"
+    # Listening everywhere: not 0.0.0.0, but this machine's address towards the store (here loopback).
+    assert advertised_address(config(bind="0.0.0.0"), 7000, store) == "127.0.0.1:7000"
+    assert advertised_address(config(bind="0.0.0.0"), 7000, "postgresql:///sloth?host=/run/postgresql") == "127.0.0.1:7000"
