@@ -102,23 +102,17 @@ class MasterClient:
     def __init__(
         self, address: str, tls: TLSConfig | None, *, on_failover: Callable[[str, str], None] | None = None
     ) -> None:
-        from sloth_core.master_dns import MasterTarget, has_names
-        from sloth_core.names import master_addresses
+        from sloth_core.master_dns import MasterList
 
-        configured = master_addresses(address)
-        #: The masters as given; a DNS name among them may stand for several (:mod:`sloth_core.master_dns`).
-        self._configured = configured
-        self._targets = [MasterTarget(a) for a in configured]
-        #: Every master this client may use (several: the masters of a cluster, tried in order).
-        self.addresses = configured
+        # The masters as given; a DNS name among them may stand for several (:mod:`sloth_core.master_dns`).
+        self._masters = MasterList(address)
         #: The master in use.
         self.address = self.addresses[0]
         self.secure = tls is not None
         self._tls = tls
         self._on_failover = on_failover
-        self._has_names = has_names(configured)
         # With one address there is nothing to choose: calls go straight out.
-        self._picked = len(self.addresses) == 1 and not self._has_names
+        self._picked = len(self.addresses) == 1 and not self._masters.has_names
         self._failed: str | None = None
         self._open(self.address)
 
@@ -134,27 +128,24 @@ class MasterClient:
         await self._channel.close(grace=None)
         self._open(address)
 
+    @property
+    def addresses(self) -> list[str]:
+        """Every master this client may use (several: the masters of a cluster, tried in order)."""
+        return self._masters.addresses
+
     def label(self, address: str | None = None) -> str:
         """How the master at ``address`` (default: the one in use) is named to the user."""
-        address = address or self.address
-        return next((str(t) for t in self._targets if t.address == address), address)
-
-    async def _look_up(self) -> None:
-        """Expand the names that stand for several masters (again after a failure: records change)."""
-        from sloth_core.master_dns import expand
-
-        self._targets = await expand(self._configured)
-        self.addresses = [t.address for t in self._targets]
-        if self.address not in self.addresses:
-            await self._reopen(self.addresses[0])  # the name itself: nothing was tried yet
+        return self._masters.label(address or self.address)
 
     async def _pick(self) -> None:
         """Use the first master that answers, starting with the one in use (several masters)."""
         if self._picked:
             return
         self._picked = True
-        if self._has_names:
-            await self._look_up()
+        if self._masters.has_names:
+            await self._masters.look_up()  # again after a failure: records change
+            if self.address not in self.addresses:
+                await self._reopen(self.addresses[0])  # the name itself: nothing was tried yet
             if len(self.addresses) == 1:
                 return
         start = self.addresses.index(self.address)
@@ -174,7 +165,7 @@ class MasterClient:
 
     def _note_failure(self, error: errors.SlothError) -> None:
         """The master went away: the next call tries the others first, this one last."""
-        if isinstance(error, errors.MasterUnreachableError) and (len(self.addresses) > 1 or self._has_names):
+        if isinstance(error, errors.MasterUnreachableError) and (len(self.addresses) > 1 or self._masters.has_names):
             self._picked = False
             self._failed = self.address
 

@@ -74,3 +74,30 @@ async def expand(addresses: list[str]) -> list[MasterTarget]:
             dial = join_host_port(ip, port)
             found.setdefault(dial, MasterTarget(dial, address))
     return list(found.values())
+
+
+class MasterList:
+    """The masters an agent or a client may use: as given, then with the names looked up."""
+
+    def __init__(self, value: str) -> None:
+        from sloth_core.names import master_addresses
+
+        #: As given (``a:50053,b:50053``); a DNS name among them may stand for several masters.
+        self.configured = master_addresses(value)
+        #: Whether any is a name (then :meth:`look_up` before the first use, and after a failure).
+        self.has_names = has_names(self.configured)
+        self.looked_up = not self.has_names
+        self._targets = [MasterTarget(address) for address in self.configured]
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every master to try, in order (names expanded once looked up)."""
+        return [t.address for t in self._targets]
+
+    def label(self, address: str) -> str:
+        """``address`` as the user is told it: with the name it was resolved from."""
+        return next((str(t) for t in self._targets if t.address == address), address)
+
+    async def look_up(self) -> None:
+        self._targets = await expand(self.configured)
+        self.looked_up = True

@@ -67,17 +67,17 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
             "(print one with `sloth-runner master token` on the master's machine)"
         )
     from sloth_core.agent.joining import join_once
-    from sloth_core.master_dns import expand
-    from sloth_core.names import master_addresses
+    from sloth_core.master_dns import MasterList
 
-    masters = await expand(master_addresses(config.master))
-    for index, master in enumerate(masters):
-        log.info("joining the master at %s", master)
+    masters = MasterList(config.master)
+    await masters.look_up()
+    for index, master in enumerate(masters.addresses):
+        log.info("joining the master at %s", masters.label(master))
         try:
-            await join_once(master.address, token, config.name, config.data_dir)
+            await join_once(master, token, config.name, config.data_dir)
             break
         except errors.MasterUnreachableError as exc:
-            if index == len(masters) - 1:
+            if index == len(masters.addresses) - 1:
                 raise
             log.warning("%s; trying the next master", exc)
     tls = join.load_agent_tls(config.data_dir)

@@ -71,17 +71,12 @@ class MasterSession:
         runs: RunTable,
         on_shutdown: Callable[[], None],
     ) -> None:
-        from sloth_core.master_dns import MasterTarget, has_names
-        from sloth_core.names import master_addresses
+        from sloth_core.master_dns import MasterList
 
-        #: The masters as given (``a:50053,b:50053``); a DNS name may stand for several.
-        self._configured = master_addresses(master)
-        self._has_names = has_names(self._configured)
-        #: Every master of the cluster we may use, in order (names expanded: :mod:`sloth_core.master_dns`).
-        self._targets = [MasterTarget(a) for a in self._configured]
-        self._masters = list(self._configured)
-        self._master = self._masters[0]
-        self._looked_up = not self._has_names
+        #: Every master of the cluster we may use, in order (``a:50053,b:50053``; a DNS
+        #: name may stand for several: :mod:`sloth_core.master_dns`).
+        self._masters = MasterList(master)
+        self._master = self._masters.addresses[0]
         self._tls = tls
         self._insecure = tls is None
         self._profile = profile
@@ -106,25 +101,18 @@ class MasterSession:
     @property
     def master_label(self) -> str:
         """The master in use as the log names it (with the name it was resolved from)."""
-        return next((str(t) for t in self._targets if t.address == self._master), self._master)
-
-    async def _look_up(self) -> None:
-        """Expand the names that stand for several masters (again after a failure: records change)."""
-        from sloth_core.master_dns import expand
-
-        self._looked_up = True
-        self._targets = await expand(self._configured)
-        self._masters = [t.address for t in self._targets]
+        return self._masters.label(self._master)
 
     async def _next_master(self) -> None:
         """Several masters: after a broken session, say hello to the next one (failover)."""
-        if self._has_names:
-            await self._look_up()
-        if len(self._masters) < 2 and self._master in self._masters:
+        if self._masters.has_names:
+            await self._masters.look_up()  # again after a failure: records change
+        masters = self._masters.addresses
+        if len(masters) < 2 and self._master in masters:
             return
         # (A master no longer among the names' addresses counts as the last: the first is next.)
-        index = self._masters.index(self._master) if self._master in self._masters else -1
-        await self._switch(self._masters[(index + 1) % len(self._masters)])
+        index = masters.index(self._master) if self._master in masters else -1
+        await self._switch(masters[(index + 1) % len(masters)])
         log.info("trying the master at %s", self.master_label)
 
     async def _switch(self, master: str) -> None:
@@ -149,10 +137,10 @@ class MasterSession:
 
     async def register_once(self) -> None:
         """Open the session; raises a user-facing error for anything that will not heal by waiting."""
-        if not self._looked_up:
-            await self._look_up()
-            if self._master not in self._masters:
-                await self._switch(self._masters[0])  # the name itself: nothing was tried yet
+        if not self._masters.looked_up:
+            await self._masters.look_up()
+            if self._master not in self._masters.addresses:
+                await self._switch(self._masters.addresses[0])  # the name itself: nothing was tried yet
         # Facts are read before the call opens: a call that fails while we
         # wait would refuse the write with InvalidStateError, not an RPC error.
         facts = await self.facts.hello()
@@ -174,7 +162,7 @@ class MasterSession:
         if not self.registered.is_set():
             where = f" ({self._profile.address})" if self._profile.address else ""
             log.info("registered with the master at %s as %s%s", self.master_label, self._profile.name, where)
-        elif len(self._masters) > 1:
+        elif len(self._masters.addresses) > 1:
             log.info("registered with the master at %s", self.master_label)
         self.registered.set()
         self._call = call
