@@ -1,17 +1,22 @@
-"""Operators fail over: several master addresses, tried in order, and the one in use is named."""
+"""Operators fail over: several master addresses (a list, or a DNS name), tried in order, and the one in use is named."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+from sloth_core.client import MasterClient
 from sloth_core.errors import UsageError
 from sloth_core.harness import wait_for
 from sloth_core.names import master_addresses
+from sloth_tui.app import create_app
 from tests.cluster.conftest import Cluster
+from tests.tui.support import screen_text
+from tests.tui.support import wait_for as console_wait
 
 
 def test_master_addresses_are_a_list_normalised_in_order() -> None:
@@ -108,3 +113,17 @@ def test_a_dns_name_resolving_to_both_masters_fails_over_for_the_agent_and_the_c
     assert ran.returncode == 0, ran.stderr.decode()
     assert ran.stdout == b"via the name\n"
     assert f"using the master at {b.master_address}".encode() in ran.stderr
+
+
+async def test_the_console_names_the_master_it_uses_and_moves_to_the_other_when_it_dies(cluster: Cluster) -> None:
+    await asyncio.to_thread(cluster.join_b)
+    a, b = cluster.a, cluster.b
+    both = f"{a.master_address},{b.master_address}"
+    app = create_app(lambda: MasterClient.connect(both, master_data_dir=a.master_dir),
+                     reconnect_delays=(0.2, 0.5, 1.0), target=both)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await console_wait(pilot, lambda: app.connection.state == "connected", 15)
+        assert app.connection.target == a.master_address
+        a.procs[0].kill()
+        await console_wait(pilot, lambda: app.connection.state == "connected" and app.connection.target == b.master_address, 20)
+        await console_wait(pilot, lambda: b.master_address in screen_text(app) and a.master_address not in screen_text(app), 5)
