@@ -88,6 +88,10 @@ class Registry:
         #: from the store (:meth:`mirror`), kept alive by their own master.
         self.clustered = False
         self._here: set[str] = set()
+        # The names the last read of the store had: only an agent whose row
+        # was there and went is gone. One heard of by NOTIFY may not be
+        # written yet (every master writes behind), and must not flicker away.
+        self._stored: set[str] = set()
 
     async def load(self) -> None:
         """Recover the registry. Agents are online again when they next beat."""
@@ -97,6 +101,7 @@ class Registry:
                 # Give agents a full window to beat before the sweeper decides.
                 record.last_seen = max(record.last_seen, now)
             self._agents[record.name] = record
+            self._stored.add(record.name)
             self._take_stored_facts(record)
             self._count_online(record)
 
@@ -385,7 +390,9 @@ class Registry:
                 self._bus.agent(kind, self.info(record.name), remote=True)
             elif facts_changed:
                 self._facts_changed.add(record.name)
-        for name in [n for n in self._agents if n not in seen and n not in self._here]:
+        gone = [n for n in self._agents if n not in seen and n not in self._here and n in self._stored]
+        self._stored = seen
+        for name in gone:
             info = self.info(name)
             del self._agents[name]
             self._facts.pop(name, None)
