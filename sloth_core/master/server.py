@@ -217,7 +217,8 @@ class Master:
 
         for rec in records:
             event = pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))
-            self.history.elsewhere.heard(event)
+            if self.history.elsewhere is not None:
+                self.history.elsewhere.heard(event)
             self.bus.run(event)
 
     def _name_in_use(self, name: str) -> bool:
