@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from sloth_core.master.dispatch import Dispatcher
@@ -12,6 +14,7 @@ from sloth_core.proto import sloth_pb2 as pb
 from tests.unit.fakes import FakeAgentLink, FakeClock, MemoryStorage
 
 HEARTBEAT_S = 5.0
+_PORTS = itertools.count(20_000)
 
 
 def register(
@@ -25,7 +28,8 @@ def register(
     registry.register(
         pb.RegisterRequest(
             name=name,
-            address=address or f"127.0.0.1:{5000 + len(registry.all_info())}",
+            # A fresh port each (counting the registry's agents made 1,000 registrations quadratic).
+            address=address or f"127.0.0.1:{next(_PORTS)}",
             instance_id=instance or f"{name}-1",
             labels=labels or {},
         )
