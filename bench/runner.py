@@ -34,6 +34,8 @@ class Profile:
     scale_runs: int = 10
     idle_window_s: float = 15.0
     watchers: int = 20
+    cluster_agents: int = 1000  # two masters on PostgreSQL (issue 13)
+    store_agents: int = 1000  # one master, SQLite then PostgreSQL (0: left out)
     keep: bool = False
 
 
@@ -42,12 +44,15 @@ PROFILES = {
     "quick": Profile(
         "quick", cli_runs=10, inproc_runs=50, fanout_agents=10, fanout_runs=5, output_runs=5,
         stream_mib=256, stream_runs=2, sizes=[10, 100], scale_runs=3, idle_window_s=5.0, watchers=5,
+        # The stores' comparison (two fleets, ~30 s) would take --quick past its 2 minutes.
+        cluster_agents=100, store_agents=0,
     ),
 }
 # The smallest sizes of --quick: what the test suite runs to keep the scripts from rotting.
 SMALLEST = {
     "cli_runs": 3, "inproc_runs": 10, "fanout_agents": 3, "fanout_runs": 2, "output_runs": 2,
     "stream_mib": 16, "stream_runs": 1, "sizes": [10], "scale_runs": 2, "idle_window_s": 1.0, "watchers": 2,
+    "cluster_agents": 10, "store_agents": 10,
 }
 
 # (group, module) in the order they run; each module has run(profile, results).
@@ -57,6 +62,8 @@ GROUPS = [
     ("stdin", "bench.stdin"),
     ("shell", "bench.shell"),
     ("scale", "bench.scale"),
+    ("cluster", "bench.cluster"),
+    ("stores", "bench.stores"),
     ("console", "bench._console_adapter"),
 ]
 

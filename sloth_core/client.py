@@ -102,17 +102,17 @@ class MasterClient:
     def __init__(
         self, address: str, tls: TLSConfig | None, *, on_failover: Callable[[str, str], None] | None = None
     ) -> None:
-        from sloth_core.names import master_addresses
+        from sloth_core.master_dns import MasterList
 
-        #: Every master this client may use (several: the masters of a cluster, tried in order).
-        self.addresses = master_addresses(address)
+        # The masters as given; a DNS name among them may stand for several (:mod:`sloth_core.master_dns`).
+        self._masters = MasterList(address)
         #: The master in use.
         self.address = self.addresses[0]
         self.secure = tls is not None
         self._tls = tls
         self._on_failover = on_failover
         # With one address there is nothing to choose: calls go straight out.
-        self._picked = len(self.addresses) == 1
+        self._picked = len(self.addresses) == 1 and not self._masters.has_names
         self._failed: str | None = None
         self._open(self.address)
 
@@ -124,11 +124,30 @@ class MasterClient:
         self._channel = transport.open_channel(address, self._tls, server_name=MASTER_SERVER_NAME)
         self._stub = sloth_pb2_grpc.MasterStub(self._channel)
 
+    async def _reopen(self, address: str) -> None:
+        await self._channel.close(grace=None)
+        self._open(address)
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every master this client may use (several: the masters of a cluster, tried in order)."""
+        return self._masters.addresses
+
+    def label(self, address: str | None = None) -> str:
+        """How the master at ``address`` (default: the one in use) is named to the user."""
+        return self._masters.label(address or self.address)
+
     async def _pick(self) -> None:
         """Use the first master that answers, starting with the one in use (several masters)."""
         if self._picked:
             return
         self._picked = True
+        if self._masters.has_names:
+            await self._masters.look_up()  # again after a failure: records change
+            if self.address not in self.addresses:
+                await self._reopen(self.addresses[0])  # the name itself: nothing was tried yet
+            if len(self.addresses) == 1:
+                return
         start = self.addresses.index(self.address)
         order = self.addresses[start:] + self.addresses[:start]
         if self._failed == self.address:
@@ -136,18 +155,17 @@ class MasterClient:
         self._failed = None
         for address in order:
             if address != self.address:
-                previous = self.address
-                await self._channel.close(grace=None)
-                self._open(address)
+                previous = self.label()
+                await self._reopen(address)
                 if self._on_failover is not None:
-                    self._on_failover(previous, address)
+                    self._on_failover(previous, self.label())
             if await _ready(self._channel, PICK_TIMEOUT_S):
                 return
         # None answers: the call that follows reports the failure, naming the last one tried.
 
     def _note_failure(self, error: errors.SlothError) -> None:
         """The master went away: the next call tries the others first, this one last."""
-        if isinstance(error, errors.MasterUnreachableError) and len(self.addresses) > 1:
+        if isinstance(error, errors.MasterUnreachableError) and (len(self.addresses) > 1 or self._masters.has_names):
             self._picked = False
             self._failed = self.address
 
@@ -185,7 +203,7 @@ class MasterClient:
                 # The stub of the master in use (a failover replaces it).
                 return await getattr(self._stub, method)(request, timeout=timeout_s)
             except grpc.aio.AioRpcError as exc:
-                error = map_rpc_error(exc, self.address, secure=self.secure)
+                error = map_rpc_error(exc, self.label(), secure=self.secure)
             if isinstance(error, errors.MasterUnreachableError):
                 self._note_failure(error)
                 raise error
@@ -210,7 +228,7 @@ class MasterClient:
             except grpc.aio.AioRpcError as exc:
                 # Once messages have arrived the handshake is long done: an
                 # UNAVAILABLE is the master going away, not a refusal of our credentials.
-                error = error_from_rpc(exc, self.address, secure=self.secure, mid_stream=received)
+                error = error_from_rpc(exc, self.label(), secure=self.secure, mid_stream=received)
                 if received or isinstance(error, errors.MasterUnreachableError):
                     self._note_failure(error)
                     raise error from None

@@ -180,7 +180,7 @@ class StorageError(SlothError, status="UNAVAILABLE", reason="storage", exit_code
 
 
 class ClusterError(SlothError, status="FAILED_PRECONDITION", reason="cluster", exit_code=1):
-    """A cluster operation this master cannot do (no root key, a CA too old to sign intermediates)."""
+    """A cluster operation this master cannot do (no root key, a CA too old to sign intermediates, another cluster's store)."""
 
 
 def _all_classes() -> list[type[SlothError]]:

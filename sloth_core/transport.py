@@ -158,6 +158,24 @@ def probe_port(host: str, port: int) -> int:
         raise PortInUseError(f"cannot listen on {host}:{port}: address in use or unavailable") from exc
 
 
+#: Bind addresses that mean "every interface": not an address anyone can dial.
+WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def dialable_address(peer_host: str) -> str:
+    """The local IP ``peer_host`` can reach us on: the one our route to it uses (127.0.0.1 if none)."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in peer_host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((peer_host, 9))  # UDP connect sends nothing
+            ip = probe.getsockname()[0]
+    except OSError:
+        ip = "127.0.0.1"
+    return str(ip)
+
+
 def bind_server_tls_only(
     server: grpc.aio.Server, address: str, key_pem: bytes, cert_pem: bytes
 ) -> int:

@@ -239,7 +239,7 @@ class SlothApp(App[int]):
         addresses = getattr(self.client, "addresses", [])
         if len(addresses) > 1 and self.client is not None:
             suffix = " (insecure)" if self.connection.target.endswith(" (insecure)") else ""
-            self.connection.target = f"{self.client.address}{suffix}"
+            self.connection.target = f"{self.client.label()}{suffix}"
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
         conn = self.connection

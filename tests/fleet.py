@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sloth_core import harness
 from sloth_core.harness import wait_for
+from sloth_core.names import join_host_port
 from sloth_core.security import layout
 from sloth_core.transport import TLSConfig
 
@@ -81,17 +82,17 @@ class Fleet:
     def master_dir(self) -> Path:
         return self.data_dir or self.home / "master"
 
-    def start_master(self, *extra: str, heartbeat: float = HEARTBEAT_S, port: int = 0) -> Proc:
+    def start_master(self, *extra: str, heartbeat: float = HEARTBEAT_S, port: int = 0, bind: str = "127.0.0.1") -> Proc:
         (self.master_dir / "master.json").unlink(missing_ok=True)
         proc = self.spawn(
             # --join-port 0: a restart on a fixed port must not collide on port + 1.
-            ["master", "--bind", "127.0.0.1", "-p", str(port), "--join-port", "0",
+            ["master", "--bind", bind, "-p", str(port), "--join-port", "0",
              "--heartbeat-interval", str(heartbeat), *self.security_flags,
              *(["--data-dir", str(self.data_dir)] if self.data_dir else []), *extra],
             "master",
         )
         endpoint = harness.wait_for_master(proc.popen, self.master_dir, proc.log, timeout=15)
-        self.master_address = f"127.0.0.1:{endpoint.port}"
+        self.master_address = join_host_port(bind, endpoint.port)
         self.master_port = endpoint.port
         return proc
 

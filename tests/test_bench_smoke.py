@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pgtest import require_postgres
+
 REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(120)]
@@ -41,5 +43,10 @@ def test_quick_bench_produces_figures(tmp_path: Path) -> None:
         assert figures[key]["median"] is not None, figures[key]
         assert not figures[key]["error"], figures[key]
     assert [g["agents"] for g in document["growth"]] == [10]
+    require_postgres()  # the several-masters figures and the stores' comparison need it (CI has it)
+    for key in ["cluster_registered", "cluster_run_all", "cluster_watch_lag", "cluster_failover",
+                *(f"store_{figure}_{store}" for figure in ("register", "list", "run_all", "cli_run", "dispatch")
+                  for store in ("sqlite", "postgresql"))]:
+        assert key in figures and figures[key]["median"] is not None and not figures[key]["error"], figures.get(key)
     assert document["machine"]["cores"] and document["versions"]["grpcio"]
     assert "figure" in result.stdout and "median" in result.stdout

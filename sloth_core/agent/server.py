@@ -14,13 +14,11 @@ from sloth_core import errors, transport
 from sloth_core.agent import processes
 from sloth_core.agent.runs import RunTable
 from sloth_core.agent.service import AgentService
-from sloth_core.agent.session import AgentProfile, MasterSession, dialable_address
+from sloth_core.agent.session import AgentProfile, MasterSession
 from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, TOKEN_ENV, join_host_port, split_host_port
 from sloth_core.proto import sloth_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
 
 
 @dataclass
@@ -69,16 +67,17 @@ async def agent_tls(config: AgentConfig, *, rejoin: bool = False) -> transport.T
             "(print one with `sloth-runner master token` on the master's machine)"
         )
     from sloth_core.agent.joining import join_once
-    from sloth_core.names import master_addresses
+    from sloth_core.master_dns import MasterList
 
-    masters = master_addresses(config.master)
-    for index, master in enumerate(masters):
-        log.info("joining the master at %s", master)
+    masters = MasterList(config.master)
+    await masters.look_up()
+    for index, master in enumerate(masters.addresses):
+        log.info("joining the master at %s", masters.label(master))
         try:
             await join_once(master, token, config.name, config.data_dir)
             break
         except errors.MasterUnreachableError as exc:
-            if index == len(masters) - 1:
+            if index == len(masters.addresses) - 1:
                 raise
             log.warning("%s; trying the next master", exc)
     tls = join.load_agent_tls(config.data_dir)
@@ -133,7 +132,7 @@ class Agent:
             # once the master has accepted us.
             self.port = transport.probe_port(bind_host, DEFAULT_AGENT_PORT if cfg.port is None else cfg.port)
             master_host, _ = split_host_port(cfg.master.split(",")[0], default_port=DEFAULT_MASTER_PORT, what="master address")
-            host = cfg.bind_address if cfg.bind_address not in WILDCARDS else dialable_address(master_host)
+            host = cfg.bind_address if cfg.bind_address not in transport.WILDCARDS else transport.dialable_address(master_host)
             self.address = join_host_port(host, self.port)
 
         self.session = MasterSession(

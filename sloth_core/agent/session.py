@@ -71,11 +71,12 @@ class MasterSession:
         runs: RunTable,
         on_shutdown: Callable[[], None],
     ) -> None:
-        from sloth_core.names import master_addresses
+        from sloth_core.master_dns import MasterList
 
-        #: Every master of the cluster we may use, in order (``a:50053,b:50053``).
-        self._masters = master_addresses(master)
-        self._master = self._masters[0]
+        #: Every master of the cluster we may use, in order (``a:50053,b:50053``; a DNS
+        #: name may stand for several: :mod:`sloth_core.master_dns`).
+        self._masters = MasterList(master)
+        self._master = self._masters.addresses[0]
         self._tls = tls
         self._insecure = tls is None
         self._profile = profile
@@ -97,17 +98,29 @@ class MasterSession:
         self._channel = open_channel(master, self._tls, server_name=MASTER_SERVER_NAME, options=AGENT_CHANNEL_OPTIONS)
         self._stub = sloth_pb2_grpc.AgentSessionStub(self._channel)
 
+    @property
+    def master_label(self) -> str:
+        """The master in use as the log names it (with the name it was resolved from)."""
+        return self._masters.label(self._master)
+
     async def _next_master(self) -> None:
         """Several masters: after a broken session, say hello to the next one (failover)."""
-        if len(self._masters) < 2:
+        if self._masters.has_names:
+            await self._masters.look_up()  # again after a failure: records change
+        masters = self._masters.addresses
+        if len(masters) < 2 and self._master in masters:
             return
-        following = self._masters[(self._masters.index(self._master) + 1) % len(self._masters)]
+        # (A master no longer among the names' addresses counts as the last: the first is next.)
+        index = masters.index(self._master) if self._master in masters else -1
+        await self._switch(masters[(index + 1) % len(masters)])
+        log.info("trying the master at %s", self.master_label)
+
+    async def _switch(self, master: str) -> None:
         old = self._channel
-        self._open(following)
+        self._open(master)
         # Report calls of runs in flight ride the old channel; the master that
         # dropped us has lost those runs already, so closing it kills nothing live.
         await old.close(grace=None)
-        log.info("trying the master at %s", following)
 
     def _hello(self, facts: pb.Facts | None = None) -> pb.AgentUp:
         profile = self._profile
@@ -124,6 +137,10 @@ class MasterSession:
 
     async def register_once(self) -> None:
         """Open the session; raises a user-facing error for anything that will not heal by waiting."""
+        if not self._masters.looked_up:
+            await self._masters.look_up()
+            if self._master not in self._masters.addresses:
+                await self._switch(self._masters.addresses[0])  # the name itself: nothing was tried yet
         # Facts are read before the call opens: a call that fails while we
         # wait would refuse the write with InvalidStateError, not an RPC error.
         facts = await self.facts.hello()
@@ -134,19 +151,19 @@ class MasterSession:
                 first = await call.read()
         except grpc.aio.AioRpcError as exc:
             call.cancel()
-            raise map_rpc_error(exc, self._master, secure=not self._insecure) from None
+            raise map_rpc_error(exc, self.master_label, secure=not self._insecure) from None
         except TimeoutError:
             call.cancel()
-            raise errors.MasterUnreachableError(f"the master at {self._master} did not answer our hello") from None
+            raise errors.MasterUnreachableError(f"the master at {self.master_label} did not answer our hello") from None
         if first is grpc.aio.EOF or not first.HasField("welcome"):
             call.cancel()
-            raise errors.MasterUnreachableError(f"the master at {self._master} ended our session at once")
+            raise errors.MasterUnreachableError(f"the master at {self.master_label} ended our session at once")
         self.interval_s = first.welcome.heartbeat_interval_s or self.interval_s
         if not self.registered.is_set():
             where = f" ({self._profile.address})" if self._profile.address else ""
-            log.info("registered with the master at %s as %s%s", self._master, self._profile.name, where)
-        elif len(self._masters) > 1:
-            log.info("registered with the master at %s", self._master)
+            log.info("registered with the master at %s as %s%s", self.master_label, self._profile.name, where)
+        elif len(self._masters.addresses) > 1:
+            log.info("registered with the master at %s", self.master_label)
         self.registered.set()
         self._call = call
 
@@ -163,15 +180,15 @@ class MasterSession:
                 if self._call is None:
                     await self.register_once()
                 if complained:
-                    log.info("the master at %s answers again", self._master)
+                    log.info("the master at %s answers again", self.master_label)
                     complained = ""
                 backoff = BACKOFF_START_S
                 refusals = 0
                 await self._serve(self._call)
-                log.info("the master at %s ended our session; connecting again", self._master)
+                log.info("the master at %s ended our session; connecting again", self.master_label)
                 error: errors.SlothError | None = None  # the master ended it: just reconnect
             except grpc.aio.AioRpcError as exc:
-                error = map_rpc_error(exc, self._master, secure=not self._insecure)
+                error = map_rpc_error(exc, self.master_label, secure=not self._insecure)
             except errors.SlothError as exc:
                 error = exc
             refusals = refusals + 1 if isinstance(error, errors.TLSRefusedError) else 0
@@ -272,11 +289,11 @@ class MasterSession:
             return str(exc)
         if self._insecure:
             return (
-                f"the master at {self._master} refused our plaintext connection: it requires TLS; "
+                f"the master at {self.master_label} refused our plaintext connection: it requires TLS; "
                 "start this agent without --insecure"
             )
         return (
-            f"the master at {self._master} refused our certificate; "
+            f"the master at {self.master_label} refused our certificate; "
             "re-join with --token (get one with `sloth-runner master token`)"
         )
 
@@ -299,6 +316,13 @@ class MasterSession:
                     pass
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             log.info("could not tell the master we are leaving: %s", exc)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled ourselves
+            # The call was cancelled under us (the session loop was stopped
+            # mid-read): nothing more to say on it, and the agent stops cleanly.
+            log.info("could not tell the master we are leaving: the session was already closed")
 
     async def close(self) -> None:
         for task in list(self._reports):
@@ -308,15 +332,3 @@ class MasterSession:
         if self._call is not None:
             self._call.cancel()
         await self._channel.close(grace=None)
-
-
-def dialable_address(master_host: str) -> str:
-    """The local IP the master can reach us on: the one our route to it uses."""
-    try:
-        family = socket.AF_INET6 if ":" in master_host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((master_host, 9))  # UDP connect sends nothing
-            ip = probe.getsockname()[0]
-    except OSError:
-        ip = "127.0.0.1"
-    return ip

@@ -40,6 +40,7 @@ def serve(args: argparse.Namespace) -> int:
     config = MasterConfig(
         data_dir=paths.master_data_dir(args.data_dir),
         bind=args.bind,
+        advertise=args.advertise,
         port=args.port,
         join_port=args.join_port,
         insecure=args.insecure,

@@ -133,6 +133,7 @@ def _master_parser(sub: Any) -> None:
     )
     p.add_argument("-p", "--port", type=flags.port, default=MasterConfig.port, help=f"port for agents and operators (default {MasterConfig.port}; 0 picks a free one)")
     p.add_argument("--bind", default=MasterConfig.bind, metavar="ADDR", help=f"address to listen on (default {MasterConfig.bind})")
+    p.add_argument("--advertise", default=MasterConfig.advertise, metavar="HOST[:PORT]", help="several masters: where the other masters reach this one (default: the --bind address, or with a wildcard --bind this machine's address on its route to the store's host)")
     p.add_argument("--join-port", type=flags.port, default=MasterConfig.join_port, metavar="PORT", help="port where new agents join with a token (default: port + 1; 0 picks a free one)")
     _data_dir_flag(p)
     p.add_argument("--store", metavar="URL", help="where run history and the registry live: postgresql://USER@HOST/DB (default: $SLOTH_RUNNER_STORE, else SQLite in the data dir)")

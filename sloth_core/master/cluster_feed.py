@@ -91,6 +91,7 @@ class ClusterFeed:
         bus: EventBus,
         *,
         on_agent: Callable[[pb.AgentEvent], None] | None = None,
+        on_run: Callable[[pb.RunEvent], None] | None = None,
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self._url = url
@@ -98,6 +99,7 @@ class ClusterFeed:
         self._bus = bus
         self._on_reconnect = on_reconnect
         self._on_agent = on_agent
+        self._on_run = on_run
         self._outbox: asyncio.Queue[pb.WatchEvent] = asyncio.Queue(OUTBOX_LIMIT)
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -160,6 +162,8 @@ class ClusterFeed:
             if self._on_agent is not None:
                 self._on_agent(event.agent)  # the registry applies it and tells its watchers
         else:
+            if event.HasField("run") and self._on_run is not None:
+                self._on_run(event.run)  # the runs in flight elsewhere, for Watch snapshots (remote_runs.py)
             self._bus.remote(event)
 
     async def _send(self) -> None:

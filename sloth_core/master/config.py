@@ -25,6 +25,7 @@ DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes kept per stream of one run
 class MasterConfig:
     data_dir: Path
     bind: str = DEFAULT_BIND
+    advertise: str = ""  # several masters: HOST[:PORT] where the others reach this one; "" works it out
     port: int = DEFAULT_MASTER_PORT
     join_port: int | None = None  # default: port + 1 (ephemeral when port is 0)
     insecure: bool = False

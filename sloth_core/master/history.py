@@ -44,6 +44,12 @@ class RunHistory:
         self._storage = storage
         #: Several masters: the others, for runs they drive (a :class:`~.peers.Peers`).
         self.peers: Any = None
+        #: Several masters: the runs in flight on the others (a :class:`~.remote_runs.RemoteRuns`).
+        self.elsewhere: Any = None
+
+    async def active_elsewhere(self) -> list[pb.RunInfo]:
+        """Runs other masters of the cluster drive now (none with one master)."""
+        return await self.elsewhere.active() if self.elsewhere is not None else []
 
     async def list_runs(
         self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 0

@@ -29,7 +29,8 @@ from typing import Any
 
 from sloth_core.master.registry import Registry
 from sloth_core.proto import sloth_pb2 as pb
-from sloth_core.storage import Storage
+from sloth_core.storage import RunRecord, Storage
+from sloth_core.storage.queued import RUN_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,10 @@ class MasterLease:
         lease_s: float = LEASE_S,
         refresh_s: float = REFRESH_S,
         clock: Callable[[], float] = time.time,
+        on_lost: Callable[[list[RunRecord]], None] | None = None,
     ) -> None:
         self._url = url
+        self._on_lost = on_lost
         self._storage = storage
         self._registry = registry
         self.master_id = master_id
@@ -122,10 +125,13 @@ class MasterLease:
             "UPDATE runs SET status = %s, finished_at = %s, "
             "error = 'its master stopped (lease expired) while this run was in flight' "
             "WHERE status IN (%s, %s) AND driver NOT IN "
-            "(SELECT id FROM masters WHERE lease_until >= now()) RETURNING run_id",
+            f"(SELECT id FROM masters WHERE lease_until >= now()) RETURNING {', '.join(RUN_COLUMNS)}",
             (pb.RUN_LOST, now, pb.RUN_PENDING, pb.RUN_RUNNING),
         )
-        lost = len(await cur.fetchall())
+        ended = [RunRecord(*row) for row in await cur.fetchall()]
+        lost = len(ended)
+        if ended and self._on_lost is not None:
+            self._on_lost(ended)  # its master cannot say they ended: we do, to every console
         # last_seen is the masters' clock (epoch seconds); the deadline as the registry reckons it
         # for a fleet of this size (big fleets beat rarely).
         cur = await self._conn.execute("SELECT count(*) FROM agents WHERE status = %s", (pb.AGENT_ONLINE,))

@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import fields
 
+from google.protobuf.message import DecodeError
+
 from sloth_core import errors, facts_view
 from sloth_core.master.events import EventBus
 from sloth_core.names import close_names, is_glob
@@ -40,8 +42,9 @@ BEATS_PER_S = 50.0
 # healthy agents offline.
 STALL_S = 1.0
 STALL_GRACE_S = 3.0
-# What AgentInfo shows of an AgentRecord (not its instance id); plus `running`.
-_INFO_FIELDS = [f.name for f in fields(AgentRecord) if f.name != "instance_id"]
+# What AgentInfo shows of an AgentRecord (not its instance id); plus `running`
+# and the facts (kept parsed in the registry, stored serialized).
+_INFO_FIELDS = [f.name for f in fields(AgentRecord) if f.name not in ("instance_id", "facts")]
 
 
 _STATUS_EVENTS = {
@@ -74,9 +77,10 @@ class Registry:
         self._next_silence_scan = 0.0
         # last_seen changes every beat; it is flushed in batches, not per beat.
         self._dirty: set[str] = set()
-        # Facts live in memory only: they would be stale by the time a
-        # restarted master read them; agents send them all when they register
-        # and every 10 minutes (agent/facts.py FULL_EVERY_S).
+        # Facts live in memory: agents send them all when they register and
+        # every 10 minutes (agent/facts.py FULL_EVERY_S). With several masters
+        # they are stored with the agent's row too, so every master shows
+        # them (the row is written for the beat that brought them anyway).
         self._facts: dict[str, pb.Facts] = {}
         self._facts_changed: set[str] = set()  # sent to watchers with the next heartbeat batch
         #: With several masters: the agents that registered or beat here. Only
@@ -84,6 +88,10 @@ class Registry:
         #: from the store (:meth:`mirror`), kept alive by their own master.
         self.clustered = False
         self._here: set[str] = set()
+        # The names the last read of the store had: only an agent whose row
+        # was there and went is gone. One heard of by NOTIFY may not be
+        # written yet (every master writes behind), and must not flicker away.
+        self._stored: set[str] = set()
 
     async def load(self) -> None:
         """Recover the registry. Agents are online again when they next beat."""
@@ -93,6 +101,8 @@ class Registry:
                 # Give agents a full window to beat before the sweeper decides.
                 record.last_seen = max(record.last_seen, now)
             self._agents[record.name] = record
+            self._stored.add(record.name)
+            self._take_stored_facts(record)
             self._count_online(record)
 
     # ------------------------------------------------------------ views
@@ -173,6 +183,7 @@ class Registry:
         self._count_online(record)
         self._facts[req.name] = pb.Facts()
         facts_view.merge(self._facts[req.name], req.facts)
+        self._store_facts(record)
         self._facts_changed.discard(req.name)  # the registration event carries them
         self._dirty.discard(req.name)
         self._storage.save_agent(record)
@@ -183,9 +194,12 @@ class Registry:
         rec = self._agents.get(req.name)
         if rec is None or rec.instance_id != req.instance_id:
             raise errors.AgentNotFoundError(f"agent {req.name!r} is not registered")
+        if rec.status == pb.AGENT_STOPPED:
+            return  # a beat that crossed our shutdown request: stopped is final for this instance
         rec.last_seen = self._clock()
         if req.HasField("facts") and facts_view.merge(self._facts.setdefault(req.name, pb.Facts()), req.facts):
             self._facts_changed.add(req.name)
+            self._store_facts(rec)  # written with the beat's row (at most every 15 s: the agent's pace)
         self._here.add(rec.name)
         if rec.status != pb.AGENT_ONLINE:
             rec.status = pb.AGENT_ONLINE
@@ -356,7 +370,8 @@ class Registry:
 
         Agents of this master keep their in-memory record; the others follow
         the store, and a change of status is an event here too, so every
-        console sees the whole cluster's agents.
+        console sees the whole cluster's agents. Changed facts go to watchers
+        with the next batch of beats, as those of agents connected here do.
         """
         seen: set[str] = set()
         for record in records:
@@ -365,15 +380,39 @@ class Registry:
                 continue
             old = self._agents.get(record.name)
             self._agents[record.name] = record
+            facts_changed = (old.facts if old is not None else b"") != record.facts
+            if facts_changed:
+                self._take_stored_facts(record)
             if old is None:
                 self._bus.agent(pb.AGENT_REGISTERED, self.info(record.name), remote=True)
             elif old.status != record.status:
                 kind = _STATUS_EVENTS.get(record.status, pb.AGENT_WENT_ONLINE)
                 self._bus.agent(kind, self.info(record.name), remote=True)
-        for name in [n for n in self._agents if n not in seen and n not in self._here]:
+            elif facts_changed:
+                self._facts_changed.add(record.name)
+        gone = [n for n in self._agents if n not in seen and n not in self._here and n in self._stored]
+        self._stored = seen
+        for name in gone:
             info = self.info(name)
             del self._agents[name]
+            self._facts.pop(name, None)
+            self._facts_changed.discard(name)
             self._bus.agent(pb.AGENT_DELETED, info, remote=True)
+
+    def _store_facts(self, rec: AgentRecord) -> None:
+        """Several masters: the facts go with the agent's row, for the others to show."""
+        if self.clustered:
+            rec.facts = self._facts[rec.name].SerializeToString()
+
+    def _take_stored_facts(self, rec: AgentRecord) -> None:
+        if not rec.facts:
+            self._facts.pop(rec.name, None)
+            return
+        try:
+            self._facts[rec.name] = pb.Facts.FromString(rec.facts)
+        except DecodeError:
+            log.warning("agent %s: its stored facts are unreadable; showing none", rec.name)
+            self._facts.pop(rec.name, None)
 
     def apply_remote(self, event: pb.AgentEvent) -> None:
         """An agent change another master announced (several masters)."""
@@ -382,6 +421,8 @@ class Registry:
             # Deleted (and revoked) cluster-wide: even an agent connected here is no longer one of ours.
             if self._agents.pop(name, None) is not None:
                 self._here.discard(name)
+                self._facts.pop(name, None)
+                self._facts_changed.discard(name)
                 self._online.discard(name)
                 self._dirty.discard(name)
                 self._running.pop(name, None)
@@ -394,7 +435,12 @@ class Registry:
         old = self._agents.get(name)
         fields_shown = {f: getattr(event.agent, f) for f in _INFO_FIELDS}
         fields_shown["labels"] = dict(event.agent.labels)
-        self._agents[name] = AgentRecord(**fields_shown, instance_id=old.instance_id if old else "")
+        facts = old.facts if old is not None else b""
+        if event.agent.HasField("facts"):  # its master's view of them, newer than the store's
+            self._facts[name] = pb.Facts()
+            self._facts[name].CopyFrom(event.agent.facts)
+            facts = event.agent.facts.SerializeToString()
+        self._agents[name] = AgentRecord(**fields_shown, instance_id=old.instance_id if old else "", facts=facts)
         self._bus.agent(event.type, self.info(name), remote=True)
 
     def _go_offline(self, rec: AgentRecord, why: str) -> None:

@@ -102,7 +102,11 @@ def relay_handler(
         return b""
 
     async def shutdown(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        await hub.shutdown(await session_of(context))
+        rec = await session_of(context)
+        await hub.shutdown(rec)
+        # Stopped at once, here too, as when this master stops it itself: its
+        # goodbye may not make it, and its session's end must not read "offline".
+        registry.mark_stopped(rec.name)
         return b""
 
     return grpc.method_handlers_generic_handler(SERVICE, {

@@ -27,7 +27,7 @@ from sloth_core.master.watch_budget import WatchBudget
 from sloth_core.names import join_host_port
 from sloth_core.proto import sloth_pb2 as pb
 from sloth_core.proto import sloth_pb2_grpc
-from sloth_core.storage import STORE_ENV, open_store
+from sloth_core.storage import STORE_ENV, RunRecord, open_store
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ class Master:
 
     @property
     def address(self) -> str:
+        """Where local clients reach this master (recorded in ``master.json``)."""
         host = self.config.bind
-        if host in ("0.0.0.0", "::", ""):
+        if host in transport.WILDCARDS:
             host = "127.0.0.1"
         return join_host_port(host, self.port)
 
@@ -109,6 +110,7 @@ class Master:
             self.pki = await asyncio.to_thread(
                 MasterPKI.load_or_create, cfg.data_dir, self._store_url if self.is_clustered else ""
             )
+            await asyncio.to_thread(self.pki.claim_store)  # one cluster per store
             tls = self.pki.master_tls
             auth = Authorizer(self.pki)
             on_agent_deleted = self.pki.revoke_agent
@@ -174,8 +176,10 @@ class Master:
             from sloth_core.master.lease import MasterLease
 
             self.lease = MasterLease(
-                self._store_url, self.storage, self.registry, master_id=self.master_id, address=self.address,
+                self._store_url, self.storage, self.registry, master_id=self.master_id,
+                address=await asyncio.to_thread(advertised_address, cfg, self.port, self._store_url),
                 identity=self.pki.identity_label if self.pki is not None else "insecure (no TLS)",
+                on_lost=self._announce_lost,
             )
             await self.lease.start()  # before serving: our runs must never look orphaned
             self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
@@ -186,8 +190,14 @@ class Master:
             # Cancel and follow of runs another master drives go to that master.
             self.history.peers = Peers(self.lease, self.storage, tls)
 
-            # Agents' changes and runs' starts and ends, between masters.
-            self.feed = ClusterFeed(self._store_url, self.master_id, self.bus, on_agent=self._remote_agent_change)
+            from sloth_core.master.remote_runs import RemoteRuns
+
+            # Agents' changes and runs' starts and ends, between masters; the
+            # runs in flight elsewhere for Watch snapshots here.
+            self.history.elsewhere = elsewhere = RemoteRuns(self.storage, self.master_id)
+            self.feed = ClusterFeed(
+                self._store_url, self.master_id, self.bus, on_agent=self._remote_agent_change, on_run=elsewhere.heard,
+            )
             await self.feed.start()
         await self._server.start()
         self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="sweeper")
@@ -203,6 +213,16 @@ class Master:
             # Deleted on another master, which revoked it first: see that now, not at the next refresh.
             self.pki.refresh_shared()
         self.registry.apply_remote(event)
+
+    def _announce_lost(self, records: list[RunRecord]) -> None:
+        """Runs of a master that died, marked lost by our sweep: every console sees them end."""
+        from sloth_core.master.history import run_info
+
+        for rec in records:
+            event = pb.RunEvent(job_id=rec.job_id, run_id=rec.run_id, agent=rec.agent, finished=run_info(rec))
+            if self.history.elsewhere is not None:
+                self.history.elsewhere.heard(event)
+            self.bus.run(event)
 
     def _name_in_use(self, name: str) -> bool:
         rec = self.registry.get(name)
@@ -239,6 +259,26 @@ class Master:
         if self.lease is not None:
             await self.lease.close()
         remove_endpoint(self.config.data_dir)
+
+
+def advertised_address(cfg: MasterConfig, port: int, store_url: str) -> str:
+    """Where the other masters of a cluster reach this one (they relay runs, cancels and follows to it).
+
+    ``--advertise``, else the address it listens on, else (a wildcard bind) the
+    address of this machine on its route to the store's host: every master
+    reaches the store, so the others can most likely reach that address too.
+    A store on this machine (loopback, a Unix socket) means a cluster on it.
+    """
+    from urllib.parse import urlsplit
+
+    from sloth_core.names import split_host_port
+
+    if cfg.advertise:
+        return join_host_port(*split_host_port(cfg.advertise, default_port=port, what="--advertise address"))
+    if cfg.bind not in transport.WILDCARDS:
+        return join_host_port(cfg.bind.strip("[]"), port)
+    store_host = urlsplit(store_url).hostname or "127.0.0.1"
+    return join_host_port(transport.dialable_address(store_host), port)
 
 
 def _warn_if_shared(data_dir: Path) -> None:

@@ -233,6 +233,9 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
                 server_time=self._clock(),
                 store=self._store_health().to_proto(),
             )
+            # Other masters' runs come from the store (an await): one that ends
+            # meanwhile is in the subscription too, and a console takes either order.
+            snapshot.active_runs.extend(bounds.listed_run(r) for r in await self._history.active_elsewhere())
             yield pb.WatchBatch(events=[pb.WatchEvent(snapshot=snapshot)])
             async for batch in sub.batches():
                 yield pb.WatchBatch(events=batch)

@@ -126,6 +126,29 @@ class MasterPKI:
         self.tokens = JoinTokens(directory, self.join_pin, shared_tokens)
         self._ledger = CertificateLedger(directory / LEDGER_FILE, shared_ledger)
 
+    def claim_store(self) -> None:
+        """Several masters: a store belongs to the cluster of the first master that used it.
+
+        A master with a CA of its own (started on the store without `master
+        join-cluster`) would split the cluster in two that share tokens but
+        not trust; it is refused before it serves anything.
+        """
+        if not self.store_url:
+            return
+        from sloth_core.errors import ClusterError
+        from sloth_core.storage.postgres import redact
+
+        from .shared_state import SharedState
+
+        root = ca.pin_of_cert(self._ca_cert)
+        owner = SharedState(self.store_url, "cluster", lambda: {"root": root}).read().get("root")
+        if owner != root:
+            raise ClusterError(
+                f"the store {redact(self.store_url)} belongs to another cluster (root CA {owner}, ours {root}): "
+                "make this master part of it with `sloth-runner master join-cluster` (a fresh --data-dir), "
+                "or give it a database of its own"
+            )
+
     @property
     def identity_label(self) -> str:
         """Which CA this master signs with, as ``master status`` shows it."""

@@ -32,6 +32,9 @@ class AgentRecord:
     registered_at: float = 0.0
     last_seen: float = 0.0
     instance_id: str = ""
+    # Its machine facts (a serialized sloth.v1.Facts), stored only by masters
+    # of a cluster so that every master shows them; b"" otherwise.
+    facts: bytes = b""
 
 
 @dataclass
@@ -82,6 +85,8 @@ class Storage(Protocol):
     def prune_runs(self, agent: str, keep: int) -> None: ...
     async def mark_unfinished(self, status: int, error: str, now: float, drivers: list[str] | None = None) -> int:
         """Close runs still pending or running: all of them, or those of ``drivers`` (masters that died)."""
+    async def runs_in_flight(self, *, other_than: str) -> list[RunRecord]:
+        """Runs pending or running that a master other than ``other_than`` drives (several masters)."""
     async def get_run(self, run_id: str) -> RunRecord | None: ...
     async def list_runs(
         self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 50

@@ -96,6 +96,8 @@ MIGRATIONS = [
         version BIGINT NOT NULL DEFAULT 0
     );
     """,
+    # Agents' machine facts, so that every master shows those of agents connected to another.
+    "ALTER TABLE agents ADD COLUMN facts BYTEA NOT NULL DEFAULT ''",
     # A command (0) or a terminal session (1, `agent shell`): sloth_pb2.RunKind.
     "ALTER TABLE runs ADD COLUMN kind SMALLINT NOT NULL DEFAULT 0",
 ]
@@ -247,6 +249,15 @@ class PostgresStorage(QueuedStorage):
     async def _db_get_run(self, run_id: str) -> Row | None:
         rows = await self._fetch(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = %s", (run_id,))
         return rows[0] if rows else None
+
+    async def _db_runs_in_flight(self, other_than: str) -> list[Row]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        # The predicate of the partial index runs_unfinished: no scan of the whole history.
+        return await self._fetch(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status IN (%s, %s) AND driver <> %s",
+            (pb.RUN_PENDING, pb.RUN_RUNNING, other_than),
+        )
 
     async def _db_list_runs(self, agent: str, status: int, job_id: str, limit: int) -> list[Row]:
         clause, args = run_filter(agent, status, job_id, "%s")

@@ -136,6 +136,9 @@ class QueuedStorage:
     async def _db_get_run(self, run_id: str) -> Row | None:
         raise NotImplementedError
 
+    async def _db_runs_in_flight(self, other_than: str) -> list[Row]:
+        raise NotImplementedError
+
     async def _db_list_runs(self, agent: str, status: int, job_id: str, limit: int) -> list[Row]:
         raise NotImplementedError
 
@@ -397,6 +400,15 @@ class QueuedStorage:
         stored = await self._read("a run", lambda: self._db_get_run(run_id))
         row = self._queue.run_rows().get(run_id) or stored
         return RunRecord(*row) if row else None
+
+    async def runs_in_flight(self, *, other_than: str) -> list[RunRecord]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        stored = await self._read("runs in flight", lambda: self._db_runs_in_flight(other_than))
+        by_id = {row[0]: row for row in stored}
+        by_id.update(self._queue.run_rows())
+        records = (RunRecord(*row) for row in by_id.values())
+        return [r for r in records if r.status in (pb.RUN_PENDING, pb.RUN_RUNNING) and r.driver != other_than]
 
     async def list_runs(
         self, *, agent: str = "", status: int = 0, job_id: str = "", limit: int = 50

@@ -73,6 +73,8 @@ MIGRATIONS = [
     """,
     # Several masters (PostgreSQL) record which one drives a run; SQLite keeps the column for one schema.
     "ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT ''",
+    # Agents' facts, stored by the masters of a cluster; the same schema here.
+    "ALTER TABLE agents ADD COLUMN facts BLOB NOT NULL DEFAULT x''",
     # A command (0) or a terminal session (1, `agent shell`): sloth_pb2.RunKind.
     "ALTER TABLE runs ADD COLUMN kind INTEGER NOT NULL DEFAULT 0",
 ]
@@ -234,6 +236,12 @@ class SQLiteStorage(QueuedStorage):
         return await self._call(
             lambda c: c.execute(f"SELECT {cols} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         )
+
+    async def _db_runs_in_flight(self, other_than: str) -> list[Row]:
+        from sloth_core.proto import sloth_pb2 as pb
+
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status IN (?, ?) AND driver <> ?"
+        return await self._call(lambda c: c.execute(sql, (pb.RUN_PENDING, pb.RUN_RUNNING, other_than)).fetchall())
 
     async def _db_list_runs(self, agent: str, status: int, job_id: str, limit: int) -> list[Row]:
         clause, args = run_filter(agent, status, job_id, "?")

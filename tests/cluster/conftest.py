@@ -18,8 +18,8 @@ class Cluster:
     a: Fleet
     b: Fleet
 
-    def join_b(self) -> None:
-        """B joins A's cluster with a master token minted on A, then starts."""
+    def join_b(self, *, bind: str = "127.0.0.1", port: int = 0) -> None:
+        """B joins A's cluster with a master token minted on A, then starts (on ``bind``:``port``)."""
         token = self.a.cli("master", "token", "create", "--master")
         assert token.returncode == 0, token.stderr.decode()
         joined = self.b.cli(
@@ -27,7 +27,7 @@ class Cluster:
             "--store", self.url, "--name", "b",
         )
         assert joined.returncode == 0, joined.stderr.decode()
-        self.b.start_master("--store", self.url)
+        self.b.start_master("--store", self.url, bind=bind, port=port)
 
 
 @pytest.fixture

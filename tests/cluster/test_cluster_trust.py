@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from cryptography import x509
 
@@ -85,3 +86,5 @@ def test_master_status_shows_every_master_of_the_cluster(cluster: Cluster) -> No
     assert "root CA" in lines[cluster.a.master_address]
     assert "master CA (b)" in lines[cluster.b.master_address]
     assert "1 agent(s) connected" in lines[cluster.b.master_address]
+    assert "0 agent(s) connected" in lines[cluster.a.master_address]
+    assert all(re.search(r"  m-[0-9a-f]{10}  .*  up \d", line) for line in lines.values()), "identity and uptime"

@@ -7,10 +7,11 @@ import json
 import time
 
 from sloth_core.client import MasterClient
-from sloth_core.harness import wait_until
+from sloth_core.harness import wait_for, wait_until
 from sloth_core.master.cluster_feed import MAX_PAYLOAD, encode
 from sloth_core.proto import sloth_pb2 as pb
 from tests.cluster.conftest import Cluster
+from tests.fleet import Fleet
 
 
 def test_a_notification_never_exceeds_postgresqls_limit_even_for_a_huge_command() -> None:
@@ -47,6 +48,44 @@ async def test_watch_on_one_master_shows_a_run_driven_by_the_other(cluster: Clus
         assert lag < 2.0
     finally:
         watcher.cancel()
+
+
+def _running(fleet: Fleet, *, besides: set[str]) -> str | None:
+    listed = fleet.cli("runs", "list", "--json")
+    found = [r["run_id"] for r in json.loads(listed.stdout) if r["status"] == "running"] if listed.returncode == 0 else []
+    return next((r for r in found if r not in besides), None)
+
+
+async def test_a_console_on_one_master_finds_the_others_runs_in_flight_and_sees_them_lost_when_it_dies(
+    cluster: Cluster,
+) -> None:
+    a, b = cluster.a, cluster.b
+    await asyncio.to_thread(a.start_agent, "w1")
+    a.spawn(["agent", "run", "w1", "sleep 120"], "before-b")  # B learns of it from the store
+    before = await asyncio.to_thread(wait_for, lambda: _running(a, besides=set()), 15, "the first run")
+    await asyncio.to_thread(cluster.join_b)
+    a.spawn(["agent", "run", "w1", "sleep 120"], "after-b")  # and of this one from A's notifications
+    after = await asyncio.to_thread(wait_for, lambda: _running(a, besides={before}), 15, "the second run")
+
+    async with MasterClient.connect(b.master_address, master_data_dir=b.master_dir) as client:
+        events = client.watch()
+        first = await anext(events)
+        active = {r.run_id: r for r in first.snapshot.active_runs}
+        assert {before, after} <= set(active), "runs A drives are in flight in a snapshot from B"
+        assert active[before].agent == "w1" and active[before].command == "sleep 120"
+
+        a.procs[0].kill()  # A dies: B marks its runs lost once A's lease expires, and says so
+        ended: dict[str, int] = {}
+
+        async def until_both_end() -> None:
+            async for event in events:
+                if event.HasField("run") and event.run.HasField("finished"):
+                    ended[event.run.run_id] = event.run.finished.status
+                    if {before, after} <= set(ended):
+                        return
+
+        await asyncio.wait_for(until_both_end(), 20)
+        assert ended[before] == ended[after] == pb.RUN_LOST
 
 
 def test_many_events_travel_in_few_notifications_each_within_the_limit() -> None:

@@ -120,6 +120,21 @@ async def test_runs_recorded_before_kinds_existed_read_as_commands(tmp_path: Pat
         await store.close()
 
 
+async def test_runs_in_flight_elsewhere_are_the_unfinished_runs_of_the_other_masters(open_store: StoreFactory) -> None:
+    store = await open_store()
+    for run_id, driver, status in (("r-a", "master-a", pb.RUN_RUNNING), ("r-b", "master-b", pb.RUN_PENDING),
+                                   ("r-c", "master-b", pb.RUN_SUCCEEDED), ("r-d", "master-b", pb.RUN_RUNNING)):
+        record = run(run_id)
+        record.status, record.driver = status, driver
+        store.save_run(record)
+    await store.flush()
+    ended = run("r-d")
+    ended.driver = "master-b"
+    store.save_run(ended)  # queued, not yet written: a read must see it finished already
+    assert sorted(r.run_id for r in await store.runs_in_flight(other_than="master-a")) == ["r-b"]
+    assert sorted(r.run_id for r in await store.runs_in_flight(other_than="master-b")) == ["r-a"]
+
+
 async def test_a_newer_schema_is_refused_with_a_clear_message(open_store: StoreFactory, store_location: tuple[str, str]) -> None:
     store = await open_store()
     await store.close()

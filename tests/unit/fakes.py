@@ -64,6 +64,10 @@ class MemoryStorage:
     async def mark_unfinished(self, status: int, error: str, now: float) -> int:
         return 0
 
+    async def runs_in_flight(self, *, other_than: str) -> list[RunRecord]:
+        return [replace(r) for r in self.runs.values()
+                if r.status in (pb.RUN_PENDING, pb.RUN_RUNNING) and r.driver != other_than]
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         rec = self.runs.get(run_id)
         return replace(rec) if rec else None

@@ -92,6 +92,14 @@ def test_a_heartbeat_brings_an_offline_agent_back(fleet: Registry, clock: FakeCl
     assert fleet.info("web-1").last_seen == clock.now
 
 
+def test_a_beat_that_crosses_a_stop_does_not_bring_the_agent_back(fleet: Registry) -> None:
+    fleet.mark_stopped("web-1")  # asked to shut down; a beat was already on its way
+    fleet.heartbeat(pb.HeartbeatRequest(name="web-1", instance_id="web-1-1"))
+    assert fleet.info("web-1").status == pb.AGENT_STOPPED
+    fleet.disconnected("web-1", "web-1-1")  # and its session's end is no news either
+    assert fleet.info("web-1").status == pb.AGENT_STOPPED
+
+
 def test_a_heartbeat_from_an_unknown_instance_asks_it_to_register(fleet: Registry) -> None:
     with pytest.raises(errors.AgentNotFoundError):
         fleet.heartbeat(pb.HeartbeatRequest(name="web-1", instance_id="someone-else"))
@@ -170,3 +178,35 @@ async def test_facts_are_kept_merged_and_their_changes_batched_for_watchers(regi
     assert changed.name == "web-1" and changed.facts.load1 == 3.0 and changed.facts.kernel == "6.8"
     assert registry.info("web-1").facts.load1 == 3.0
     await batches.aclose()
+
+
+# ---------------------------------------------------------------- several masters
+
+
+def test_another_masters_agent_heard_of_before_its_row_is_stored_is_not_dropped_by_the_mirror(
+    registry: Registry, bus: EventBus,
+) -> None:
+    from sloth_core.storage import AgentRecord
+
+    registry.clustered = True
+    sub = bus.subscribe(include_output=False)
+    info = pb.AgentInfo(name="far-1", address="10.0.0.9:1", status=pb.AGENT_ONLINE, facts=pb.Facts(cpus=8))
+    registry.apply_remote(pb.AgentEvent(type=pb.AGENT_REGISTERED, agent=info))  # by NOTIFY, before its row
+    registry.mirror([])  # the other master writes behind: no row yet
+    assert registry.info("far-1").status == pb.AGENT_ONLINE and registry.info("far-1").facts.cpus == 8
+    stored = AgentRecord("far-1", "10.0.0.9:1", status=pb.AGENT_ONLINE, facts=pb.Facts(cpus=16).SerializeToString())
+    registry.mirror([stored])
+    assert registry.info("far-1").facts.cpus == 16, "its facts as stored"
+    registry.mirror([])  # its row went away (a deletion we did not hear of): now it goes
+    assert registry.get("far-1") is None
+    kinds = [e.agent.type for e in _drain(sub) if e.HasField("agent")]
+    assert kinds == [pb.AGENT_REGISTERED, pb.AGENT_DELETED]
+
+
+def _drain(sub) -> list[pb.WatchEvent]:  # type: ignore[no-untyped-def]
+    events = []
+    while not sub.queue.empty():
+        event = sub.queue.get_nowait()
+        if event is not None:
+            events.append(event)
+    return events
