@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import pwd
@@ -172,3 +173,32 @@ async def test_a_program_that_cannot_start_under_a_terminal_fails_plainly(
     await run(execution)
     assert execution.outcome is not None and execution.outcome.status == pb.RUN_FAILED
     assert execution.outcome.error.startswith("cannot start /nonexistent/shell")
+
+
+async def test_input_that_ends_without_the_callers_eof_keeps_stdin_open_until_the_run_ends() -> None:
+    # A killed caller's call can end like a half-close; `cat > f` must not be
+    # told its input is complete (and succeed on half a file) before the cancel.
+    from sloth_core.agent import run_input
+
+    read_end, write_end = os.pipe()
+    ended = asyncio.Event()
+
+    async def inputs() -> AsyncIterator[pb.RunInput]:
+        try:
+            yield pb.RunInput(stdin=b"half")
+        finally:
+            ended.set()
+
+    feeding = asyncio.create_task(run_input.feed(inputs(), write_end, terminal=False))
+    try:
+        await asyncio.wait_for(ended.wait(), 5)
+        assert os.read(read_end, 100) == b"half"
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not feeding.done(), "stdin is still open after the input ended without EOF"
+        feeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeding
+        assert os.read(read_end, 100) == b"", "the run's end closes it"
+    finally:
+        os.close(read_end)

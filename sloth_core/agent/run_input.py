@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import struct
 import termios
@@ -25,6 +26,8 @@ from collections.abc import AsyncIterator
 from sloth_core.proto import sloth_pb2 as pb
 
 MAX_ROWS_COLS = 10_000  # a window size beyond this is a bogus message, not a terminal
+
+log = logging.getLogger(__name__)
 
 
 def set_window_size(fd: int, rows: int, cols: int) -> None:
@@ -73,23 +76,39 @@ async def feed(inputs: AsyncIterator[pb.RunInput], fd: int, *, terminal: bool) -
     protocol = _WritePipe()
     transport, _ = await loop.connect_write_pipe(lambda: protocol, open(fd, "wb", buffering=0))
     try:
-        async for item in inputs:
-            kind = item.WhichOneof("kind")
-            if kind == "stdin":
-                if protocol.lost:
-                    return  # it closed its stdin (or exited): later bytes have nowhere to go
-                transport.write(item.stdin)
-                await protocol.drain()
-            elif kind == "resize" and terminal:
-                set_window_size(fd, item.resize.rows, item.resize.cols)
-            elif kind == "eof" and not terminal:
-                return
+        if not await _copy(inputs, transport, protocol, fd, terminal=terminal) and not terminal:
+            # The input ended without the caller's EOF: the caller or its master
+            # went away. Closing stdin now would tell `cat > f` its input is
+            # complete, and it would record half a file as a success before the
+            # cancel arrives; stdin stays open until the run is cancelled.
+            await asyncio.Event().wait()
     except BaseException:
         transport.abort()  # the run is over: what is unwritten is dropped
         raise
     finally:
         if not transport.is_closing():
             transport.close()  # after what is buffered is written: then the command sees EOF
+
+
+async def _copy(
+    inputs: AsyncIterator[pb.RunInput], transport: asyncio.WriteTransport, protocol: _WritePipe, fd: int, *, terminal: bool
+) -> bool:
+    """Copy until the caller's EOF (True), the command stops reading (True) or the input ends or breaks (False)."""
+    try:
+        async for item in inputs:
+            kind = item.WhichOneof("kind")
+            if kind == "stdin":
+                if protocol.lost:
+                    return True  # it closed its stdin (or exited): later bytes have nowhere to go
+                transport.write(item.stdin)
+                await protocol.drain()
+            elif kind == "resize" and terminal:
+                set_window_size(fd, item.resize.rows, item.resize.cols)
+            elif kind == "eof" and not terminal:
+                return True
+    except Exception as exc:  # the Input call broke: as an end without EOF
+        log.info("the input of a run ended without EOF: %s", exc)
+    return False
 
 
 def close_quietly(fd: int) -> None:

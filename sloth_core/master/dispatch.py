@@ -338,7 +338,10 @@ class Dispatcher:
         try:
             while (item := await read()) is not None:
                 await feed.put(item)
-            await feed.put(pb.RunInput(eof=True))  # the caller closed its side: stdin ends
+            # An end of the call without RunInput(eof) is not an EOF: a killed
+            # caller's connection can read as one before its cancellation
+            # arrives, and cat would then record half a file as a success.
+            # Stdin stays open; the caller's hang-up cancels the job.
         except errors.SlothError as exc:
             job.error = exc
             await job.queue.put(pb.RunEvent(job_id=job.job_id))  # wake the stream to end with it

@@ -292,7 +292,8 @@ async def test_a_fanout_starts_when_its_input_is_complete_and_every_run_reads_al
     for _ in range(20):
         await asyncio.sleep(0)
     assert link.calls == {}, "not before the input is complete"
-    await caller.inputs.put(None)  # the caller closed its side: EOF
+    await caller.inputs.put(pb.RunInput(eof=True))  # the caller's EOF
+    await caller.inputs.put(None)  # then it closes its side
     calls = await link.wait_calls(2)
     for call in calls.values():
         assert call.request.stdin
