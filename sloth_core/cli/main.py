@@ -13,7 +13,7 @@ from sloth_core.errors import SlothError, UsageError
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(args_list)
     try:
         words = _normalise_run(parser, args_list)
     except UsageError as exc:
