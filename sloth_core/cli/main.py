@@ -70,6 +70,9 @@ def entry() -> None:
     command's budget; everything that matters (output, logs, the database)
     is flushed or closed before this point.
     """
+    from sloth_core.footprint import keep_openssl_out
+
+    keep_openssl_out()
     code = main()
     try:
         sys.stdout.flush()
