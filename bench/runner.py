@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench._infra import Figure, Results, machine, progress, reap_all, versions
+from bench._infra import Figure, Results, compile_sources, machine, progress, reap_all, versions
 
 
 @dataclass
@@ -171,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown group(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
+    compile_sources()
     load_at_start = os.getloadavg()
     results = Results()
     started = time.monotonic()

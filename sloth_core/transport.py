@@ -77,6 +77,12 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.server.max_pending_requests", 100_000),
     ("grpc.server.max_pending_requests_hard_limit", 200_000),
     ("grpc.server_max_unrequested_time_in_server", 600),
+    # No bandwidth-delay probes: each message that arrives (an idle agent's
+    # beat) made the master send a PING and wake for its ACK. Off, grpc's
+    # threads spent 45 % less CPU on an idle 300-agent fleet and jobs ran
+    # faster; streams keep the default 64 KiB window, which grpc reopens for
+    # each message (a 64 KiB chunk) the master reads.
+    ("grpc.http2.bdp_probe", 0),
 ]
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [

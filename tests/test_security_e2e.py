@@ -444,6 +444,29 @@ def test_revoked_agent_rejoins_with_a_new_token(fleet: Fleet) -> None:
     assert fleet.cli("agent", "run", "a1", "true").returncode == 0
 
 
+def test_a_restarted_master_checks_revocations_without_loading_cryptography(fleet: Fleet) -> None:
+    """It issues nothing, so it reads serials from the DER (security/der.py) and keeps 11 MB free."""
+    master = fleet.start_master()
+    fleet.start_agent("a1")
+    doomed = fleet.start_agent("a2")
+    master.stop()
+    master = fleet.start_master(port=fleet.master_port)
+    wait_for(lambda: all(a["status"] == "online" for a in fleet.agents().values()) and len(fleet.agents()) == 2,
+             timeout=15, what="both agents back on the restarted master")
+    assert fleet.cli("agent", "run", "a1", "echo ok").stdout == b"ok\n"
+    assert fleet.cli("agent", "delete", "a2", "--yes").returncode == 0
+    wait_for(lambda: not doomed.alive(), what="the deleted agent to be shut down")
+
+    async def hello() -> tuple[grpc.StatusCode, str]:
+        return await hello_status(fleet.master_address, agent_tls(fleet, "a2"), "a2")
+
+    assert asyncio.run(hello()) == (
+        grpc.StatusCode.PERMISSION_DENIED, "the certificate of agent:a2 was revoked; re-join with a new token"
+    )
+    with open(f"/proc/{master.pid}/maps") as f:
+        assert "cryptography" not in f.read()
+
+
 # ---------------------------------------------------------------- 8: audit
 
 

@@ -13,7 +13,7 @@ from sloth_core.errors import SlothError, UsageError
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(args_list)
     try:
         words = _normalise_run(parser, args_list)
     except UsageError as exc:
@@ -70,6 +70,9 @@ def entry() -> None:
     command's budget; everything that matters (output, logs, the database)
     is flushed or closed before this point.
     """
+    from sloth_core.footprint import keep_openssl_out
+
+    keep_openssl_out()
     code = main()
     try:
         sys.stdout.flush()

@@ -18,8 +18,7 @@ from typing import Any, NoReturn
 
 from sloth_core import __version__
 from sloth_core.cli import flags
-from sloth_core.master.config import MasterConfig
-from sloth_core.names import DEFAULT_AGENT_PORT, MASTER_ENV, NAME_RULE
+from sloth_core.names import DEFAULT_AGENT_PORT, DEFAULT_MASTER_PORT, MASTER_ENV, NAME_RULE
 
 RUN_STATUSES = ["running", "succeeded", "failed", "cancelled", "timed_out", "lost", "rejected"]
 DEFAULT_RUNS_LIMIT = 20
@@ -60,12 +59,51 @@ class Parser(argparse.ArgumentParser):
     exit code 2.
     """
 
+    #: The words typed (see :func:`build_parser`); None: build every command.
+    typed: frozenset[str] | None = None
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         from sloth_core.cli.render import print_error
 
         print_error(message)
         sys.exit(2)
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        commands = super().add_subparsers(action=_Commands, **kwargs)
+        commands.typed = self.typed
+        return commands
+
+
+class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """A command's subcommands, of which only the typed ones are built in full."""
+
+    typed: frozenset[str] | None = None
+
+    def builds(self, name: str) -> bool:
+        return self.typed is None or name in self.typed
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if not self.builds(name):
+            # Listed (with its summary) in this command's help and choices; nothing more is needed.
+            super().add_parser(name, help=kwargs.get("help"))
+            return _UNBUILT
+        parser = super().add_parser(name, **kwargs)
+        parser.typed = self.typed
+        return parser
+
+
+class _Unbuilt:
+    """Stands in for the parser of a command that was not typed: every call on it does nothing.
+
+    Building every command's parser was a fifth of the CPU of a short `agent run`.
+    """
+
+    def __getattr__(self, name: str) -> Callable[..., _Unbuilt]:
+        return lambda *args, **kwargs: self
+
+
+_UNBUILT = _Unbuilt()
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -83,6 +121,8 @@ def _add(
     sub: Any, name: str, summary: str, *, description: str = "", examples: Sequence[str] = (), epilog: str = ""
 ) -> argparse.ArgumentParser:
     """A subcommand with its one-line summary (in the parent's list) and its own help page."""
+    if isinstance(sub, _Unbuilt) or not sub.builds(name):
+        return sub.add_parser(name, help=summary)
     parts = [epilog] if epilog else []
     if examples:
         parts.insert(0, _examples(*examples))
@@ -98,7 +138,7 @@ def _client_flags(p: argparse.ArgumentParser, *, json: bool = True, json_help: s
     g.add_argument(
         "--master", metavar="HOST:PORT",
         help=f"the master to talk to (default: ${MASTER_ENV}, else the address the local master recorded, "
-        f"else 127.0.0.1:{MasterConfig.port})",
+        f"else 127.0.0.1:{DEFAULT_MASTER_PORT})",
     )
     g.add_argument(
         "--credentials", metavar="FILE",
@@ -131,6 +171,12 @@ def _master_parser(sub: Any) -> None:
             "sloth-runner master --data-dir /srv/sloth -p 0 --daemon   # a second master, a free port",
         ],
     )
+    if isinstance(p, _Unbuilt):
+        return
+    # Here, not at the top: the master's settings import half the master, which
+    # only `master` needs (its defaults show in its --help).
+    from sloth_core.master.config import MasterConfig
+
     p.add_argument("-p", "--port", type=flags.port, default=MasterConfig.port, help=f"port for agents and operators (default {MasterConfig.port}; 0 picks a free one)")
     p.add_argument("--bind", default=MasterConfig.bind, metavar="ADDR", help=f"address to listen on (default {MasterConfig.bind})")
     p.add_argument("--advertise", default=MasterConfig.advertise, metavar="HOST[:PORT]", help="several masters: where the other masters reach this one (default: the --bind address, or with a wildcard --bind this machine's address on its route to the store's host)")
@@ -220,6 +266,8 @@ def _master_parser(sub: Any) -> None:
 
 def _agent_parser(sub: Any) -> None:
     p = _add(sub, "agent", "start agents, list them, run commands on them")
+    if isinstance(p, _Unbuilt):
+        return
     asub = p.add_subparsers(dest="agent_command", metavar="COMMAND", required=True, title="commands")
 
     s = _add(
@@ -374,6 +422,8 @@ def _agent_parser(sub: Any) -> None:
 
 def _runs_parser(sub: Any) -> None:
     p = _add(sub, "runs", "run history: list, show, follow, cancel")
+    if isinstance(p, _Unbuilt):
+        return
     rsub = p.add_subparsers(dest="runs_command", metavar="COMMAND", required=True, title="commands")
     ids = "Ids are accepted in full, as printed, or as any unique prefix, with or without the r-/j- prefix."
     ls = _add(
@@ -405,7 +455,12 @@ def _runs_parser(sub: Any) -> None:
     c.set_defaults(handler=lazy("runs_cmd:cancel"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(typed: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``typed`` (the command line), only the commands named in it are built.
+
+    The others are listed with their one-line summaries, which is all their
+    parents' help and errors show.
+    """
     parser = Parser(
         prog="sloth-runner",
         description=textwrap.fill(
@@ -420,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         ) + "\n\nRun `sloth-runner COMMAND --help` for a command's options and examples.",
         formatter_class=_Formatter,
     )
+    parser.typed = None if typed is None else frozenset(typed)
     parser.add_argument("--version", action="version", version=f"sloth-runner {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     _master_parser(sub)
@@ -436,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--agents", type=flags.count, default=3, metavar="N", help="how many local agents (default 3)")
     d.add_argument("--no-console", action="store_true", help="do not open the console; keep running until Ctrl-C")
-    d.add_argument("--port", type=flags.port, default=0, help=f"master port (default: {MasterConfig.port} if free, else a free one)")
+    d.add_argument("--port", type=flags.port, default=0, help=f"master port (default: {DEFAULT_MASTER_PORT} if free, else a free one)")
     d.set_defaults(handler=lazy("demo_cmd:demo"))
     return parser
 

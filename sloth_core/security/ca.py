@@ -6,9 +6,7 @@ the PKI (:mod:`.pki`) and the joining agent (:mod:`.join`) share them.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -18,6 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sloth_core.errors import CredentialsError
 
+from .der import pin_of_der as pin_of_der  # its home needs no cryptography; here too for callers of ca
 from .names import JOIN_SERVER_NAME, CertKind, identity_uri
 
 # No renewal protocol exists yet, so leaf certificates live long; revocation
@@ -58,11 +57,6 @@ def load_key(pem: bytes) -> PrivateKey:
 
 def load_cert(pem: bytes) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem)
-
-
-def pin_of_der(der: bytes) -> str:
-    """The pin of a certificate: url-safe base64 of the SHA-256 of its DER."""
-    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
 def pin_of_cert(cert: x509.Certificate) -> str:

@@ -152,11 +152,12 @@ def admit_master(pki: MasterPKI, request: dict[str, Any]) -> dict[str, Any]:
 
 async def join_cluster(from_address: str, token: str, name: str, data_dir: Path) -> None:
     """Make ``data_dir`` the PKI of a new master of the cluster ``from_address`` belongs to."""
-    import ssl
+    from sloth_core.footprint import python_ssl
 
     from . import ca
     from .join import fetch_certificate_der
 
+    ssl = python_ssl()
     validate_agent_name(name, "master")
     target = pki_dir(data_dir)
     if target.exists():

@@ -9,9 +9,11 @@ grpcio 1.85's ``context.auth_context()`` exposes, for an mTLS peer:
 ``x509_pem_cert``, ``x509_common_name``, ``x509_subject``,
 ``x509_subject_alternative_name`` (URIs and DNS names mixed), ``peer_uri``,
 ``peer_dns``, ``security_level`` and ``ssl_*`` details; no serial number.
-The PEM is therefore parsed with ``cryptography`` (~35 us), cached by its
-bytes: a check then costs ~6 us, most of it ``auth_context()`` itself, plus
-~4 us for the revocation list's ``stat`` on the master.
+The identity is read from those SANs; the serial from the PEM's DER
+(:mod:`.der`, not ``cryptography``, which a master that issues nothing
+need not load), cached by its bytes: a check then costs ~6 us, most of it
+``auth_context()`` itself, plus ~4 us for the revocation list's ``stat`` on
+the master.
 """
 
 from __future__ import annotations
@@ -66,10 +68,9 @@ _NO_CERT = "the caller presented no client certificate"
 def peer_certificate(context: grpc.aio.ServicerContext, *, need_serial: bool = True) -> PeerCertificate | None:
     """The caller's certificate identity; None on a plaintext connection.
 
-    Without ``need_serial`` (nobody to check revocations against, as on an
-    agent) the identity is read from the SANs grpc already parsed, so the
-    process never imports ``cryptography`` (~8 MB of an agent's memory);
-    the serial is then 0.
+    The identity is read from the SANs grpc already parsed. Without
+    ``need_serial`` (nobody to check revocations against, as on an agent)
+    the serial is 0.
 
     Raises :class:`PermissionDeniedError` for a TLS peer without a usable
     sloth identity (e.g. a call arriving on a port that does not require
@@ -82,15 +83,16 @@ def peer_certificate(context: grpc.aio.ServicerContext, *, need_serial: bool = T
     if security != [b"ssl"]:
         # Fail closed on anything unexpected (ALTS, local credentials...).
         raise PermissionDeniedError("the caller's connection is neither TLS nor an --insecure port")
+    sans = auth.get("x509_subject_alternative_name")
+    if not sans:
+        raise PermissionDeniedError(_NO_CERT)
+    named = _identity_from_sans(tuple(sans))
     if not need_serial:
-        sans = auth.get("x509_subject_alternative_name")
-        if not sans:
-            raise PermissionDeniedError(_NO_CERT)
-        return _identity_from_sans(tuple(sans))
+        return named
     pems = auth.get("x509_pem_cert")
     if not pems:
         raise PermissionDeniedError(_NO_CERT)
-    return _parse_peer_pem(pems[0])
+    return PeerCertificate(named.identity, _serial_of_pem(pems[0]))
 
 
 def _single_identity(uris: list[str], serial: int) -> PeerCertificate:
@@ -113,17 +115,14 @@ def peer_identity(context: grpc.aio.ServicerContext) -> Identity:
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_peer_pem(pem: bytes) -> PeerCertificate:
+def _serial_of_pem(pem: bytes) -> int:
     # Exceptions are not cached, which is fine: they are for broken peers.
-    from cryptography import x509
-
-    from .ca import identity_sans
+    from .der import der_of_pem, serial_of_der
 
     try:
-        cert = x509.load_pem_x509_certificate(pem)
+        return serial_of_der(der_of_pem(pem))
     except ValueError:
         raise PermissionDeniedError("the caller's certificate cannot be parsed") from None
-    return _single_identity(identity_sans(cert), cert.serial_number)
 
 
 def _revoked_message(identity: Identity) -> str:

@@ -145,10 +145,11 @@ async def join_master(
     spent or foreign token, refused join), :class:`NameTakenError`,
     :class:`MasterUnreachableError` or :class:`UsageError` (bad name).
     """
-    import ssl  # not at the top: a running agent needs neither it nor cryptography
+    from sloth_core.footprint import python_ssl
 
     from . import ca  # cryptography: only where keys and CSRs are made
 
+    ssl = python_ssl()  # not at the top: a running agent needs neither it nor cryptography
     validate_agent_name(name)
     parsed = JoinToken.parse(token)
     host, _ = split_host_port(master_address, default_port=DEFAULT_MASTER_PORT, what="master address")
@@ -209,8 +210,9 @@ def fetch_certificate_der(host: str, port: int, timeout_s: float) -> bytes:
 
     Blocking; run it in a thread.
     """
-    import ssl
+    from sloth_core.footprint import python_ssl
 
+    ssl = python_ssl()
     address = join_host_port(host, port)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False

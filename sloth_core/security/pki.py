@@ -20,24 +20,23 @@ tokens and refuses the same revoked certificates; keys stay in files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from sloth_core.errors import CredentialsError, NameTakenError, NotFoundError, UsageError
 from sloth_core.names import validate_agent_name
 from sloth_core.paths import ensure_private_dir
 from sloth_core.transport import TLSConfig
 
-from . import ca
 from ._files import read_credential, write_private
 from .credentials import write_admin_bundle
+from .der import der_of_pem, pin_of_der
 from .layout import (
     ADMIN_CERT,
     ADMIN_KEY,
@@ -57,6 +56,12 @@ from .layout import (
 from .names import MASTER_SERVER_NAME, CertKind, agent_server_name
 from .revocation import AdminIdentity, CertificateLedger
 from .tokens import JoinTokens
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .ca import PrivateKey
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +89,16 @@ class MasterPKI:
 
     def __init__(self, directory: Path, pairs: dict[str, _Pair]) -> None:
         self.pki_dir = directory
+        for pair in pairs.values():
+            _check_pem(pair)
         self.ca_pem: bytes = pairs[CA_CERT].cert_pem
-        self._ca_cert = ca.load_cert(pairs[CA_CERT].cert_pem)
         #: Whether this master holds the cluster's root key (it created the CA).
         self.holds_root = bool(pairs[CA_CERT].key_pem)
-        if self.holds_root:
-            self._ca_key = ca.load_key(pairs[CA_CERT].key_pem)
-            self._signer_cert = self._ca_cert
-            #: Appended to every certificate we issue, so peers can chain it to the root.
-            self.chain_pem = b""
-        else:
-            self._ca_key = ca.load_key(pairs[ISSUER_CERT].key_pem)
-            self._signer_cert = ca.load_cert(pairs[ISSUER_CERT].cert_pem)
-            self.chain_pem = pairs[ISSUER_CERT].cert_pem
+        # Parsed (with cryptography) when a certificate is first issued: a
+        # master that issues none never loads it (see .der).
+        self._signer = pairs[CA_CERT] if self.holds_root else pairs[ISSUER_CERT]
+        #: Appended to every certificate we issue, so peers can chain it to the root.
+        self.chain_pem = b"" if self.holds_root else pairs[ISSUER_CERT].cert_pem
         #: Server identity on the master port and client identity to agents.
         self.master_tls = TLSConfig(self.ca_pem, pairs[MASTER_CERT].cert_pem, pairs[MASTER_CERT].key_pem)
         #: The local operator's identity (``admin:local``).
@@ -104,7 +106,7 @@ class MasterPKI:
         self.join_cert_pem: bytes = pairs[JOIN_CERT].cert_pem
         self.join_key_pem: bytes = pairs[JOIN_CERT].key_pem
         #: SHA-256 pin of the join certificate, as carried in tokens (the same on every master of a cluster).
-        self.join_pin: str = ca.pin_of_cert(ca.load_cert(self.join_cert_pem))
+        self.join_pin: str = pin_of_der(der_of_pem(self.join_cert_pem))
         self.store_url = shared_store_of(directory)
         shared_tokens = shared_ledger = None
         if self.store_url:
@@ -126,6 +128,25 @@ class MasterPKI:
         self.tokens = JoinTokens(directory, self.join_pin, shared_tokens)
         self._ledger = CertificateLedger(directory / LEDGER_FILE, shared_ledger)
 
+    @functools.cached_property
+    def _ca_cert(self) -> x509.Certificate:
+        from . import ca  # cryptography: only where certificates are made
+
+        return ca.load_cert(self.ca_pem)
+
+    @functools.cached_property
+    def _ca_key(self) -> PrivateKey:
+        """The key this master signs with: the root's, or its intermediate's."""
+        from . import ca
+
+        return ca.load_key(self._signer.key_pem)
+
+    @functools.cached_property
+    def _signer_cert(self) -> x509.Certificate:
+        from . import ca
+
+        return self._ca_cert if self.holds_root else ca.load_cert(self._signer.cert_pem)
+
     def claim_store(self) -> None:
         """Several masters: a store belongs to the cluster of the first master that used it.
 
@@ -140,7 +161,7 @@ class MasterPKI:
 
         from .shared_state import SharedState
 
-        root = ca.pin_of_cert(self._ca_cert)
+        root = pin_of_der(der_of_pem(self.ca_pem))
         owner = SharedState(self.store_url, "cluster", lambda: {"root": root}).read().get("root")
         if owner != root:
             raise ClusterError(
@@ -207,6 +228,8 @@ class MasterPKI:
         without the identities it signed, and of two masters racing on first
         start, one wins and the other loads its files.
         """
+        from . import ca  # cryptography: only where certificates are made
+
         ensure_private_dir(data_dir)
         # mkdtemp creates the directory 0700.
         staging = Path(tempfile.mkdtemp(prefix=".pki-", dir=data_dir))
@@ -303,6 +326,8 @@ class MasterPKI:
         same agent are revoked (a re-join replaces the key). Raises
         :class:`CredentialsError` for a bad CSR, :class:`UsageError` for a bad name.
         """
+        from . import ca
+
         validate_agent_name(name)
         public_key = ca.public_key_from_csr(csr_pem, name)
         cert = self._issue(public_key, "agent", name, dns_name=agent_server_name(name))
@@ -334,6 +359,8 @@ class MasterPKI:
                 f"admin:{name} already exists; choose another --name, or revoke it first with "
                 f"`sloth-runner master credentials revoke {name}`"
             )
+        from . import ca
+
         key = ca.generate_key()
         cert = self._issue(key.public_key(), "admin", name, dns_name=None)
         self._ledger.record(f"admin/{name}", cert.serial_number, supersede=True)
@@ -361,6 +388,8 @@ class MasterPKI:
         *,
         dns_name: str | None,
     ) -> x509.Certificate:
+        from . import ca
+
         return ca.issue_certificate(self._ca_key, self._signer_cert, public_key, kind, name, dns_name=dns_name)
 
     # ------------------------------------------------------------ revoking
@@ -398,6 +427,13 @@ class MasterPKI:
     def revoked_serials(self) -> frozenset[int]:
         """Every revoked serial; the same object until the list changes."""
         return self._ledger.revoked_serials()
+
+def _check_pem(pair: _Pair) -> None:
+    """Refuse files that are plainly not PEM now; parsing them waits until they are used."""
+    der_of_pem(pair.cert_pem)
+    if pair.key_pem and b"PRIVATE KEY-----" not in pair.key_pem:
+        raise ValueError("not a PEM private key")
+
 
 def shared_store_of(pki_path: Path) -> str:
     """The PostgreSQL store this master shares with its cluster ("" when none)."""

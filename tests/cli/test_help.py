@@ -92,3 +92,21 @@ def test_every_command_line_in_the_readme_parses() -> None:
             parser.parse_args(_normalise_run(parser, words))
         except SystemExit as exc:
             raise AssertionError(f"README: sloth-runner {' '.join(words)}") from exc
+
+
+def test_a_command_built_alone_is_the_command_of_the_whole_parser() -> None:
+    """The CLI builds only the typed command's parser: its help and parse must be the whole parser's."""
+    from sloth_core.cli.parser import subparser_for
+
+    whole = build_parser()
+    for path, parser in _commands(whole, []):
+        alone = subparser_for(build_parser([*path, "--help"]), path)
+        assert alone.format_help() == parser.format_help(), path
+
+    def parsed(parser: argparse.ArgumentParser, words: list[str]) -> dict[str, object]:
+        return {k: v for k, v in vars(parser.parse_args(words)).items() if k != "handler"}
+
+    for line in ["agent run --all --timeout 5 uptime", "master -p 0 --heartbeat-interval 2", "runs list --limit 3",
+                 "master token create --once --ttl 1h", "agent list -o wide --json", "demo --agents 2"]:
+        words = line.split()
+        assert parsed(build_parser(words), words) == parsed(whole, words), line

@@ -130,7 +130,7 @@ def test_a_live_progress_line_on_a_terminal_only(two: Fleet) -> None:
 
 
 def test_agent_run_stays_light(two: Fleet) -> None:
-    """`agent run` loads neither the console (Textual, rich) nor cryptography."""
+    """`agent run` loads neither the console (Textual, rich) nor cryptography nor Python's ssl."""
     import sys
 
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "sloth_core.cli", "agent", "run", "a1", "echo hi"],
@@ -140,3 +140,17 @@ def test_agent_run_stays_light(two: Fleet) -> None:
                 if line.startswith("import time:")}
     assert "grpc" in imported
     assert not imported & {"textual", "rich", "cryptography", "sloth_tui"}, imported & {"textual", "rich", "cryptography"}
+    # Nor Python's OpenSSL bindings: grpc has its own TLS (sloth_core/footprint.py). importtime also
+    # lists the refused attempts at ssl; had ssl loaded, its _ssl would be listed too.
+    assert "_ssl" not in imported
+
+
+def test_master_and_agents_leave_openssl_unmapped(two: Fleet) -> None:
+    """Python's ssl/_hashlib would map the system's libssl and libcrypto: 4.7 MB of an agent's RSS."""
+    assert two.cli("agent", "run", "--all", "true").returncode == 0  # after a run, not only at start
+    procs = [p for p in two.procs if p.name in ("master", "agent-a1", "agent-a2")]
+    assert len(procs) == 3
+    for proc in procs:
+        with open(f"/proc/{proc.pid}/maps") as f:
+            maps = f.read()
+        assert "/libssl.so" not in maps and "/libcrypto.so" not in maps, proc.name
