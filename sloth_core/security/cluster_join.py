@@ -19,7 +19,6 @@ without touching the wire protocol).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -42,7 +41,7 @@ from sloth_core.errors import (
     SlothError,
     UsageError,
 )
-from sloth_core.names import DEFAULT_MASTER_PORT, join_host_port, split_host_port, validate_agent_name
+from sloth_core.names import validate_agent_name
 from sloth_core.paths import ensure_private_dir
 from sloth_core.rpc_errors import abort, error_from_rpc
 
@@ -61,7 +60,6 @@ from .layout import (
     pki_dir,
 )
 from .names import JOIN_SERVER_NAME, MASTER_SERVER_NAME
-from .tokens import JoinToken
 
 if TYPE_CHECKING:
     from .pki import MasterPKI
@@ -155,19 +153,14 @@ async def join_cluster(from_address: str, token: str, name: str, data_dir: Path)
     from sloth_core.footprint import python_ssl
 
     from . import ca
-    from .join import fetch_certificate_der
+    from .join import reach_join_endpoint
 
     ssl = python_ssl()
     validate_agent_name(name, "master")
     target = pki_dir(data_dir)
     if target.exists():
         raise UsageError(f"{target} already exists: a master joins a cluster from an empty data dir")
-    parsed = JoinToken.parse(token)
-    host, _ = split_host_port(from_address, default_port=DEFAULT_MASTER_PORT, what="master address")
-    address = join_host_port(host, parsed.join_port)
-    der = await asyncio.to_thread(fetch_certificate_der, host, parsed.join_port, TIMEOUT_S)
-    if ca.pin_of_der(der) != parsed.pin:
-        raise CredentialsError(f"the master at {address} is not the one this token is for (certificate pin mismatch)")
+    parsed, address, der = await reach_join_endpoint(token, from_address, TIMEOUT_S)
 
     key = ca.generate_key()
     csr_pem = ca.build_ca_csr(key, name)

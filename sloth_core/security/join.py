@@ -41,6 +41,7 @@ from sloth_core.transport import TLSConfig
 
 from ._files import read_credential, write_private
 from .credentials import validated_tls
+from .der import pin_of_der
 from .layout import AGENT_CA, AGENT_CERT, AGENT_KEY, TOKEN_FILE, pki_dir
 from .names import JOIN_SERVER_NAME, identity_uri
 from .tokens import JoinToken
@@ -151,13 +152,7 @@ async def join_master(
 
     ssl = python_ssl()  # not at the top: a running agent needs neither it nor cryptography
     validate_agent_name(name)
-    parsed = JoinToken.parse(token)
-    host, _ = split_host_port(master_address, default_port=DEFAULT_MASTER_PORT, what="master address")
-    address = join_host_port(host, parsed.join_port)
-
-    der = await asyncio.to_thread(fetch_certificate_der, host, parsed.join_port, timeout_s)
-    if ca.pin_of_der(der) != parsed.pin:
-        raise CredentialsError(f"the master at {address} is not the one this token is for (certificate pin mismatch)")
+    parsed, address, der = await reach_join_endpoint(token, master_address, timeout_s)
 
     key = ca.generate_key()
     csr_pem = ca.build_csr(key, name)
@@ -203,6 +198,22 @@ def load_agent_tls(data_dir: Path, name: str | None = None) -> TLSConfig | None:
                 "use that agent's name, or another --data-dir and join with --token"
             )
     return tls
+
+
+async def reach_join_endpoint(token: str, master_address: str, timeout_s: float) -> tuple[JoinToken, str, bytes]:
+    """Find the join port ``token`` names on ``master_address``'s host and check its certificate against the token's pin.
+
+    Nothing is sent before the pin matches. Returns the parsed token, the
+    join endpoint's address and its certificate (DER): what an agent's join
+    and a master's ``join-cluster`` both start from.
+    """
+    parsed = JoinToken.parse(token)
+    host, _ = split_host_port(master_address, default_port=DEFAULT_MASTER_PORT, what="master address")
+    address = join_host_port(host, parsed.join_port)
+    der = await asyncio.to_thread(fetch_certificate_der, host, parsed.join_port, timeout_s)
+    if pin_of_der(der) != parsed.pin:
+        raise CredentialsError(f"the master at {address} is not the one this token is for (certificate pin mismatch)")
+    return parsed, address, der
 
 
 def fetch_certificate_der(host: str, port: int, timeout_s: float) -> bytes:
