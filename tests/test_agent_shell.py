@@ -94,8 +94,11 @@ def test_what_is_typed_runs_remotely_and_the_exit_code_comes_back(web: Fleet) ->
 def test_ctrl_c_and_ctrl_d_are_keys_for_the_remote_side(web: Fleet) -> None:
     with shell(web, "web-1") as session:
         session.expect(PROMPT)
-        session.type("echo started-$((2+3)); sleep 100; echo after-$((1+1))\r")
-        session.expect(b"started-5\r\n")  # printed by the command, not the echo of what was typed: sleep runs
+        # The marker is printed by the foreground child itself, which then becomes the sleep: once it shows, the
+        # child owns the terminal. Printed by bash before it forked, a ^C could land between the echo and the
+        # sleep taking the terminal, and the sleep ran on (a flake in CI).
+        session.type("sh -c 'echo started-$((2+3)); exec sleep 100'; echo after-$((1+1))\r")
+        session.expect(b"started-5\r\n")  # printed by the command, not the echo of what was typed
         session.type(b"\x03")  # interrupts the remote sleep, not us
         mark = len(session.output)
         session.expect(PROMPT, since=mark)
