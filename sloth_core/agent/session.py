@@ -40,6 +40,15 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 3.0
+# A big fleet waits longer between attempts: 10,000 agents retrying every
+# 3 s after a master restart were 3,300 TLS handshakes and hellos a second,
+# more than the master could finish before the agents gave up and tried
+# again (99 back in 75 s; the accept queue full, the CLI locked out). The
+# master's pace (beats paced to the fleet's size: 200 s at 10,000) tells the
+# agent how big its fleet is; its reconnect backoff grows up to this share of
+# it, and the hello waits as long, so a slow answer is not thrown away.
+BACKOFF_SHARE_OF_PACE = 0.25
+BACKOFF_CEILING_S = 60.0
 # A plaintext agent whose master refuses plaintext this many times in a row
 # stops. (One refusal can be a connection cut mid-handshake.)
 TLS_REFUSALS_FATAL = 3
@@ -146,7 +155,7 @@ class MasterSession:
         facts = await self.facts.hello()
         call = self._stub.Connect()
         try:
-            async with asyncio.timeout(HELLO_TIMEOUT_S):
+            async with asyncio.timeout(max(HELLO_TIMEOUT_S, self.backoff_cap_s())):
                 await call.write(self._hello(facts))
                 first = await call.read()
         except grpc.aio.AioRpcError as exc:
@@ -201,7 +210,11 @@ class MasterSession:
             self._call = None
             await self._next_master()
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(BACKOFF_MAX_S, backoff * 2)
+            backoff = min(self.backoff_cap_s(), backoff * 2)
+
+    def backoff_cap_s(self) -> float:
+        """The longest wait between attempts to reach the master: longer in a bigger fleet."""
+        return min(BACKOFF_CEILING_S, max(BACKOFF_MAX_S, self.interval_s * BACKOFF_SHARE_OF_PACE))
 
     async def _serve(self, call: Any) -> None:
         beats = asyncio.create_task(self._beat(call), name="beats")
