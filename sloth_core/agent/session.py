@@ -3,9 +3,10 @@
 :class:`MasterSession` keeps one ``AgentSession.Connect`` stream open:
 hello first (the registration), then beats up (as often as the master's
 pace says: rarely, in a big fleet); run requests, cancels and shutdown come
-down. For each run the
-master asks for, the agent opens a ``Report`` call and writes that run's
-events on it; when the master hangs up that call, the run is killed. A lost
+down. A run that exits within :data:`WHOLE_RUN_WAIT_S` with little output
+goes up whole on the session (``AgentUp.done``); for any other the agent
+opens a ``Report`` call and writes that run's events on it; when the master
+hangs up that call, the run is killed. A lost
 stream is re-opened with capped backoff, and the master learns we are
 back from the hello.
 """
@@ -53,6 +54,12 @@ BACKOFF_CEILING_S = 60.0
 # stops. (One refusal can be a connection cut mid-handshake.)
 TLS_REFUSALS_FATAL = 3
 HELLO_TIMEOUT_S = 10.0
+# A run reported whole on the session must have exited within this and
+# printed at most WHOLE_RUN_BYTES; any other opens a Report call (the wait
+# is how late a long command's first output can be). A call per run was
+# most of a fan-out's cost on both sides.
+WHOLE_RUN_WAIT_S = 0.2
+WHOLE_RUN_BYTES = 16 * 1024
 LEAVE_TIMEOUT_S = 1.0
 
 
@@ -94,6 +101,7 @@ class MasterSession:
         self._open(self._master)
         self._call: Any = None
         self._reports: set[asyncio.Task[None]] = set()
+        self._writing = asyncio.Lock()  # grpc takes one write at a time on the session
         self.interval_s = 5.0
         self.registered = asyncio.Event()
         self.facts = FactsReporter(
@@ -222,7 +230,7 @@ class MasterSession:
             while (message := await call.read()) is not grpc.aio.EOF:
                 kind = message.WhichOneof("kind")
                 if kind == "execute":
-                    self._start_report(message.execute)
+                    self._start_report(message.execute, call)
                 elif kind == "cancel":
                     self._runs.cancel(message.cancel.run_id)
                 elif kind == "pace":
@@ -237,41 +245,99 @@ class MasterSession:
         while True:
             await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
             facts = await self.facts.for_beat()  # only what changed, at most every 15 s
-            await call.write(pb.AgentUp(beat=pb.Beat(running=self._runs.running, facts=facts)))
+            async with self._writing:
+                await call.write(pb.AgentUp(beat=pb.Beat(running=self._runs.running, facts=facts)))
             self.facts.delivered()
 
     # ------------------------------------------------------------ runs
 
-    def _start_report(self, request: pb.ExecuteRequest) -> None:
-        task = asyncio.create_task(self._report(request), name=f"run {request.run_id}")
+    def _start_report(self, request: pb.ExecuteRequest, session: Any) -> None:
+        task = asyncio.create_task(self._report(request, session), name=f"run {request.run_id}")
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
 
-    async def _report(self, request: pb.ExecuteRequest) -> None:
-        """Run it and write its events on a Report call; a hung-up call kills the run."""
+    async def _report(self, request: pb.ExecuteRequest, session: Any) -> None:
+        """Run it; report it whole on ``session`` if it ends at once, else on a Report call."""
+        run_id = request.run_id
+        inputs = self._input_of(run_id) if request.stdin or request.HasField("pty") else None
+        try:
+            events = self._runs.start_request(request, inputs)
+        except errors.SlothError as exc:
+            failed = pb.ExecuteEvent(exit=pb.ExecExit(status=pb.RUN_FAILED, exit_code=-1, error=str(exc)))
+            await self._report_whole(session, run_id, [failed])
+            return
+        # Closed here: a run whose report cannot be delivered is killed now.
+        async with contextlib.aclosing(events):
+            head: list[pb.ExecuteEvent] = []
+            pending: asyncio.Future[pb.ExecuteEvent] | None = None
+            try:
+                if inputs is None:  # input or a terminal: the caller is waiting for the first byte
+                    head, pending, whole = await self._first_events(events)
+                    if whole:
+                        await self._report_whole(session, run_id, head)
+                        return
+                await self._report_on_call(run_id, events, head, pending)
+            finally:
+                if pending is not None and not pending.done():
+                    pending.cancel()  # the run's generator ends (and kills the process group) with it
+                    with contextlib.suppress(BaseException):
+                        await pending
+
+    async def _first_events(
+        self, events: AsyncIterator[pb.ExecuteEvent]
+    ) -> tuple[list[pb.ExecuteEvent], asyncio.Future[pb.ExecuteEvent] | None, bool]:
+        """A run's events while it may still be reported whole: (events, the next one if awaited, whole)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WHOLE_RUN_WAIT_S
+        head: list[pb.ExecuteEvent] = []
+        size = 0
+        while True:
+            # Waited for with a timeout but never cancelled by it: the
+            # generator cannot take a cancellation and go on.
+            upcoming: asyncio.Future[pb.ExecuteEvent] = asyncio.ensure_future(anext(events))  # type: ignore[arg-type]
+            done, _ = await asyncio.wait({upcoming}, timeout=max(0.0, deadline - loop.time()))
+            if not done:
+                return head, upcoming, False
+            event = upcoming.result()  # no StopAsyncIteration: a run's events end with its exit
+            head.append(event)
+            size += len(event.output.data)
+            if event.HasField("exit"):
+                return head, None, True
+            if size > WHOLE_RUN_BYTES:
+                return head, None, False
+
+    async def _report_whole(self, session: Any, run_id: str, events: list[pb.ExecuteEvent]) -> None:
+        try:
+            async with self._writing:
+                await session.write(pb.AgentUp(done=pb.RunDone(run_id=run_id, events=events)))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            # The session broke: the master has counted the run lost already.
+            log.info("run %s: not reported, the session ended (%s)", run_id, exc)
+
+    async def _report_on_call(
+        self,
+        run_id: str,
+        events: AsyncIterator[pb.ExecuteEvent],
+        head: list[pb.ExecuteEvent],
+        pending: asyncio.Future[pb.ExecuteEvent] | None,
+    ) -> None:
+        """Write the run's events on a Report call; a hung-up call kills the run."""
         call = self._stub.Report()
         # The master hanging up (a cancel, or the master gone) ends the call
         # even while the command prints nothing: kill the run then.
-        call.add_done_callback(lambda _call: self._runs.cancel(request.run_id))
+        call.add_done_callback(lambda _call: self._runs.cancel(run_id))
         try:
-            inputs = self._input_of(request.run_id) if request.stdin or request.HasField("pty") else None
-            try:
-                events = self._runs.start_request(request, inputs)
-            except errors.SlothError as exc:
-                await call.write(pb.RunReport(run_id=request.run_id, event=pb.ExecuteEvent(
-                    exit=pb.ExecExit(status=pb.RUN_FAILED, exit_code=-1, error=str(exc)))))
-                await call.done_writing()
-                await call
-                return
-            # Closed here: a run whose call the master hung up is killed now.
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    await call.write(pb.RunReport(run_id=request.run_id, event=event))
+            for event in head:
+                await call.write(pb.RunReport(run_id=run_id, event=event))
+            if pending is not None:
+                await call.write(pb.RunReport(run_id=run_id, event=await pending))
+            async for event in events:
+                await call.write(pb.RunReport(run_id=run_id, event=event))
             await call.done_writing()
             await call
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            log.info("run %s: the master hung up (%s)", request.run_id, detail)
+            log.info("run %s: the master hung up (%s)", run_id, detail)
         finally:
             if not call.done():
                 call.cancel()
@@ -323,8 +389,9 @@ class MasterSession:
             return
         try:
             async with asyncio.timeout(timeout_s):
-                await call.write(pb.AgentUp(goodbye=pb.Goodbye()))
-                await call.done_writing()
+                async with self._writing:
+                    await call.write(pb.AgentUp(goodbye=pb.Goodbye()))
+                    await call.done_writing()
                 while await call.read() is not grpc.aio.EOF:
                     pass
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:

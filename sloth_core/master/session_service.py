@@ -135,6 +135,9 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
                     if not session.pace_s / 2 <= pace <= session.pace_s * 2:
                         session.pace_s = pace
                         session.send(pb.MasterDown(pace=pb.Pace(heartbeat_interval_s=pace)))
+                elif kind == "done":
+                    self._registry.touch(name)
+                    self._hub.done(session, message.done)
                 elif kind == "goodbye":
                     self._registry.leave(pb.LeaveRequest(name=name, instance_id=instance))
 

@@ -4,7 +4,9 @@ The master never dials an agent. :class:`SessionHub` holds the live
 sessions by agent name and is the dispatcher's
 :class:`~sloth_core.master.agent_link.AgentLink`: a run request goes down the
 agent's session, and the run's events come back on the ``Report`` call the
-agent opens for it (:meth:`SessionHub.attach`). No gRPC here: the servicer
+agent opens for it (:meth:`SessionHub.attach`), or, for a run that ended at
+once with little output, all together on the session itself
+(:meth:`SessionHub.done`). No gRPC here: the servicer
 (:mod:`sloth_core.master.session_service`) feeds it, so unit tests can too.
 
 When a session ends (the agent's socket closed, or the registry gave up on
@@ -27,6 +29,9 @@ from sloth_core.storage import AgentRecord
 log = logging.getLogger(__name__)
 
 RUN_QUEUE = 16  # events buffered per run between the agent's call and the relay
+# A whole run reported on the session: the agent sends at most a few events
+# (started, output up to 16 KiB, exit); more is a misbehaving agent.
+MAX_DONE_EVENTS = 64
 
 
 @dataclass(eq=False)
@@ -53,7 +58,10 @@ class SessionRun:
         self._index = index if index is not None else {}
         self._agent = agent
         self.run_id = run_id
-        self._queue: asyncio.Queue[pb.ExecuteEvent | BaseException | None] = asyncio.Queue(RUN_QUEUE)
+        # An item is one event, or a whole run's (reported on the session).
+        self._queue: asyncio.Queue[pb.ExecuteEvent | list[pb.ExecuteEvent] | BaseException | None] = asyncio.Queue(
+            RUN_QUEUE
+        )
         self._done = False  # the relay has read the end
         self._ended = False  # the end is queued
         self.reporter: asyncio.Future[None] | None = None  # set once attached; resolved to hang up
@@ -72,6 +80,11 @@ class SessionRun:
             if isinstance(item, BaseException):
                 self._done = True
                 raise item
+            if isinstance(item, list):
+                self._done = True
+                for event in item:
+                    yield event
+                return
             if item.HasField("exit"):
                 # Done before the reader sees it: it stops reading at the exit.
                 self._done = True
@@ -105,6 +118,19 @@ class SessionRun:
         elif event.HasField("exit"):
             self.exited = True
         await self._queue.put(event)
+
+    def take_whole(self, events: list[pb.ExecuteEvent]) -> None:
+        """The agent reported the whole run at once, on its session (no Report call)."""
+        if self._ended or self.reporter is not None:
+            return  # cancelled meanwhile, or reported on a call: the session's copy is not wanted
+        if not events or not events[-1].HasField("exit") or len(events) > MAX_DONE_EVENTS:
+            self.fail(errors.AgentUnreachableError(
+                f"agent {self._agent.name!r} reported run {self.run_id} without an exit status"))
+            return
+        self.started = self.exited = True
+        self._forget()
+        self._ended = True
+        self._queue.put_nowait(events)  # room: nothing else was queued for a run not reported on a call
 
     def reported_all(self) -> None:
         """The Report call ended; without an exit, the agent died mid-run (its socket closed)."""
@@ -194,6 +220,12 @@ class SessionHub:
         if name is None:
             raise errors.RunNotFoundError(f"run {run_id!r} is not waiting for a report")
         return name
+
+    def done(self, session: Session, report: pb.RunDone) -> None:
+        """A whole run reported on ``session``; one it was not asked (or no longer waits for) is ignored."""
+        run = session.runs.get(report.run_id)
+        if run is not None:
+            run.take_whole(list(report.events))
 
     def attach(self, name: str, run_id: str) -> SessionRun:
         """The agent ``name`` opened the Report call for ``run_id``."""

@@ -224,14 +224,24 @@ class InputRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class AgentUp(_message.Message):
-    __slots__ = ("hello", "beat", "goodbye")
+    __slots__ = ("hello", "beat", "goodbye", "done")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     BEAT_FIELD_NUMBER: _ClassVar[int]
     GOODBYE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
     hello: RegisterRequest
     beat: Beat
     goodbye: Goodbye
-    def __init__(self, hello: _Optional[_Union[RegisterRequest, _Mapping]] = ..., beat: _Optional[_Union[Beat, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
+    done: RunDone
+    def __init__(self, hello: _Optional[_Union[RegisterRequest, _Mapping]] = ..., beat: _Optional[_Union[Beat, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., done: _Optional[_Union[RunDone, _Mapping]] = ...) -> None: ...
+
+class RunDone(_message.Message):
+    __slots__ = ("run_id", "events")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    events: _containers.RepeatedCompositeFieldContainer[ExecuteEvent]
+    def __init__(self, run_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ExecuteEvent, _Mapping]]] = ...) -> None: ...
 
 class Beat(_message.Message):
     __slots__ = ("running", "facts")

@@ -590,9 +590,10 @@ class AgentSessionStub:
 
     Agents dial out: the master never opens a connection to an agent. Each
     agent keeps one Connect stream open (register, then beats up; run
-    requests, cancels and shutdown down) and opens one Report call per run the
-    master asks for, carrying that run's events. Agents need no inbound port,
-    and the master holds one connection per agent, opened by the agent.
+    requests, cancels and shutdown down). A run that ends quickly with little
+    output is reported whole on that stream (AgentUp.done); any other opens a
+    Report call carrying its events. Agents need no inbound port, and the
+    master holds one connection per agent, opened by the agent.
     """
 
     def __init__(self, channel):
@@ -623,9 +624,10 @@ class AgentSessionServicer:
 
     Agents dial out: the master never opens a connection to an agent. Each
     agent keeps one Connect stream open (register, then beats up; run
-    requests, cancels and shutdown down) and opens one Report call per run the
-    master asks for, carrying that run's events. Agents need no inbound port,
-    and the master holds one connection per agent, opened by the agent.
+    requests, cancels and shutdown down). A run that ends quickly with little
+    output is reported whole on that stream (AgentUp.done); any other opens a
+    Report call carrying its events. Agents need no inbound port, and the
+    master holds one connection per agent, opened by the agent.
     """
 
     def Connect(self, request_iterator, context):
@@ -679,9 +681,10 @@ class AgentSession:
 
     Agents dial out: the master never opens a connection to an agent. Each
     agent keeps one Connect stream open (register, then beats up; run
-    requests, cancels and shutdown down) and opens one Report call per run the
-    master asks for, carrying that run's events. Agents need no inbound port,
-    and the master holds one connection per agent, opened by the agent.
+    requests, cancels and shutdown down). A run that ends quickly with little
+    output is reported whole on that stream (AgentUp.done); any other opens a
+    Report call carrying its events. Agents need no inbound port, and the
+    master holds one connection per agent, opened by the agent.
     """
 
     @staticmethod

@@ -108,6 +108,52 @@ async def test_a_run_goes_down_the_session_and_its_events_come_back(registry: Re
         hub.agent_of("r-1")
 
 
+def whole(run_id: str, *events: pb.ExecuteEvent) -> pb.RunDone:
+    return pb.RunDone(run_id=run_id, events=list(events))
+
+
+STARTED = pb.ExecuteEvent(started=pb.ExecStarted(pid=1))
+OUTPUT = pb.ExecuteEvent(output=pb.OutputChunk(stream=pb.STDOUT, data=b"hi\n", seq=1))
+EXIT = pb.ExecuteEvent(exit=pb.ExecExit(status=pb.RUN_SUCCEEDED))
+
+
+async def test_a_short_run_reported_whole_on_the_session_needs_no_report_call(registry: Registry) -> None:
+    register(registry, "web-1")
+    hub = SessionHub()
+    session = hub.open("web-1", "web-1-1", None)
+    run = hub.execute(agent_record(registry, "web-1"), pb.ExecuteRequest(run_id="r-1", command="echo hi"))
+    hub.done(session, whole("r-1", STARTED, OUTPUT, EXIT))
+    assert [e.WhichOneof("kind") async for e in run] == ["started", "output", "exit"]
+    with pytest.raises(errors.RunNotFoundError):
+        hub.attach("web-1", "r-1")  # reported: no call may report it again
+    hub.done(session, whole("r-1", STARTED, EXIT))  # again, or a run never asked: ignored
+    hub.done(session, whole("r-404", STARTED, EXIT))
+
+
+async def test_a_whole_run_without_an_exit_or_too_many_events_is_lost_not_hung(registry: Registry) -> None:
+    register(registry, "web-1")
+    hub = SessionHub()
+    session = hub.open("web-1", "web-1-1", None)
+    record = agent_record(registry, "web-1")
+    for run_id, events in (("r-1", [STARTED, OUTPUT]), ("r-2", [STARTED] + [OUTPUT] * 100 + [EXIT])):
+        run = hub.execute(record, pb.ExecuteRequest(run_id=run_id, command="true"))
+        hub.done(session, whole(run_id, *events))
+        with pytest.raises(errors.AgentUnreachableError, match="without an exit status"):
+            await asyncio.wait_for(anext(aiter(run)), 1)
+
+
+async def test_a_cancelled_run_ignores_a_late_whole_report(registry: Registry) -> None:
+    register(registry, "web-1")
+    hub = SessionHub()
+    session = hub.open("web-1", "web-1-1", None)
+    run = hub.execute(agent_record(registry, "web-1"), pb.ExecuteRequest(run_id="r-1", command="true"))
+    assert run.cancel()
+    hub.done(session, whole("r-1", STARTED, EXIT))
+    with pytest.raises(errors.CallCancelledError):
+        async for _ in run:
+            pass
+
+
 async def test_a_session_ending_mid_run_loses_the_run(registry: Registry) -> None:
     register(registry, "web-1")
     hub = SessionHub()
