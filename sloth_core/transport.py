@@ -26,16 +26,17 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # not catch a frozen peer for ~60 s).
 #
 # Clients (CLI, console) ping every 2 s while a call is open, so they notice
-# a dead master quickly. Servers ping every 5 s with a 5 s deadline: every
-# agent holds its session open all the time, so this is what notices a
-# frozen or vanished agent (within ~10 s, also mid-run; a killed one's socket
-# closes at once). grpc's core answers pings without the Python loop, so a
-# busy peer is not taken for a frozen one. At 2 s, 10,000 sessions would be
-# 5,000 pings a second at the master (~60 us each).
+# a dead master quickly. Servers ping every 30 s with a 20 s deadline: every
+# agent holds its session open all the time, so this is what notices an idle
+# agent's host that vanished without closing its socket. A frozen agent with
+# runs in flight is the registry's to judge, by its busy beats (see
+# registry.py): at 5 s with a 5 s deadline, 10,000 sessions were 2,000 pings a
+# second (most of an idle master's CPU), and under a 10,000-agent job grpc fell
+# behind reading the answers and ended 297 healthy sessions for "ping timeout".
 _CLIENT_KEEPALIVE_MS = 2_000
 _CLIENT_PING_TIMEOUT_MS = 2_000
-_SERVER_KEEPALIVE_MS = 5_000
-_SERVER_PING_TIMEOUT_MS = 5_000
+_SERVER_KEEPALIVE_MS = 30_000
+_SERVER_PING_TIMEOUT_MS = 20_000
 # The agent's side of its session pings rarely: the master's pings keep the
 # connection honest; these only notice a master host that vanished.
 _AGENT_KEEPALIVE_MS = 60_000

@@ -102,6 +102,9 @@ class MasterSession:
         self._call: Any = None
         self._reports: set[asyncio.Task[None]] = set()
         self._writing = asyncio.Lock()  # grpc takes one write at a time on the session
+        # While runs are in flight the agent beats as often as their requests say.
+        self.busy_interval_s = 2.0
+        self._got_work = asyncio.Event()
         self.interval_s = 5.0
         self.registered = asyncio.Event()
         self.facts = FactsReporter(
@@ -230,7 +233,9 @@ class MasterSession:
             while (message := await call.read()) is not grpc.aio.EOF:
                 kind = message.WhichOneof("kind")
                 if kind == "execute":
+                    self.busy_interval_s = message.execute.beat_interval_s or self.busy_interval_s
                     self._start_report(message.execute, call)
+                    self._got_work.set()
                 elif kind == "cancel":
                     self._runs.cancel(message.cancel.run_id)
                 elif kind == "pace":
@@ -243,7 +248,16 @@ class MasterSession:
 
     async def _beat(self, call: Any) -> None:
         while True:
-            await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.0))
+            if self._reports:
+                await asyncio.sleep(self.busy_interval_s * random.uniform(0.8, 1.0))
+            else:
+                self._got_work.clear()
+                try:
+                    async with asyncio.timeout(self.interval_s * random.uniform(0.8, 1.0)):
+                        await self._got_work.wait()
+                    continue  # work came in while idle: the next beat is due at the busy interval
+                except TimeoutError:
+                    pass
             facts = await self.facts.for_beat()  # only what changed, at most every 15 s
             async with self._writing:
                 await call.write(pb.AgentUp(beat=pb.Beat(running=self._runs.running, facts=facts)))

@@ -131,6 +131,7 @@ class ActiveRun:
     cancel_requested: bool = False
     finishing: bool = False  # the outcome is decided; only reporting it remains
     starting: bool = False  # holds a place in the start window until the agent answers
+    asked: bool = False  # the request went to the agent: it must beat until the run ends
     followers: set[Follower] = field(default_factory=set)
     # --env and --cwd go to the agent but not into history: values may be secrets.
     env: dict[str, str] = field(default_factory=dict)
@@ -409,11 +410,12 @@ class Dispatcher:
                 if run.cancel_requested:
                     status, error = pb.RUN_CANCELLED, "cancelled before it started"
                     return
+                run.asked = True
                 call = self._link.execute(
                     agent,
                     pb.ExecuteRequest(
                         run_id=rec.run_id, command=rec.command, timeout_s=rec.timeout_s, env=run.env, cwd=run.cwd,
-                        stdin=run.stdin, pty=run.pty,
+                        stdin=run.stdin, pty=run.pty, beat_interval_s=self._registry.asked(rec.agent),
                     ),
                 )
                 deadline = rec.timeout_s + TIMEOUT_SLACK_S if rec.timeout_s else None
@@ -443,6 +445,9 @@ class Dispatcher:
             status, error = pb.RUN_LOST, f"internal error: {exc}"
         finally:
             self._started(run)
+            if run.asked:
+                run.asked = False
+                self._registry.answered(rec.agent)
             run.finishing = True
             if call is not None and not call.done():
                 call.cancel()

@@ -32,10 +32,14 @@ MISSED_BEATS_OFFLINE = 3
 # every 200 s). A killed agent is still noticed at once (its session's socket
 # closes), a vanished host by the session's keepalive.
 BEATS_PER_S = 50.0
-# A frozen agent (its runs in flight) is not judged here: its session's
-# HTTP/2 keepalive (transport.py) ends the session within ~10 s, and grpc's
-# core answers those pings even while a busy agent's Python is behind, so
-# overload cannot pass for a freeze.
+# An agent with runs in flight beats faster, as each run's request says: a
+# frozen agent's runs are lost within three of those beats (6 s in a small
+# fleet). This is judged here, not by grpc's keepalive: under a 10,000-agent
+# job grpc fell behind reading its pings' answers and ended 297 healthy
+# sessions, while this judgement pauses whenever the master itself stalls.
+# Busy beats are paced too, by how many agents are busy.
+BUSY_BEAT_S = 2.0
+BUSY_BEATS_PER_S = 250.0
 # A sweep this much later than planned means the master itself was stalled:
 # it saw no beats meanwhile, so silence is not held against agents until
 # STALL_GRACE_S after it recovers. Overload slows things down; it never makes
@@ -73,6 +77,8 @@ class Registry:
         self._running: dict[str, int] = {}
         self._online: set[str] = set()
         self._paces: dict[str, float] = {}  # the idle interval each agent was given
+        # Agents asked to run something: (runs asked, since when, the busy beat interval they were given).
+        self._busy: dict[str, tuple[int, float, float]] = {}
         self._quiet_until = 0.0  # no silence counts before this (the master was stalled)
         self._next_silence_scan = 0.0
         # last_seen changes every beat; it is flushed in batches, not per beat.
@@ -267,6 +273,7 @@ class Registry:
         self._online.discard(name)
         self._paces.pop(name, None)
         self._running.pop(name, None)
+        self._busy.pop(name, None)
         self._dirty.discard(name)
         self._storage.delete_agent(name)
         self._bus.agent(pb.AGENT_DELETED, info)
@@ -277,6 +284,33 @@ class Registry:
 
     def run_finished(self, name: str) -> None:
         self._count_runs(name, -1)
+
+    def asked(self, name: str) -> float:
+        """A run is being asked of ``name``; the interval it must beat at until it answers for all its runs."""
+        count, since, pace = self._busy.get(name, (0, 0.0, 0.0))
+        now = self._clock()
+        if not count:
+            pace = max(min(self.heartbeat_interval_s, BUSY_BEAT_S), (len(self._busy) + 1) / BUSY_BEATS_PER_S)
+            since = now  # its silence counts from here: it may not have beaten for a long idle interval
+        self._busy[name] = (count + 1, since, pace)
+        self._next_silence_scan = min(self._next_silence_scan, max(since, self._last_seen(name)) + self._busy_limit(pace))
+        return pace
+
+    def answered(self, name: str) -> None:
+        """A run asked of ``name`` ended (whatever its outcome)."""
+        count, since, pace = self._busy.get(name, (1, 0.0, 0.0))
+        if count > 1:
+            self._busy[name] = (count - 1, since, pace)
+        else:
+            self._busy.pop(name, None)
+
+    def _last_seen(self, name: str) -> float:
+        rec = self._agents.get(name)
+        return rec.last_seen if rec is not None else 0.0
+
+    @staticmethod
+    def _busy_limit(pace: float) -> float:
+        return MISSED_BEATS_OFFLINE * pace
 
     def _count_runs(self, name: str, delta: int) -> None:
         # No event: watchers count runs in flight from the run events
@@ -343,11 +377,18 @@ class Registry:
                     continue
                 if self.clustered and rec.name not in self._here:
                     continue  # another master's agent: that master (or the sweeper lock's holder) decides
-                allowed = max(base, MISSED_BEATS_OFFLINE * self._paces.get(rec.name, 0.0))
-                if now - rec.last_seen > allowed:
-                    self._go_offline(rec, f"no heartbeat for {now - rec.last_seen:.0f} s")
+                busy = self._busy.get(rec.name)
+                if busy is not None:
+                    heard = max(rec.last_seen, busy[1])
+                    allowed = self._busy_limit(busy[2])
                 else:
-                    soonest = min(soonest, rec.last_seen + allowed)
+                    heard = rec.last_seen
+                    allowed = max(base, MISSED_BEATS_OFFLINE * self._paces.get(rec.name, 0.0))
+                if now - heard > allowed:
+                    what = "with runs in flight" if busy is not None else ""
+                    self._go_offline(rec, f"no heartbeat for {now - heard:.0f} s {what}".rstrip())
+                else:
+                    soonest = min(soonest, heard + allowed)
             self._next_silence_scan = soonest
         if self._dirty or self._facts_changed:
             beaten = sorted(n for n in self._dirty if n in self._agents)

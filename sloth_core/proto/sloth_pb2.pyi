@@ -605,7 +605,7 @@ class JoinResponse(_message.Message):
     def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("run_id", "command", "timeout_s", "env", "cwd", "stdin", "pty")
+    __slots__ = ("run_id", "command", "timeout_s", "env", "cwd", "stdin", "pty", "beat_interval_s")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -620,6 +620,7 @@ class ExecuteRequest(_message.Message):
     CWD_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
     PTY_FIELD_NUMBER: _ClassVar[int]
+    BEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     command: str
     timeout_s: float
@@ -627,7 +628,8 @@ class ExecuteRequest(_message.Message):
     cwd: str
     stdin: bool
     pty: Pty
-    def __init__(self, run_id: _Optional[str] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., stdin: _Optional[bool] = ..., pty: _Optional[_Union[Pty, _Mapping]] = ...) -> None: ...
+    beat_interval_s: float
+    def __init__(self, run_id: _Optional[str] = ..., command: _Optional[str] = ..., timeout_s: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., stdin: _Optional[bool] = ..., pty: _Optional[_Union[Pty, _Mapping]] = ..., beat_interval_s: _Optional[float] = ...) -> None: ...
 
 class ExecStarted(_message.Message):
     __slots__ = ("pid", "started_at")

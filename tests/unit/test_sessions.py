@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 from sloth_core import errors
-from sloth_core.master.registry import BEATS_PER_S, MISSED_BEATS_OFFLINE, STALL_GRACE_S, Registry
+from sloth_core.master.registry import (
+    BEATS_PER_S,
+    BUSY_BEAT_S,
+    BUSY_BEATS_PER_S,
+    MISSED_BEATS_OFFLINE,
+    STALL_GRACE_S,
+    Registry,
+)
 from sloth_core.master.sessions import SessionHub
 from sloth_core.proto import sloth_pb2 as pb
 from tests.unit.conftest import HEARTBEAT_S, register
@@ -82,6 +89,46 @@ def test_a_stalled_master_holds_no_silence_against_agents(registry: Registry, cl
 
 
 # ---------------------------------------------------------------- runs over a session
+
+
+def test_an_agent_with_runs_in_flight_is_judged_by_its_busy_beats(registry: Registry, clock: FakeClock) -> None:
+    for i in range(1000):
+        register(registry, f"a-{i}")
+    idle_pace = registry.pace_for("a-1")  # 20 s: an idle agent may be silent for a minute
+    clock.advance(idle_pace)  # its last beat is long ago, and that is fine
+    busy_pace = registry.asked("a-1")
+    assert busy_pace == min(HEARTBEAT_S, BUSY_BEAT_S)
+    clock.advance(MISSED_BEATS_OFFLINE * busy_pace - 0.5)  # silence counts from the request, not the old beat
+    registry.sweep()
+    assert status(registry, "a-1") == pb.AGENT_ONLINE
+    beat(registry, "a-1")  # busy beats keep it online
+    clock.advance(MISSED_BEATS_OFFLINE * busy_pace - 0.5)
+    registry.sweep()
+    assert status(registry, "a-1") == pb.AGENT_ONLINE
+    clock.advance(1.0)  # frozen mid-run: three busy beats missed
+    registry.sweep()
+    assert status(registry, "a-1") == pb.AGENT_OFFLINE
+
+
+def test_an_agent_that_answered_its_runs_goes_back_to_its_idle_allowance(registry: Registry, clock: FakeClock) -> None:
+    for i in range(1000):
+        register(registry, f"a-{i}")
+    registry.pace_for("a-1")
+    registry.asked("a-1")
+    registry.asked("a-1")
+    registry.answered("a-1")
+    registry.answered("a-1")
+    clock.advance(MISSED_BEATS_OFFLINE * BUSY_BEAT_S + 1)
+    registry.sweep()
+    assert status(registry, "a-1") == pb.AGENT_ONLINE
+
+
+def test_busy_beats_slow_down_as_more_agents_are_busy(registry: Registry) -> None:
+    for i in range(2000):
+        register(registry, f"a-{i}")
+    paces = [registry.asked(f"a-{i}") for i in range(2000)]
+    assert paces[0] == min(HEARTBEAT_S, BUSY_BEAT_S)
+    assert paces[-1] == pytest.approx(2000 / BUSY_BEATS_PER_S)
 
 
 def agent_record(registry: Registry, name: str):  # type: ignore[no-untyped-def]
