@@ -41,14 +41,6 @@ JOB_QUEUE = 64  # events; 64 x 64 KiB bounds a job's buffered output to 4 MiB
 FOLLOW_QUEUE_BYTES = 16 * 1024 * 1024  # what a `runs show --follow` may lag behind
 CANCEL_GRACE_S = 5.0  # the agent's TERM→KILL grace plus slack
 TIMEOUT_SLACK_S = 10.0  # the agent enforces timeouts; the master only backs it up
-# Runs being asked of their agents at once (asked, not yet started), across
-# jobs. A fan-out to 10,000 agents once asked them all in one turn of the
-# event loop: 10,000 session writes took 15 s in a single iteration (no beat,
-# no Watch event, no CLI meanwhile), and grpc, as far behind, took the
-# agents' keepalive answers for silence and ended 297 healthy sessions, their
-# runs lost. Asked through this window, the loop turns over every few hundred
-# runs; agents still start their runs in parallel, so the job is no slower.
-START_WINDOW = 256
 
 
 def new_id(prefix: str) -> str:
@@ -130,7 +122,6 @@ class ActiveRun:
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
     finishing: bool = False  # the outcome is decided; only reporting it remains
-    starting: bool = False  # holds a place in the start window until the agent answers
     asked: bool = False  # the request went to the agent: it must beat until the run ends
     followers: set[Follower] = field(default_factory=set)
     # --env and --cwd go to the agent but not into history: values may be secrets.
@@ -155,7 +146,6 @@ class Dispatcher:
         driver: str = "",
         inputs: InputRelay | None = None,
         stdin_cap: int = DEFAULT_STDIN_CAP,
-        start_window: int = START_WINDOW,
     ) -> None:
         self._registry = registry
         # This master's lease id, recorded on its runs (several masters: whose runs die with whom).
@@ -170,7 +160,6 @@ class Dispatcher:
         #: Callers' input for runs that take it, read by the agents' Input calls.
         self.inputs = inputs if inputs is not None else InputRelay()
         self._stdin_cap = stdin_cap
-        self._start_window = asyncio.Semaphore(start_window)
         self._active: dict[str, ActiveRun] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._since_prune: dict[str, int] = {}
@@ -401,8 +390,6 @@ class Dispatcher:
             if run.job.input is not None:
                 await run.job.input.ready()  # a fan-out starts once its whole input is here
             async with limit if limit is not None else contextlib.nullcontext():
-                await self._start_window.acquire()
-                run.starting = True
                 agent = self._registry.get(rec.agent)
                 if agent is None or agent.status != pb.AGENT_ONLINE:
                     status, error = pb.RUN_REJECTED, f"agent {rec.agent!r} went away before the run started"
@@ -444,7 +431,6 @@ class Dispatcher:
             log.exception("relay of %s failed", rec.run_id)
             status, error = pb.RUN_LOST, f"internal error: {exc}"
         finally:
-            self._started(run)
             if run.asked:
                 run.asked = False
                 self._registry.answered(rec.agent)
@@ -452,12 +438,6 @@ class Dispatcher:
             if call is not None and not call.done():
                 call.cancel()
             await self._finish(run, status, exit_code, signal, error)
-
-    def _started(self, run: ActiveRun) -> None:
-        """The agent answered (or the run ended): its place in the start window goes to the next run."""
-        if run.starting:
-            run.starting = False
-            self._start_window.release()
 
     async def _pump(
         self,
@@ -469,7 +449,6 @@ class Dispatcher:
         ids = {"job_id": rec.job_id, "run_id": rec.run_id, "agent": rec.agent}
         loop = asyncio.get_running_loop()
         async for event in call:
-            self._started(run)
             kind = event.WhichOneof("kind")
             if kind == "output":
                 run.recorder.add(event.output)

@@ -117,7 +117,8 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
 
     async def _write(self, session: Session, context: grpc.aio.ServicerContext) -> None:
         while (message := await session.outbox.get()) is not None:
-            await context.write(message)
+            async with self._hub.writing:
+                await context.write(message)
 
     async def _read(self, session: Session, context: grpc.aio.ServicerContext) -> None:
         name, instance = session.name, session.instance_id

@@ -32,6 +32,13 @@ RUN_QUEUE = 16  # events buffered per run between the agent's call and the relay
 # A whole run reported on the session: the agent sends at most a few events
 # (started, output up to 16 KiB, exit); more is a misbehaving agent.
 MAX_DONE_EVENTS = 64
+# Messages being written to agents' sessions at once, across all sessions. A
+# fan-out to 10,000 agents woke 10,000 session writers in one turn of the
+# event loop: their writes took 15 s in that single iteration (no beat, no
+# Watch event, no CLI meanwhile), and grpc, as far behind, took the agents'
+# keepalive answers for silence and ended 297 healthy sessions, their runs
+# lost. Through this bound the loop turns over every few hundred writes.
+WRITES_AT_ONCE = 256
 
 
 @dataclass(eq=False)
@@ -170,7 +177,9 @@ class SessionRun:
 class SessionHub:
     """Live sessions by agent name; the dispatcher's link to its agents."""
 
-    def __init__(self) -> None:
+    def __init__(self, writes_at_once: int = WRITES_AT_ONCE) -> None:
+        #: Held by each write to a session (see WRITES_AT_ONCE).
+        self.writing = asyncio.Semaphore(writes_at_once)
         self._sessions: dict[str, Session] = {}
         self._run_agents: dict[str, str] = {}  # run id -> the agent it was asked of
 
