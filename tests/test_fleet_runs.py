@@ -102,6 +102,27 @@ def _start_long_run(fleet: Fleet, tmp: Path, *extra: str) -> tuple[subprocess.Po
     return cli, list(pids)  # type: ignore[arg-type]
 
 
+def test_a_long_commands_output_is_live_while_quick_ones_come_back_whole(three: Fleet) -> None:
+    # Quick runs travel whole on the agent's session; a long one must not
+    # hold its output back until it ends (it switches to a Report call).
+    cli = subprocess.Popen(
+        [*EXE, "agent", "run", "web-1", "--no-progress", "echo first; sleep 300", *three.client_flags()],
+        env=three.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert cli.stdout is not None
+        assert cli.stdout.readline() == b"first\n"  # while the command still runs
+        assert cli.poll() is None
+        assert [r["status"] for r in runs(three, "--agent", "web-1", "--limit", "1")] == ["running"]
+    finally:
+        cli.send_signal(signal.SIGINT)
+        cli.communicate(timeout=30)
+    quick = three.cli("agent", "run", "--all", "echo quick-$SLOTH_AGENT", *three.client_flags())
+    assert quick.returncode == 0, quick.stderr.decode()
+    lines = sorted(quick.stdout.decode().splitlines())
+    assert lines == ["db-1  | quick-db-1", "web-1 | quick-web-1", "web-2 | quick-web-2"], lines
+
+
 def test_ctrl_c_cancels_the_job_and_kills_remote_process_groups(three: Fleet, tmp_path: Path) -> None:
     cli, pids = _start_long_run(three, tmp_path, "--all")
     cli.send_signal(signal.SIGINT)
