@@ -290,7 +290,12 @@ class Registry:
         count, since, pace = self._busy.get(name, (0, 0.0, 0.0))
         now = self._clock()
         if not count:
-            pace = max(min(self.heartbeat_interval_s, BUSY_BEAT_S), (len(self._busy) + 1) / BUSY_BEATS_PER_S)
+            # Paced by every agent with runs in flight or about to be asked
+            # (a job counts all its runs at once): paced by those asked so far,
+            # the first agents of a 10,000-agent job got 2 s while the job
+            # buried their processes, and 318 healthy ones were judged frozen.
+            busy = max(len(self._busy) + 1, len(self._running))
+            pace = max(min(self.heartbeat_interval_s, BUSY_BEAT_S), busy / BUSY_BEATS_PER_S)
             since = now  # its silence counts from here: it may not have beaten for a long idle interval
         self._busy[name] = (count + 1, since, pace)
         self._next_silence_scan = min(self._next_silence_scan, max(since, self._last_seen(name)) + self._busy_limit(pace))
