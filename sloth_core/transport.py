@@ -25,8 +25,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # http2.ping_timeout_ms for the ping deadline (keepalive_timeout_ms alone did
 # not catch a frozen peer for ~60 s).
 #
-# Clients (CLI, console) ping every 2 s while a call is open, so they notice
-# a dead master quickly. Servers ping every 30 s with a 20 s deadline: every
+# Clients (CLI, console) ping every 2 s while a call is open and give the
+# master 10 s to answer: a frozen master is noticed within ~12 s (a killed one
+# at once: its sockets close). With 2 s to answer, the caller of a
+# 10,000-agent job on a loaded machine took its master for dead. Servers ping every 30 s with a 20 s deadline: every
 # agent holds its session open all the time, so this is what notices an idle
 # agent's host that vanished without closing its socket. A frozen agent with
 # runs in flight is the registry's to judge, by its busy beats (see
@@ -34,7 +36,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # second (most of an idle master's CPU), and under a 10,000-agent job grpc fell
 # behind reading the answers and ended 297 healthy sessions for "ping timeout".
 _CLIENT_KEEPALIVE_MS = 2_000
-_CLIENT_PING_TIMEOUT_MS = 2_000
+_CLIENT_PING_TIMEOUT_MS = 10_000
 _SERVER_KEEPALIVE_MS = 30_000
 _SERVER_PING_TIMEOUT_MS = 20_000
 # The agent's side of its session pings rarely: the master's pings keep the

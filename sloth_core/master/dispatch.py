@@ -14,6 +14,7 @@ stays bounded however much a command prints.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -41,6 +42,42 @@ JOB_QUEUE = 64  # events; 64 x 64 KiB bounds a job's buffered output to 4 MiB
 FOLLOW_QUEUE_BYTES = 16 * 1024 * 1024  # what a `runs show --follow` may lag behind
 CANCEL_GRACE_S = 5.0  # the agent's TERM→KILL grace plus slack
 TIMEOUT_SLACK_S = 10.0  # the agent enforces timeouts; the master only backs it up
+# Relays that start asking their agents in one turn of the event loop. All
+# 10,000 runs of a job starting in the same turn held the loop for seconds
+# (beats, Watch and the caller's own stream waited); this spreads the start
+# over turns without bounding how many runs are in flight.
+RELAYS_PER_TURN = 256
+
+
+class Turnstile:
+    """Lets at most ``per_turn`` waiters through per turn of the event loop, first come first served."""
+
+    def __init__(self, per_turn: int) -> None:
+        self._per_turn = per_turn
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._scheduled = False
+
+    async def wait(self) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        if not self._scheduled:
+            self._schedule()
+        await future
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._release)  # runs in the next turn, not this one
+
+    def _release(self) -> None:
+        self._scheduled = False
+        passed = 0
+        while self._waiting and passed < self._per_turn:
+            future = self._waiting.popleft()
+            if not future.done():  # a cancelled waiter takes no place
+                future.set_result(None)
+                passed += 1
+        if self._waiting:
+            self._schedule()
 
 
 def new_id(prefix: str) -> str:
@@ -160,6 +197,7 @@ class Dispatcher:
         #: Callers' input for runs that take it, read by the agents' Input calls.
         self.inputs = inputs if inputs is not None else InputRelay()
         self._stdin_cap = stdin_cap
+        self._turnstile = Turnstile(RELAYS_PER_TURN)
         self._active: dict[str, ActiveRun] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._since_prune: dict[str, int] = {}
@@ -390,6 +428,7 @@ class Dispatcher:
             if run.job.input is not None:
                 await run.job.input.ready()  # a fan-out starts once its whole input is here
             async with limit if limit is not None else contextlib.nullcontext():
+                await self._turnstile.wait()
                 agent = self._registry.get(rec.agent)
                 if agent is None or agent.status != pb.AGENT_ONLINE:
                     status, error = pb.RUN_REJECTED, f"agent {rec.agent!r} went away before the run started"

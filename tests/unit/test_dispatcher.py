@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 
 from sloth_core import errors
 from sloth_core.harness import wait_until
-from sloth_core.master.dispatch import Dispatcher
+from sloth_core.master.dispatch import Dispatcher, Turnstile
 from sloth_core.master.history import RunHistory
 from sloth_core.master.registry import Registry
 from sloth_core.proto import sloth_pb2 as pb
@@ -189,3 +190,23 @@ async def test_delete_forgets_and_revokes_even_an_unreachable_agent(
     await dispatcher.delete_agent("a1")
     assert two.get("a1") is None
     assert link.forgotten == ["a1"] and deleted == ["a1"]
+
+
+async def test_the_turnstile_lets_a_few_hundred_through_per_turn_of_the_loop_in_order() -> None:
+    turnstile = Turnstile(3)
+    passed: list[int] = []
+
+    async def one(i: int) -> None:
+        await turnstile.wait()
+        passed.append(i)
+
+    tasks = [asyncio.ensure_future(one(i)) for i in range(8)]
+    await asyncio.sleep(0)  # all eight wait now (none passes in the turn it arrived)
+    assert passed == []
+    tasks[1].cancel()  # a cancelled waiter takes no place
+    seen = []
+    while len(passed) < 7:
+        await asyncio.sleep(0)
+        seen.append(len(passed))
+    assert passed == [0, 2, 3, 4, 5, 6, 7]
+    assert max(b - a for a, b in itertools.pairwise([0, *seen])) <= 3  # never more than three in one turn
