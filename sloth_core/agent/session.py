@@ -298,7 +298,7 @@ class MasterSession:
             pending: asyncio.Future[pb.ExecuteEvent] | None = None
             try:
                 if inputs is None:  # input or a terminal: the caller is waiting for the first byte
-                    head, pending, whole = await self._first_events(events)
+                    head, pending, whole = await self._first_events(events, session, run_id)
                     if whole:
                         await self._report_whole(session, run_id, head)
                         return
@@ -310,9 +310,13 @@ class MasterSession:
                         await pending
 
     async def _first_events(
-        self, events: AsyncIterator[pb.ExecuteEvent]
+        self, events: AsyncIterator[pb.ExecuteEvent], session: Any, run_id: str
     ) -> tuple[list[pb.ExecuteEvent], asyncio.Future[pb.ExecuteEvent] | None, bool]:
-        """A run's events while it may still be reported whole: (events, the next one if awaited, whole)."""
+        """A run's events while it may still be reported whole: (events, the next one if awaited, whole).
+
+        Its start goes up on the session at once (consoles show it running;
+        under a fan-out the exit can be seconds away), not among the events.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WHOLE_RUN_WAIT_S
         head: list[pb.ExecuteEvent] = []
@@ -325,6 +329,9 @@ class MasterSession:
             if not done:
                 return head, upcoming, False
             event = upcoming.result()  # no StopAsyncIteration: a run's events end with its exit
+            if event.HasField("started"):
+                await self._write_up(session, run_id, pb.AgentUp(started=pb.RunReport(run_id=run_id, event=event)))
+                continue
             head.append(event)
             if event.HasField("exit"):
                 return head, None, True
@@ -335,9 +342,13 @@ class MasterSession:
                 deadline = min(deadline, loop.time() + WHOLE_RUN_OUTPUT_WAIT_S)
 
     async def _report_whole(self, session: Any, run_id: str, events: list[pb.ExecuteEvent]) -> None:
+        await self._write_up(session, run_id, pb.AgentUp(done=pb.RunDone(run_id=run_id, events=events)))
+
+    async def _write_up(self, session: Any, run_id: str, message: pb.AgentUp) -> None:
+        """Write a run's report on the session it was asked on."""
         try:
             async with self._writing:
-                await session.write(pb.AgentUp(done=pb.RunDone(run_id=run_id, events=events)))
+                await session.write(message)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             # The session broke: the master has counted the run lost already.
             log.info("run %s: not reported, the session ended (%s)", run_id, exc)

@@ -136,6 +136,8 @@ class AgentSessionService(sloth_pb2_grpc.AgentSessionServicer):
                     if not session.pace_s / 2 <= pace <= session.pace_s * 2:
                         session.pace_s = pace
                         session.send(pb.MasterDown(pace=pb.Pace(heartbeat_interval_s=pace)))
+                elif kind == "started":
+                    self._hub.started(session, message.started)
                 elif kind == "done":
                     self._registry.touch(name)
                     self._hub.done(session, message.done)

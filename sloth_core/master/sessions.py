@@ -126,6 +126,16 @@ class SessionRun:
             self.exited = True
         await self._queue.put(event)
 
+    def take_started(self, event: pb.ExecuteEvent) -> None:
+        """The run's start, reported on the session ahead of the rest (which follows whole or on a call)."""
+        if self._ended or self.started or not event.HasField("started"):
+            return
+        self.started = True
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:  # a call already filled it: its events carry on, the start is known
+            pass
+
     def take_whole(self, events: list[pb.ExecuteEvent]) -> None:
         """The agent reported the whole run at once, on its session (no Report call)."""
         if self._ended or self.reporter is not None:
@@ -137,7 +147,8 @@ class SessionRun:
         self.started = self.exited = True
         self._forget()
         self._ended = True
-        self._queue.put_nowait(events)  # room: nothing else was queued for a run not reported on a call
+        # Room: at most its start was queued for a run not reported on a call.
+        self._queue.put_nowait(events)
 
     def reported_all(self) -> None:
         """The Report call ended; without an exit, the agent died mid-run (its socket closed)."""
@@ -229,6 +240,12 @@ class SessionHub:
         if name is None:
             raise errors.RunNotFoundError(f"run {run_id!r} is not waiting for a report")
         return name
+
+    def started(self, session: Session, report: pb.RunReport) -> None:
+        """A run's start, reported on ``session``; ignored for a run it was not asked (or no longer waits for)."""
+        run = session.runs.get(report.run_id)
+        if run is not None:
+            run.take_started(report.event)
 
     def done(self, session: Session, report: pb.RunDone) -> None:
         """A whole run reported on ``session``; one it was not asked (or no longer waits for) is ignored."""

@@ -224,16 +224,18 @@ class InputRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class AgentUp(_message.Message):
-    __slots__ = ("hello", "beat", "goodbye", "done")
+    __slots__ = ("hello", "beat", "goodbye", "done", "started")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     BEAT_FIELD_NUMBER: _ClassVar[int]
     GOODBYE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
     hello: RegisterRequest
     beat: Beat
     goodbye: Goodbye
     done: RunDone
-    def __init__(self, hello: _Optional[_Union[RegisterRequest, _Mapping]] = ..., beat: _Optional[_Union[Beat, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., done: _Optional[_Union[RunDone, _Mapping]] = ...) -> None: ...
+    started: RunReport
+    def __init__(self, hello: _Optional[_Union[RegisterRequest, _Mapping]] = ..., beat: _Optional[_Union[Beat, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., done: _Optional[_Union[RunDone, _Mapping]] = ..., started: _Optional[_Union[RunReport, _Mapping]] = ...) -> None: ...
 
 class RunDone(_message.Message):
     __slots__ = ("run_id", "events")

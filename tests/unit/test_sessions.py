@@ -179,6 +179,24 @@ async def test_a_short_run_reported_whole_on_the_session_needs_no_report_call(re
     hub.done(session, whole("r-404", STARTED, EXIT))
 
 
+async def test_a_start_reported_on_the_session_comes_first_then_the_rest_whole_or_on_a_call(registry: Registry) -> None:
+    register(registry, "web-1")
+    hub = SessionHub()
+    session = hub.open("web-1", "web-1-1", None)
+    record = agent_record(registry, "web-1")
+    quick = hub.execute(record, pb.ExecuteRequest(run_id="r-1", command="echo hi"))
+    hub.started(session, pb.RunReport(run_id="r-1", event=STARTED))
+    hub.started(session, pb.RunReport(run_id="r-1", event=STARTED))  # once is enough
+    hub.done(session, whole("r-1", OUTPUT, EXIT))
+    assert [e.WhichOneof("kind") async for e in quick] == ["started", "output", "exit"]
+    slow = hub.execute(record, pb.ExecuteRequest(run_id="r-2", command="echo hi; sleep 9"))
+    hub.started(session, pb.RunReport(run_id="r-2", event=STARTED))
+    reported = hub.attach("web-1", "r-2")
+    await reported.deliver(OUTPUT)
+    await reported.deliver(EXIT)
+    assert [e.WhichOneof("kind") async for e in slow] == ["started", "output", "exit"]
+
+
 async def test_a_whole_run_without_an_exit_or_too_many_events_is_lost_not_hung(registry: Registry) -> None:
     register(registry, "web-1")
     hub = SessionHub()
