@@ -14,7 +14,6 @@ stays bounded however much a command prints.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
@@ -42,42 +41,16 @@ JOB_QUEUE = 64  # events; 64 x 64 KiB bounds a job's buffered output to 4 MiB
 FOLLOW_QUEUE_BYTES = 16 * 1024 * 1024  # what a `runs show --follow` may lag behind
 CANCEL_GRACE_S = 5.0  # the agent's TERM→KILL grace plus slack
 TIMEOUT_SLACK_S = 10.0  # the agent enforces timeouts; the master only backs it up
-# Relays that start asking their agents in one turn of the event loop. All
-# 10,000 runs of a job starting in the same turn held the loop for seconds
-# (beats, Watch and the caller's own stream waited); this spreads the start
-# over turns without bounding how many runs are in flight.
-RELAYS_PER_TURN = 256
-
-
-class Turnstile:
-    """Lets at most ``per_turn`` waiters through per turn of the event loop, first come first served."""
-
-    def __init__(self, per_turn: int) -> None:
-        self._per_turn = per_turn
-        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._scheduled = False
-
-    async def wait(self) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
-        if not self._scheduled:
-            self._schedule()
-        await future
-
-    def _schedule(self) -> None:
-        self._scheduled = True
-        asyncio.get_running_loop().call_soon(self._release)  # runs in the next turn, not this one
-
-    def _release(self) -> None:
-        self._scheduled = False
-        passed = 0
-        while self._waiting and passed < self._per_turn:
-            future = self._waiting.popleft()
-            if not future.done():  # a cancelled waiter takes no place
-                future.set_result(None)
-                passed += 1
-        if self._waiting:
-            self._schedule()
+# Runs being asked of their agents at once (asked, not yet started), across
+# jobs. A fan-out to 10,000 agents once asked them all in one turn of the
+# event loop: 10,000 session writes took 15 s in a single iteration (no beat,
+# no Watch event, no CLI meanwhile). Asked all at once through bounded writes
+# instead, the loop kept turning but the agents were buried: 20 watching
+# consoles saw starts 20 s late. Asked through this window the loop turns over
+# every few hundred runs and agents start runs as fast as they can, not
+# faster. A run's start comes back at once, so a real fleet's concurrency is
+# not bounded: at 50 ms a round trip, 256 places start ~5,000 runs a second.
+START_WINDOW = 256
 
 
 def new_id(prefix: str) -> str:
@@ -159,6 +132,7 @@ class ActiveRun:
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
     finishing: bool = False  # the outcome is decided; only reporting it remains
+    starting: bool = False  # holds a place in the start window until the agent answers
     asked: bool = False  # the request went to the agent: it must beat until the run ends
     followers: set[Follower] = field(default_factory=set)
     # --env and --cwd go to the agent but not into history: values may be secrets.
@@ -183,6 +157,7 @@ class Dispatcher:
         driver: str = "",
         inputs: InputRelay | None = None,
         stdin_cap: int = DEFAULT_STDIN_CAP,
+        start_window: int = START_WINDOW,
     ) -> None:
         self._registry = registry
         # This master's lease id, recorded on its runs (several masters: whose runs die with whom).
@@ -197,7 +172,7 @@ class Dispatcher:
         #: Callers' input for runs that take it, read by the agents' Input calls.
         self.inputs = inputs if inputs is not None else InputRelay()
         self._stdin_cap = stdin_cap
-        self._turnstile = Turnstile(RELAYS_PER_TURN)
+        self._start_window = asyncio.Semaphore(start_window)
         self._active: dict[str, ActiveRun] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._since_prune: dict[str, int] = {}
@@ -428,7 +403,8 @@ class Dispatcher:
             if run.job.input is not None:
                 await run.job.input.ready()  # a fan-out starts once its whole input is here
             async with limit if limit is not None else contextlib.nullcontext():
-                await self._turnstile.wait()
+                await self._start_window.acquire()
+                run.starting = True
                 agent = self._registry.get(rec.agent)
                 if agent is None or agent.status != pb.AGENT_ONLINE:
                     status, error = pb.RUN_REJECTED, f"agent {rec.agent!r} went away before the run started"
@@ -470,6 +446,7 @@ class Dispatcher:
             log.exception("relay of %s failed", rec.run_id)
             status, error = pb.RUN_LOST, f"internal error: {exc}"
         finally:
+            self._started(run)
             if run.asked:
                 run.asked = False
                 self._registry.answered(rec.agent)
@@ -477,6 +454,12 @@ class Dispatcher:
             if call is not None and not call.done():
                 call.cancel()
             await self._finish(run, status, exit_code, signal, error)
+
+    def _started(self, run: ActiveRun) -> None:
+        """The agent answered (or the run ended): its place in the start window goes to the next run."""
+        if run.starting:
+            run.starting = False
+            self._start_window.release()
 
     async def _pump(
         self,
@@ -488,6 +471,7 @@ class Dispatcher:
         ids = {"job_id": rec.job_id, "run_id": rec.run_id, "agent": rec.agent}
         loop = asyncio.get_running_loop()
         async for event in call:
+            self._started(run)
             kind = event.WhichOneof("kind")
             if kind == "output":
                 run.recorder.add(event.output)

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 
 from sloth_core import errors
 from sloth_core.harness import wait_until
-from sloth_core.master.dispatch import Dispatcher, Turnstile
+from sloth_core.master.dispatch import Dispatcher
+from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
 from sloth_core.master.registry import Registry
 from sloth_core.proto import sloth_pb2 as pb
 from tests.unit.conftest import register
-from tests.unit.fakes import FakeAgentLink, MemoryStorage
+from tests.unit.fakes import FakeAgentLink, FakeClock, MemoryStorage
 
 pytestmark = pytest.mark.timeout(5)
 
 
 def request(*names: str, command: str = "echo hi") -> pb.RunRequest:
     return pb.RunRequest(target=pb.Target(names=list(names)), command=command)
+
+
+async def settle() -> None:
+    """Let every task that can run, run (everything here is in-process: a few turns of the loop)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
 
 
 class Stream:
@@ -149,6 +155,50 @@ async def test_an_agent_unreachable_before_the_start_says_so(
     assert finished["a1"].error.startswith("could not reach agent 'a1'")
 
 
+async def test_a_fan_out_asks_agents_through_a_window_and_each_answer_lets_the_next_in(
+    registry: Registry, storage: MemoryStorage, bus: EventBus, link: FakeAgentLink, clock: FakeClock
+) -> None:
+    for i in range(6):
+        register(registry, f"w{i}")
+    dispatcher = Dispatcher(registry, storage, bus, link, output_cap=1024, runs_per_agent=100, clock=clock,
+                            start_window=3)
+    link.unreachable.add("w0")  # fails at once: its place goes to the next run without an answer
+    stream = Stream(dispatcher.run(pb.RunRequest(target=pb.Target(all=True), command="true"), "admin:test"))
+    calls = await link.wait_calls(4)
+    await settle()  # room to overshoot, if the window leaked
+    assert sorted(calls) == ["w0", "w1", "w2", "w3"]  # w0 failed, three wait for an answer
+    calls["w1"].start()  # started: w4 may be asked now; the run itself goes on
+    await link.wait_calls(5)
+    await settle()
+    assert "w5" not in link.calls
+    calls["w2"].start()
+    calls["w2"].exit(pb.RUN_SUCCEEDED, 0)
+    await link.wait_calls(6)
+    for name in ("w1", "w3", "w4", "w5"):
+        if name != "w1":
+            calls[name].start()
+        calls[name].exit(pb.RUN_SUCCEEDED, 0)
+    finished = await stream.finished()
+    assert finished["w0"].status == pb.RUN_LOST
+    assert [finished[f"w{i}"].status for i in range(1, 6)] == [pb.RUN_SUCCEEDED] * 5
+
+
+async def test_runs_waiting_for_the_window_are_cancelled_without_reaching_their_agents(
+    registry: Registry, storage: MemoryStorage, bus: EventBus, link: FakeAgentLink, clock: FakeClock
+) -> None:
+    for i in range(4):
+        register(registry, f"w{i}")
+    dispatcher = Dispatcher(registry, storage, bus, link, output_cap=1024, runs_per_agent=100, clock=clock,
+                            start_window=1)
+    events = dispatcher.run(pb.RunRequest(target=pb.Target(all=True), command="sleep 9"), "admin:test")
+    job = await anext(events)
+    await link.wait_calls(1)
+    await events.aclose()  # Ctrl-C while three runs wait for the window
+    ids = [r.run_id for r in job.job.runs]
+    await wait_until(lambda: all(storage.runs[i].status == pb.RUN_CANCELLED for i in ids), 1, "all cancelled", 0)
+    assert list(link.calls) == ["w0"]
+
+
 async def test_live_runs_are_found_live_and_finished_ones_in_storage(
     two: Registry, dispatcher: Dispatcher, link: FakeAgentLink, history: RunHistory
 ) -> None:
@@ -191,22 +241,3 @@ async def test_delete_forgets_and_revokes_even_an_unreachable_agent(
     assert two.get("a1") is None
     assert link.forgotten == ["a1"] and deleted == ["a1"]
 
-
-async def test_the_turnstile_lets_a_few_hundred_through_per_turn_of_the_loop_in_order() -> None:
-    turnstile = Turnstile(3)
-    passed: list[int] = []
-
-    async def one(i: int) -> None:
-        await turnstile.wait()
-        passed.append(i)
-
-    tasks = [asyncio.ensure_future(one(i)) for i in range(8)]
-    await asyncio.sleep(0)  # all eight wait now (none passes in the turn it arrived)
-    assert passed == []
-    tasks[1].cancel()  # a cancelled waiter takes no place
-    seen = []
-    while len(passed) < 7:
-        await asyncio.sleep(0)
-        seen.append(len(passed))
-    assert passed == [0, 2, 3, 4, 5, 6, 7]
-    assert max(b - a for a, b in itertools.pairwise([0, *seen])) <= 3  # never more than three in one turn
