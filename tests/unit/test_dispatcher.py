@@ -155,13 +155,21 @@ async def test_an_agent_unreachable_before_the_start_says_so(
     assert finished["a1"].error.startswith("could not reach agent 'a1'")
 
 
+def windowed(
+    registry: Registry, storage: MemoryStorage, bus: EventBus, link: FakeAgentLink, clock: FakeClock,
+    *, agents: int, window: int,
+) -> Dispatcher:
+    """Agents w0, w1, ... and a dispatcher that asks at most ``window`` of them at a time."""
+    for i in range(agents):
+        register(registry, f"w{i}")
+    return Dispatcher(registry, storage, bus, link, output_cap=1024, runs_per_agent=100, clock=clock,
+                      start_window=window)
+
+
 async def test_a_fan_out_asks_agents_through_a_window_and_each_answer_lets_the_next_in(
     registry: Registry, storage: MemoryStorage, bus: EventBus, link: FakeAgentLink, clock: FakeClock
 ) -> None:
-    for i in range(6):
-        register(registry, f"w{i}")
-    dispatcher = Dispatcher(registry, storage, bus, link, output_cap=1024, runs_per_agent=100, clock=clock,
-                            start_window=3)
+    dispatcher = windowed(registry, storage, bus, link, clock, agents=6, window=3)
     link.unreachable.add("w0")  # fails at once: its place goes to the next run without an answer
     stream = Stream(dispatcher.run(pb.RunRequest(target=pb.Target(all=True), command="true"), "admin:test"))
     calls = await link.wait_calls(4)
@@ -186,10 +194,7 @@ async def test_a_fan_out_asks_agents_through_a_window_and_each_answer_lets_the_n
 async def test_runs_waiting_for_the_window_are_cancelled_without_reaching_their_agents(
     registry: Registry, storage: MemoryStorage, bus: EventBus, link: FakeAgentLink, clock: FakeClock
 ) -> None:
-    for i in range(4):
-        register(registry, f"w{i}")
-    dispatcher = Dispatcher(registry, storage, bus, link, output_cap=1024, runs_per_agent=100, clock=clock,
-                            start_window=1)
+    dispatcher = windowed(registry, storage, bus, link, clock, agents=4, window=1)
     events = dispatcher.run(pb.RunRequest(target=pb.Target(all=True), command="sleep 9"), "admin:test")
     job = await anext(events)
     await link.wait_calls(1)
