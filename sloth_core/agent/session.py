@@ -3,10 +3,11 @@
 :class:`MasterSession` keeps one ``AgentSession.Connect`` stream open:
 hello first (the registration), then beats up (as often as the master's
 pace says: rarely, in a big fleet); run requests, cancels and shutdown come
-down. A run that exits within :data:`WHOLE_RUN_WAIT_S` with little output
-goes up whole on the session (``AgentUp.done``); for any other the agent
-opens a ``Report`` call and writes that run's events on it; when the master
-hangs up that call, the run is killed. A lost
+down. A run's start goes up the session at once (``AgentUp.started``); a
+run that exits within :data:`WHOLE_RUN_WAIT_S` with little output then goes
+up whole on it (``AgentUp.done``); for any other the agent opens a
+``Report`` call and writes that run's events on it; when the master hangs up
+that call, the run is killed. A lost
 stream is re-opened with capped backoff, and the master learns we are
 back from the hello.
 """
@@ -61,7 +62,7 @@ HELLO_TIMEOUT_S = 10.0
 # Under a fan-out a quick command takes hundreds of milliseconds to be
 # spawned, reaped and read (0.2 s let almost none through), so the wait is
 # long; but output waits at most WHOLE_RUN_OUTPUT_WAIT_S for the exit, so a
-# long command's output is live all the same (only its start shows late).
+# long command's output is live all the same (its start goes up at once).
 WHOLE_RUN_WAIT_S = 1.0
 WHOLE_RUN_OUTPUT_WAIT_S = 0.1
 WHOLE_RUN_BYTES = 16 * 1024
