@@ -32,12 +32,10 @@ RUN_QUEUE = 16  # events buffered per run between the agent's call and the relay
 # A whole run reported on the session: the agent sends at most a few events
 # (started, output up to 16 KiB, exit); more is a misbehaving agent.
 MAX_DONE_EVENTS = 64
-# Messages being written to agents' sessions at once, across all sessions. A
-# fan-out to 10,000 agents woke 10,000 session writers in one turn of the
-# event loop: their writes took 15 s in that single iteration (no beat, no
-# Watch event, no CLI meanwhile), and grpc, as far behind, took the agents'
-# keepalive answers for silence and ended 297 healthy sessions, their runs
-# lost. Through this bound the loop turns over every few hundred writes.
+# Messages being written to agents' sessions at once, across all sessions.
+# Run requests are already paced by the dispatcher's start window; this also
+# bounds what is not (cancelling a 10,000-run job writes 10,000 cancels), so
+# no burst of writes holds the event loop in one turn (see START_WINDOW).
 WRITES_AT_ONCE = 256
 
 

@@ -14,20 +14,15 @@ from sloth_core.master.events import EventBus
 from sloth_core.master.history import RunHistory
 from sloth_core.master.registry import Registry
 from sloth_core.proto import sloth_pb2 as pb
+from sloth_core.storage import AgentRecord
 from tests.unit.conftest import register
-from tests.unit.fakes import FakeAgentLink, FakeClock, MemoryStorage
+from tests.unit.fakes import FakeAgentLink, FakeCall, FakeClock, MemoryStorage
 
 pytestmark = pytest.mark.timeout(5)
 
 
 def request(*names: str, command: str = "echo hi") -> pb.RunRequest:
     return pb.RunRequest(target=pb.Target(names=list(names)), command=command)
-
-
-async def settle() -> None:
-    """Let every task that can run, run (everything here is in-process: a few turns of the loop)."""
-    for _ in range(50):
-        await asyncio.sleep(0)
 
 
 class Stream:
@@ -167,26 +162,40 @@ def windowed(
 
 
 async def test_a_fan_out_asks_agents_through_a_window_and_each_answer_lets_the_next_in(
-    registry: Registry, storage: MemoryStorage, bus: EventBus, link: FakeAgentLink, clock: FakeClock
+    registry: Registry, storage: MemoryStorage, bus: EventBus, link: FakeAgentLink, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dispatcher = windowed(registry, storage, bus, link, clock, agents=6, window=3)
     link.unreachable.add("w0")  # fails at once: its place goes to the next run without an answer
+    unanswered: set[str] = set()
+    peak = 0
+    execute = link.execute
+
+    def asked(agent: AgentRecord, req: pb.ExecuteRequest) -> FakeCall:
+        nonlocal peak
+        if agent.name not in link.unreachable:
+            unanswered.add(agent.name)
+            peak = max(peak, len(unanswered))
+        return execute(agent, req)
+
+    def start(name: str) -> None:
+        unanswered.discard(name)
+        link.calls[name].start()
+
+    monkeypatch.setattr(link, "execute", asked)
     stream = Stream(dispatcher.run(pb.RunRequest(target=pb.Target(all=True), command="true"), "admin:test"))
-    calls = await link.wait_calls(4)
-    await settle()  # room to overshoot, if the window leaked
-    assert sorted(calls) == ["w0", "w1", "w2", "w3"]  # w0 failed, three wait for an answer
-    calls["w1"].start()  # started: w4 may be asked now; the run itself goes on
+    await link.wait_calls(4)  # w0 failed; three wait for an answer
+    start("w1")  # started: the next may be asked; the run itself goes on
     await link.wait_calls(5)
-    await settle()
-    assert "w5" not in link.calls
-    calls["w2"].start()
-    calls["w2"].exit(pb.RUN_SUCCEEDED, 0)
+    start("w2")
+    link.calls["w2"].exit(pb.RUN_SUCCEEDED, 0)
     await link.wait_calls(6)
+    for name in ("w3", "w4", "w5"):
+        start(name)
     for name in ("w1", "w3", "w4", "w5"):
-        if name != "w1":
-            calls[name].start()
-        calls[name].exit(pb.RUN_SUCCEEDED, 0)
+        link.calls[name].exit(pb.RUN_SUCCEEDED, 0)
     finished = await stream.finished()
+    assert peak == 3  # never more agents asked and not yet answering than the window
     assert finished["w0"].status == pb.RUN_LOST
     assert [finished[f"w{i}"].status for i in range(1, 6)] == [pb.RUN_SUCCEEDED] * 5
 
