@@ -96,6 +96,24 @@ def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncI
     return wrapper
 
 
+def opened_by_a_message(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    """:func:`streaming`, for a call whose caller streams too: ``method`` gets the call's first message.
+
+    It is read before anything may refuse the call (busy, not an admin): a
+    refusal that crosses the caller's first write reaches the caller as
+    INTERNAL "Internal error from Core" (grpc 1.85), not as its reason.
+    """
+    inner = streaming(method)
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        first = await context.read()
+        async for item in inner(self, first, context):
+            yield item
+
+    return wrapper
+
+
 class MasterService(sloth_pb2_grpc.MasterServicer):
     def __init__(
         self,
@@ -155,10 +173,9 @@ class MasterService(sloth_pb2_grpc.MasterServicer):
             async for event in events:
                 yield event
 
-    @streaming
-    async def Interact(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+    @opened_by_a_message
+    async def Interact(self, first: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         identity = await self._auth.require_admin(context)  # terminal sessions too: operators are admins
-        first = await context.read()
         if first is grpc.aio.EOF or not first.HasField("request"):
             raise errors.UsageError("an Interact call starts with its run request")
         request = first.request
