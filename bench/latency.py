@@ -79,6 +79,15 @@ def _process_helper(agent_pid: int) -> int | None:
     return None
 
 
+def _cryptography(pid: int) -> str:
+    """Whether the process has ``cryptography`` loaded, as a note says it."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return "cryptography loaded" if "cryptography" in f.read() else "no cryptography loaded"
+    except OSError:
+        return "cryptography: unknown"
+
+
 def _idle_rss(pid: int, samples: int = 5) -> tuple[list[float], float | None]:
     time.sleep(IDLE_SETTLE_S)
     values = []
@@ -124,7 +133,7 @@ def run(profile: Any, results: Results) -> None:
                     "master_idle_rss", "master idle RSS (1 agent; it made its CA and signed the agent's join)", "MB",
                     master_rss, MASTER_RSS_TARGET_MB,
                     command="sloth-runner master ... ; /proc/PID/statm after 1 run + 1 s idle",
-                    note=f"PSS {master_pss:.1f} MB; holds cryptography since it issued certificates"
+                    note=f"PSS {master_pss:.1f} MB; {_cryptography(cluster.master.pid)} (it signs in a child)"
                     if master_pss else "",
                 ))
 
@@ -182,6 +191,6 @@ def run(profile: Any, results: Results) -> None:
                     "master_idle_rss_restarted", "master idle RSS (1 agent; restarted, issues nothing)", "MB",
                     master_rss, MASTER_RSS_TARGET_MB,
                     command="sloth-runner master ... (second start, same data dir); /proc/PID/statm after 1 run + 1 s idle",
-                    note=f"PSS {master_pss:.1f} MB; no cryptography loaded" if master_pss else "",
+                    note=f"PSS {master_pss:.1f} MB; {_cryptography(cluster.master.pid)}" if master_pss else "",
                 ))
 

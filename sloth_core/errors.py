@@ -218,3 +218,22 @@ _DEFAULT_FOR_STATUS: dict[str, type[SlothError]] = {
     "RESOURCE_EXHAUSTED": ResourceExhaustedError,
     "CANCELLED": CallCancelledError,
 }
+
+
+def error_report(exc: SlothError) -> str:
+    """One JSON line that carries ``exc`` out of a child process (see :func:`error_from_report`)."""
+    import json
+
+    return json.dumps({"reason": exc.reason, "message": exc.message})
+
+
+def error_from_report(line: bytes | str, fallback: str) -> SlothError:
+    """The typed error a child process reported with :func:`error_report`; ``fallback`` if it reported none."""
+    import json
+
+    try:
+        document = json.loads(line)
+        reason, message = str(document["reason"]), str(document["message"])
+    except (ValueError, KeyError, TypeError):
+        return SlothError(fallback)
+    return error_for("", reason, message)

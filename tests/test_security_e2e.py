@@ -444,11 +444,14 @@ def test_revoked_agent_rejoins_with_a_new_token(fleet: Fleet) -> None:
     assert fleet.cli("agent", "run", "a1", "true").returncode == 0
 
 
-def test_a_restarted_master_checks_revocations_without_loading_cryptography(fleet: Fleet) -> None:
-    """It issues nothing, so it reads serials from the DER (security/der.py) and keeps 11 MB free."""
+def test_a_master_never_loads_cryptography_fresh_or_restarted(fleet: Fleet) -> None:
+    """Its CA and its agents' certificates are made in a child (security/signer.py); a restarted
+    master reads serials from the DER (security/der.py) to check revocations: 11 MB it never holds."""
     master = fleet.start_master()
     fleet.start_agent("a1")
     doomed = fleet.start_agent("a2")
+    with open(f"/proc/{master.pid}/maps") as f:
+        assert "cryptography" not in f.read(), "the fresh master made its CA and signed two joins itself"
     master.stop()
     master = fleet.start_master(port=fleet.master_port)
     wait_for(lambda: all(a["status"] == "online" for a in fleet.agents().values()) and len(fleet.agents()) == 2,

@@ -8,14 +8,13 @@ stores the certificate in the agent's data dir; the agent then loads it
 like a restarted agent does. The token goes to the child in its
 environment, never on its command line (``ps`` shows command lines).
 
-The child reports failure as one JSON line naming the error class, so the
+The child reports failure as one line (:func:`~sloth_core.errors.error_report`), so the
 agent raises the same typed error it would have raised joining itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from pathlib import Path
@@ -35,19 +34,8 @@ async def join_once(master: str, token: str, name: str, data_dir: Path) -> None:
     out, _ = await child.communicate()
     if child.returncode == 0:
         return
-    raise _error_from(out.decode(errors="replace"), child.returncode)
-
-
-def _error_from(report: str, returncode: int | None) -> errors.SlothError:
-    try:
-        document = json.loads(report.strip().splitlines()[-1])
-        cls = getattr(errors, str(document["error"]), None)
-        message = str(document["message"])
-    except (ValueError, IndexError, KeyError, TypeError):
-        return errors.SlothError(f"joining failed (the join process exited {returncode})")
-    if isinstance(cls, type) and issubclass(cls, errors.SlothError):
-        return cls(message)
-    return errors.SlothError(message)
+    lines = out.strip().splitlines()
+    raise errors.error_from_report(lines[-1] if lines else b"", f"joining failed (the join process exited {child.returncode})")
 
 
 def main(argv: list[str]) -> int:
@@ -58,7 +46,7 @@ def main(argv: list[str]) -> int:
     try:
         asyncio.run(join.join_master(master, token, name, Path(data_dir)))
     except errors.SlothError as exc:
-        sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}) + "\n")
+        sys.stdout.write(errors.error_report(exc) + "\n")
         return 1
     return 0
 

@@ -53,6 +53,7 @@ class Master:
         self.dispatcher: Dispatcher | None = None
         self._server: Any = None
         self._join_server: Any = None
+        self._signer: Any = None  # signs joins in a child process (security/signer.py)
         self._sweeper: asyncio.Task[None] | None = None
         #: Several masters (a PostgreSQL store): this master's lease and the cluster sweeper.
         self.lease: Any = None
@@ -106,6 +107,12 @@ class Master:
         if not cfg.insecure:
             from sloth_core.security import MasterPKI
 
+            if not MasterPKI.exists(cfg.data_dir):
+                from sloth_core.security.signer import create_pki
+
+                # In a child, as joins are signed (security/signer.py): this process never holds cryptography.
+                await create_pki(cfg.data_dir)
+                log.info("created a new certificate authority in %s", cfg.data_dir / "pki")
             # With a server store the cluster's tokens and ledger live there, for every master.
             self.pki = await asyncio.to_thread(
                 MasterPKI.load_or_create, cfg.data_dir, self._store_url if self.is_clustered else ""
@@ -154,10 +161,12 @@ class Master:
 
         if self.pki is not None:
             from sloth_core.security.join import JoinServicer
+            from sloth_core.security.signer import Signer
 
+            self._signer = Signer(self.pki.signing_pair)
             self._join_server = transport.create_server()
             sloth_pb2_grpc.add_JoinServicer_to_server(
-                JoinServicer(self.pki, name_in_use=self._name_in_use), self._join_server
+                JoinServicer(self.pki, name_in_use=self._name_in_use, sign=self._signer.sign_agent), self._join_server
             )
             from sloth_core.security.cluster_join import cluster_join_handler
 
@@ -252,6 +261,8 @@ class Master:
         for server in (self._join_server, self._server):
             if server is not None:
                 await server.stop(grace)
+        if self._signer is not None:
+            await self._signer.close()
         self.registry.sweep()  # flush last_seen
         await self.storage.close()
         if self.feed is not None:

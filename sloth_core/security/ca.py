@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sloth_core.errors import CredentialsError
 
 from .der import pin_of_der as pin_of_der  # its home needs no cryptography; here too for callers of ca
-from .names import JOIN_SERVER_NAME, CertKind, identity_uri
+from .names import JOIN_SERVER_NAME, CertKind, agent_server_name, identity_uri
 
 # No renewal protocol exists yet, so leaf certificates live long; revocation
 # (not expiry) is how an agent is cut off.
@@ -201,6 +201,13 @@ def issue_certificate(
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
+    )
+
+
+def sign_agent_csr(ca_key: PrivateKey, ca_cert: x509.Certificate, name: str, csr_pem: bytes) -> x509.Certificate:
+    """Agent ``name``'s certificate for its CSR (checked by :func:`public_key_from_csr`: CredentialsError)."""
+    return issue_certificate(
+        ca_key, ca_cert, public_key_from_csr(csr_pem, name), "agent", name, dns_name=agent_server_name(name)
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,23 +68,34 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
     join revokes the earlier certificates of the name.
     """
 
-    def __init__(self, pki: MasterPKI, *, name_in_use: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        pki: MasterPKI,
+        *,
+        name_in_use: Callable[[str], bool] | None = None,
+        sign: Callable[[str, bytes], Awaitable[tuple[bytes, int]]] | None = None,
+    ) -> None:
         self._pki = pki
         self._name_in_use = name_in_use
+        # The master signs in a child (security.signer.Signer.sign_agent); by default, here.
+        self._sign = sign or self._sign_here
+        # Checking, signing and spending a single-use token happen without another join interleaving.
+        self._one_at_a_time = asyncio.Lock()
 
     async def Join(self, request: sloth_pb2.JoinRequest, context: grpc.aio.ServicerContext) -> sloth_pb2.JoinResponse:
         try:
-            cert_pem = self._admit(request, context.peer())
+            async with self._one_at_a_time:
+                cert_pem = await self._admit(request, context.peer())
         except SlothError as exc:
             await abort(context, exc)
         log.info("agent %s joined from %s", request.name, context.peer())
         return sloth_pb2.JoinResponse(certificate_pem=cert_pem, ca_pem=self._pki.ca_pem)
 
-    def _admit(self, request: sloth_pb2.JoinRequest, peer: str) -> bytes:
-        """The new certificate, or a typed refusal. Synchronous on purpose: checking,
-        issuing and consuming a single-use token happen without another join interleaving."""
-        from . import ca  # cryptography: only where keys and CSRs are made
+    async def _sign_here(self, name: str, csr_pem: bytes) -> tuple[bytes, int]:
+        return self._pki.sign_agent_csr(name, csr_pem)
 
+    async def _admit(self, request: sloth_pb2.JoinRequest, peer: str) -> bytes:
+        """The new certificate (its chain appended), or a typed refusal."""
         name = request.name
         if not is_valid_name(name):
             raise InvalidArgumentError(f"invalid agent name {name!r}")
@@ -108,16 +119,16 @@ class JoinServicer(sloth_pb2_grpc.JoinServicer):
             log.warning("refused join of %r from %s: the name is bound to an existing certificate", name, peer)
             raise NameTakenError(name_bound_message(name))
         try:
-            ca.public_key_from_csr(request.csr_pem, name)
-        except CredentialsError as exc:
+            cert_pem, serial = await self._sign(name, request.csr_pem)
+        except CredentialsError as exc:  # the CSR's own fault
             raise InvalidArgumentError(exc.message) from None
         try:
             # Spent only now, so a refused name or a broken CSR does not burn
-            # a single-use token.
+            # a single-use token (a certificate signed for nothing is never handed out).
             tokens.consume(request.token_id)
         except CredentialsError as exc:
             raise PermissionDeniedError(exc.message) from None
-        return self._pki.issue_agent_certificate(name, request.csr_pem)
+        return self._pki.record_agent_certificate(name, cert_pem, serial)
 
 
 def name_bound_message(name: str) -> str:

@@ -53,7 +53,7 @@ from .layout import (
     TOKENS_STATE_FILE,
     pki_dir,
 )
-from .names import MASTER_SERVER_NAME, CertKind, agent_server_name
+from .names import MASTER_SERVER_NAME, CertKind
 from .revocation import AdminIdentity, CertificateLedger
 from .tokens import JoinTokens
 
@@ -189,12 +189,21 @@ class MasterPKI:
         ``shared_store``: the PostgreSQL store the cluster's tokens and ledger
         live in ("" for the files; None leaves the recorded choice alone).
         """
-        pki_path = pki_dir(data_dir)
-        if not (pki_path / CA_CERT).exists():
-            cls._create(data_dir, pki_path)
+        cls.create_if_absent(data_dir)
         if shared_store is not None:
             record_shared_store(data_dir, shared_store)
         return cls.load(data_dir)
+
+    @staticmethod
+    def exists(data_dir: Path) -> bool:
+        """Whether ``data_dir`` holds a PKI (its CA certificate)."""
+        return (pki_dir(data_dir) / CA_CERT).exists()
+
+    @classmethod
+    def create_if_absent(cls, data_dir: Path) -> None:
+        """Make a new CA and identities in ``data_dir`` unless it holds them (the master does it in a child: :mod:`.signer`)."""
+        if not cls.exists(data_dir):
+            cls._create(data_dir, pki_dir(data_dir))
 
     @classmethod
     def load(cls, data_dir: Path) -> MasterPKI:
@@ -319,26 +328,40 @@ class MasterPKI:
     # ------------------------------------------------------------ issuing
 
     def issue_agent_certificate(self, name: str, csr_pem: bytes) -> bytes:
-        """Sign agent ``name``'s CSR and return the certificate PEM.
+        """Sign agent ``name``'s CSR in this process and return the certificate PEM (its chain appended).
 
         The CSR must be validly self-signed, P-256 and name the agent in its
         CN; its own SANs are ignored and ours set. Earlier certificates of the
         same agent are revoked (a re-join replaces the key). Raises
         :class:`CredentialsError` for a bad CSR, :class:`UsageError` for a bad name.
+        The master signs joins in a child instead (:mod:`.signer`).
         """
+        return self.record_agent_certificate(name, *self.sign_agent_csr(name, csr_pem))
+
+    def sign_agent_csr(self, name: str, csr_pem: bytes) -> tuple[bytes, int]:
+        """Agent ``name``'s certificate PEM (no chain) and its serial, signed here; not recorded."""
         from . import ca
 
         validate_agent_name(name)
-        public_key = ca.public_key_from_csr(csr_pem, name)
-        cert = self._issue(public_key, "agent", name, dns_name=agent_server_name(name))
-        superseded = self._ledger.record(f"agent/{name}", cert.serial_number, supersede=True)
+        cert = ca.sign_agent_csr(self._ca_key, self._signer_cert, name, csr_pem)
+        return ca.cert_to_pem(cert), cert.serial_number
+
+    def record_agent_certificate(self, name: str, cert_pem: bytes, serial: int) -> bytes:
+        """Record agent ``name``'s new certificate (revoking its earlier ones); the PEM with its chain."""
+        validate_agent_name(name)
+        superseded = self._ledger.record(f"agent/{name}", serial, supersede=True)
         log.info(
             "issued certificate %x to agent %s%s",
-            cert.serial_number,
+            serial,
             name,
             f" (revoked {len(superseded)} earlier)" if superseded else "",
         )
-        return ca.cert_to_pem(cert) + self.chain_pem
+        return cert_pem + self.chain_pem
+
+    @property
+    def signing_pair(self) -> tuple[bytes, bytes]:
+        """The certificate and key PEM this master signs agents' certificates with (root or intermediate)."""
+        return self._signer.cert_pem, self._signer.key_pem
 
     def export_admin_bundle(self, path: Path, name: str) -> None:
         """Write a 0600 credentials file holding a new identity ``admin:<name>``.

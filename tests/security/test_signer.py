@@ -1,0 +1,89 @@
+"""Certificates made in a child process (security/signer.py): the master's CA and its agents' joins."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from sloth_core.errors import CredentialsError
+from sloth_core.security import ca
+from sloth_core.security.pki import MasterPKI
+from sloth_core.security.signer import Signer, create_pki
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _csr(name: str) -> bytes:
+    return ca.build_csr(ca.generate_key(), name)
+
+
+async def test_joins_are_signed_by_one_child_that_leaves_when_idle(tmp_path: Path) -> None:
+    pki = MasterPKI.load_or_create(tmp_path)
+    signer = Signer(pki.signing_pair, idle_s=0.5)
+    try:
+        first_pem, first_serial = await signer.sign_agent("web-1", _csr("web-1"))
+        child = signer._child
+        second_pem, _ = await signer.sign_agent("web-2", _csr("web-2"))
+        assert signer._child is child, "a burst of joins pays for one child"
+        for pem, name in ((first_pem, "web-1"), (second_pem, "web-2")):
+            cert = ca.load_cert(pem)
+            cert.verify_directly_issued_by(ca.load_cert(pki.ca_pem))
+            assert cert.subject.rfc4514_string() == f"CN=agent:{name}"
+        assert ca.load_cert(first_pem).serial_number == first_serial
+
+        while signer.running:
+            await asyncio.sleep(0.05)
+        assert child is not None
+        assert await asyncio.wait_for(child.wait(), 5) == 0, "it exits on its own once let go"
+        third_pem, _ = await signer.sign_agent("web-3", _csr("web-3"))  # and the next join starts another
+        ca.load_cert(third_pem).verify_directly_issued_by(ca.load_cert(pki.ca_pem))
+    finally:
+        await signer.close()
+    assert not signer.running
+
+
+async def test_a_bad_csr_is_refused_with_its_reason_and_the_child_serves_on(tmp_path: Path) -> None:
+    signer = Signer(MasterPKI.load_or_create(tmp_path).signing_pair)
+    try:
+        with pytest.raises(CredentialsError, match="not a valid PEM CSR"):
+            await signer.sign_agent("web-1", b"\x00\xffnot a csr")
+        with pytest.raises(CredentialsError):
+            await signer.sign_agent("web-1", _csr("web-2"))  # the CSR names someone else
+        pem, _ = await signer.sign_agent("web-1", _csr("web-1"))
+        assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-1"
+    finally:
+        await signer.close()
+
+
+async def test_a_killed_child_is_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
+    signer = Signer(MasterPKI.load_or_create(tmp_path).signing_pair)
+    try:
+        await signer.sign_agent("web-1", _csr("web-1"))
+        assert signer._child is not None
+        killed = signer._child
+        os.kill(killed.pid, signal.SIGKILL)
+        await killed.wait()
+        pem, _ = await signer.sign_agent("web-2", _csr("web-2"))
+        assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-2"
+        assert signer._child is not killed
+    finally:
+        await signer.close()
+
+
+async def test_the_ca_is_made_in_a_child_once(tmp_path: Path) -> None:
+    await create_pki(tmp_path)
+    pki = MasterPKI.load(tmp_path)
+    await create_pki(tmp_path)  # it holds one: left alone
+    assert MasterPKI.load(tmp_path).ca_pem == pki.ca_pem
+
+
+async def test_a_pki_dir_without_a_ca_is_reported_not_replaced(tmp_path: Path) -> None:
+    (tmp_path / "pki").mkdir(mode=0o700)
+    (tmp_path / "pki" / "stray").write_text("x")
+    with pytest.raises(CredentialsError, match="holds no CA"):
+        await create_pki(tmp_path)
+    assert (tmp_path / "pki" / "stray").read_text() == "x"
