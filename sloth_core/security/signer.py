@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import sys
@@ -71,6 +70,7 @@ class Signer:
         self._lock = asyncio.Lock()
         self._idle: asyncio.TimerHandle | None = None
         self._leaving: set[asyncio.Task[None]] = set()
+        self._asked = 0  # requests sent; each answer carries its request's number
 
     @property
     def running(self) -> bool:
@@ -95,16 +95,22 @@ class Signer:
         for _ in range(ATTEMPTS):
             child = self._child or await self._start()
             assert child.stdin is not None and child.stdout is not None
+            self._asked += 1
             line = b""
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                child.stdin.write(json.dumps(request).encode() + b"\n")
+            try:
+                child.stdin.write(json.dumps({**request, "id": self._asked}).encode() + b"\n")
                 await child.stdin.drain()
                 line = await asyncio.wait_for(child.stdout.readline(), ANSWER_TIMEOUT_S)
-            if line:
-                document = json.loads(line)
-                if isinstance(document, dict):
-                    return document
-            log.warning("the certificate signer (pid %d) ended without an answer; starting another", child.pid)
+            except (ConnectionError, TimeoutError):
+                pass
+            except BaseException:
+                # Cancelled (the joiner hung up): its answer would be read as the next join's.
+                self._let_go(child, kill=True)
+                raise
+            answer = _parsed(line)
+            if answer is not None and answer.pop("id", None) == self._asked:
+                return answer
+            log.warning("the certificate signer (pid %d) gave no answer; starting another", child.pid)
             self._let_go(child, kill=True)
         raise errors.SlothError("the master could not sign the certificate: its signer process keeps failing (see its log)")
 
@@ -151,6 +157,14 @@ class Signer:
             await asyncio.gather(*self._leaving, return_exceptions=True)
 
 
+def _parsed(line: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(line)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
 # ---------------------------------------------------------------- the child
 
 
@@ -169,9 +183,10 @@ def _serve_signing() -> int:
             validate_agent_name(name)
             issued = ca.sign_agent_csr(key, cert, name, base64.b64decode(request["csr"]))
         except errors.SlothError as exc:
-            stdout.write(errors.error_report(exc) + "\n")
+            answer = json.loads(errors.error_report(exc))
         else:
-            stdout.write(json.dumps({"cert": ca.cert_to_pem(issued).decode(), "serial": issued.serial_number}) + "\n")
+            answer = {"cert": ca.cert_to_pem(issued).decode(), "serial": issued.serial_number}
+        stdout.write(json.dumps({**answer, "id": request["id"]}) + "\n")
         stdout.flush()
     return 0
 

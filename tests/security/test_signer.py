@@ -74,6 +74,21 @@ async def test_a_killed_child_is_replaced_and_nothing_is_lost(tmp_path: Path) ->
         await signer.close()
 
 
+async def test_a_join_cancelled_mid_signature_never_hands_its_certificate_to_the_next(tmp_path: Path) -> None:
+    signer = Signer(MasterPKI.load_or_create(tmp_path).signing_pair)
+    try:
+        await signer.sign_agent("warm-1", _csr("warm-1"))  # the child is up: the next request is in flight at once
+        abandoned = asyncio.create_task(signer.sign_agent("web-1", _csr("web-1")))
+        await asyncio.sleep(0)  # it has written its request and waits for the answer
+        abandoned.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        pem, _ = await signer.sign_agent("web-2", _csr("web-2"))
+        assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-2"
+    finally:
+        await signer.close()
+
+
 async def test_the_ca_is_made_in_a_child_once(tmp_path: Path) -> None:
     await create_pki(tmp_path)
     pki = MasterPKI.load(tmp_path)
