@@ -199,6 +199,10 @@ def _create(data_dir: str) -> int:
     except errors.SlothError as exc:
         sys.stdout.write(errors.error_report(exc) + "\n")
         return 1
+    except OSError as exc:  # a full disk, a read-only data dir: the master says so in one line
+        failure = errors.StorageError(f"cannot write the master's certificate authority in {data_dir}: {exc.strerror or exc}")
+        sys.stdout.write(errors.error_report(failure) + "\n")
+        return 1
     return 0
 
 
