@@ -106,18 +106,19 @@ class Master:
         on_agent_deleted = None
         if not cfg.insecure:
             from sloth_core.security import MasterPKI
+            from sloth_core.security.signer import Signer
 
+            # Certificates are made in a child (security/signer.py): this process never holds cryptography.
+            self._signer = Signer()
             if not MasterPKI.exists(cfg.data_dir):
-                from sloth_core.security.signer import create_pki
-
-                # In a child, as joins are signed (security/signer.py): this process never holds cryptography.
-                await create_pki(cfg.data_dir)
+                await self._signer.create_pki(cfg.data_dir)  # its child then signs the first joins too
                 log.info("created a new certificate authority in %s", cfg.data_dir / "pki")
             # With a server store the cluster's tokens and ledger live there, for every master.
             self.pki = await asyncio.to_thread(
                 MasterPKI.load_or_create, cfg.data_dir, self._store_url if self.is_clustered else ""
             )
             await asyncio.to_thread(self.pki.claim_store)  # one cluster per store
+            self._signer.use(self.pki.signing_pair)
             tls = self.pki.master_tls
             auth = Authorizer(self.pki)
             on_agent_deleted = self.pki.revoke_agent
@@ -161,9 +162,7 @@ class Master:
 
         if self.pki is not None:
             from sloth_core.security.join import JoinServicer
-            from sloth_core.security.signer import Signer
 
-            self._signer = Signer(self.pki.signing_pair)
             self._join_server = transport.create_server()
             sloth_pb2_grpc.add_JoinServicer_to_server(
                 JoinServicer(self.pki, name_in_use=self._name_in_use, sign=self._signer.sign_agent), self._join_server

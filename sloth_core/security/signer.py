@@ -3,17 +3,15 @@
 Making the CA on first start and signing an agent's join need `cryptography`:
 about 14 MB that a master would keep for its whole life after using them
 once (a fresh master measured 60 MB, a restarted one, which never loads it,
-46 MB). :func:`create_pki` makes the CA in a short-lived child, and
-:class:`Signer` signs joins in a child it starts at the first join and lets
-go after :data:`IDLE_S` without one, so a burst of joins pays for one child.
+44 MB). :class:`Signer` does both in a child it starts when one is needed
+and lets go after :data:`IDLE_S` without a request: the child that made a
+fresh master's CA also signs the joins that follow it, and a burst of joins
+pays for one child.
 
 The signing key reaches the child down its stdin, never on its command line
-or in its environment. Requests and answers are JSON lines; a child's
-refusal comes back as the typed error it met
-(:func:`~sloth_core.errors.error_report`).
-
-    python -m sloth_core.security.signer create DATA_DIR
-    python -m sloth_core.security.signer sign      (the Signer's child)
+or in its environment. Requests and answers are JSON lines, each answer
+carrying its request's number; a child's refusal comes back as the typed
+error it met (:func:`~sloth_core.errors.error_report`).
 """
 
 from __future__ import annotations
@@ -30,43 +28,25 @@ from sloth_core import errors
 
 log = logging.getLogger(__name__)
 
-#: A signer child with no join for this long exits (the next join starts another).
+#: A signer child with no request for this long exits (the next request starts another).
 IDLE_S = 30.0
-#: How long one signature may take before the child is taken for hung.
+#: How long one request may take before the child is taken for hung.
 ANSWER_TIMEOUT_S = 30.0
-# A child that died since the last join is replaced once per request.
+# A child that died since the last request is replaced once per request.
 ATTEMPTS = 2
 
 
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
-    # Its stderr is the master's: a traceback there lands in the master's log.
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sloth_core.security.signer", *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )
-
-
-async def create_pki(data_dir: Path) -> None:
-    """Make the master's CA and identities in ``data_dir`` (a no-op if it holds them); raises the child's typed error."""
-    child = await _spawn("create", str(data_dir))
-    out, _ = await child.communicate()
-    if child.returncode != 0:
-        lines = out.strip().splitlines()
-        raise errors.error_from_report(
-            lines[-1] if lines else b"", f"making the master's certificate authority failed (exit {child.returncode})"
-        )
-
-
 class Signer:
-    """Signs agents' CSRs with the master's signing pair, in a child process.
+    """Makes the master's CA and signs agents' CSRs, in a child process.
 
     Requests are answered one at a time, in order; :meth:`close` ends the child.
     """
 
-    def __init__(self, signing_pair: tuple[bytes, bytes], *, idle_s: float = IDLE_S) -> None:
-        self._cert_pem, self._key_pem = signing_pair
+    def __init__(self, *, idle_s: float = IDLE_S) -> None:
         self._idle_s = idle_s
+        self._pair: tuple[bytes, bytes] | None = None
         self._child: asyncio.subprocess.Process | None = None
+        self._keyed: asyncio.subprocess.Process | None = None  # the child that holds the signing pair
         self._lock = asyncio.Lock()
         self._idle: asyncio.TimerHandle | None = None
         self._leaving: set[asyncio.Task[None]] = set()
@@ -74,22 +54,37 @@ class Signer:
 
     @property
     def running(self) -> bool:
-        """Whether a child is up (it is between a join and :data:`IDLE_S` after the last)."""
+        """Whether a child is up (from a request until :data:`IDLE_S` after the last)."""
         return self._child is not None
+
+    def use(self, signing_pair: tuple[bytes, bytes]) -> None:
+        """Sign with this certificate and key PEM (``MasterPKI.signing_pair``) from now on."""
+        self._pair = signing_pair
+
+    async def create_pki(self, data_dir: Path) -> None:
+        """Make the master's CA and identities in ``data_dir`` (a no-op if it holds them); raises the child's typed error."""
+        answer = await self._request({"op": "create", "dir": str(data_dir)})
+        if "ok" not in answer:
+            raise errors.error_from_report(json.dumps(answer), "making the master's certificate authority failed")
 
     async def sign_agent(self, name: str, csr_pem: bytes) -> tuple[bytes, int]:
         """Agent ``name``'s certificate PEM (no chain) and its serial; CredentialsError for a bad CSR."""
+        if self._pair is None:
+            raise errors.SlothError("the master has no signing key yet")
+        answer = await self._request({"op": "sign", "name": name, "csr": base64.b64encode(csr_pem).decode()})
+        if "cert" not in answer:
+            raise errors.error_from_report(json.dumps(answer), "the certificate signer gave no certificate")
+        return str(answer["cert"]).encode(), int(answer["serial"])
+
+    async def _request(self, request: dict[str, str]) -> dict[str, Any]:
         async with self._lock:
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
             try:
-                answer = await self._ask({"name": name, "csr": base64.b64encode(csr_pem).decode()})
+                return await self._ask(request)
             finally:
                 self._idle = asyncio.get_running_loop().call_later(self._idle_s, self._retire)
-        if "cert" not in answer:
-            raise errors.error_from_report(json.dumps(answer), "the certificate signer gave no certificate")
-        return str(answer["cert"]).encode(), int(answer["serial"])
 
     async def _ask(self, request: dict[str, str]) -> dict[str, Any]:
         for _ in range(ATTEMPTS):
@@ -98,13 +93,18 @@ class Signer:
             self._asked += 1
             line = b""
             try:
-                child.stdin.write(json.dumps({**request, "id": self._asked}).encode() + b"\n")
+                if request["op"] == "sign" and self._keyed is not child:
+                    assert self._pair is not None
+                    cert_pem, key_pem = self._pair
+                    child.stdin.write(_line({"op": "key", "cert": cert_pem.decode(), "key": key_pem.decode()}))
+                    self._keyed = child
+                child.stdin.write(_line({**request, "id": self._asked}))
                 await child.stdin.drain()
                 line = await asyncio.wait_for(child.stdout.readline(), ANSWER_TIMEOUT_S)
             except (ConnectionError, TimeoutError):
                 pass
             except BaseException:
-                # Cancelled (the joiner hung up): its answer would be read as the next join's.
+                # Cancelled (the joiner hung up): its answer would be read as the next request's.
                 self._let_go(child, kill=True)
                 raise
             answer = _parsed(line)
@@ -112,14 +112,15 @@ class Signer:
                 return answer
             log.warning("the certificate signer (pid %d) gave no answer; starting another", child.pid)
             self._let_go(child, kill=True)
-        raise errors.SlothError("the master could not sign the certificate: its signer process keeps failing (see its log)")
+        raise errors.SlothError("the master could not make a certificate: its signer process keeps failing (see its log)")
 
     async def _start(self) -> asyncio.subprocess.Process:
-        child = await _spawn("sign")
-        assert child.stdin is not None
-        child.stdin.write(json.dumps({"cert": self._cert_pem.decode(), "key": self._key_pem.decode()}).encode() + b"\n")
-        self._child = child
-        return child
+        # Its stderr is the master's: a traceback there lands in the master's log.
+        self._child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sloth_core.security.signer",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        return self._child
 
     def _retire(self) -> None:
         self._idle = None
@@ -157,6 +158,10 @@ class Signer:
             await asyncio.gather(*self._leaving, return_exceptions=True)
 
 
+def _line(document: dict[str, Any]) -> bytes:
+    return json.dumps(document).encode() + b"\n"
+
+
 def _parsed(line: bytes) -> dict[str, Any] | None:
     try:
         document = json.loads(line)
@@ -168,52 +173,46 @@ def _parsed(line: bytes) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- the child
 
 
-def _serve_signing() -> int:
-    from sloth_core.names import validate_agent_name
-
-    from . import ca
-
-    stdin, stdout = sys.stdin.buffer, sys.stdout
-    opening = json.loads(stdin.readline() or b"{}")
-    key, cert = ca.load_key(opening["key"].encode()), ca.load_cert(opening["cert"].encode())
-    for line in stdin:
-        request = json.loads(line)
-        name = str(request["name"])
-        try:
-            validate_agent_name(name)
-            issued = ca.sign_agent_csr(key, cert, name, base64.b64decode(request["csr"]))
-        except errors.SlothError as exc:
-            answer = json.loads(errors.error_report(exc))
-        else:
-            answer = {"cert": ca.cert_to_pem(issued).decode(), "serial": issued.serial_number}
-        stdout.write(json.dumps({**answer, "id": request["id"]}) + "\n")
-        stdout.flush()
-    return 0
-
-
-def _create(data_dir: str) -> int:
+def _create(data_dir: str) -> dict[str, Any]:
     from .pki import MasterPKI
 
     try:
         MasterPKI.create_if_absent(Path(data_dir))
-    except errors.SlothError as exc:
-        sys.stdout.write(errors.error_report(exc) + "\n")
-        return 1
     except OSError as exc:  # a full disk, a read-only data dir: the master says so in one line
-        failure = errors.StorageError(f"cannot write the master's certificate authority in {data_dir}: {exc.strerror or exc}")
-        sys.stdout.write(errors.error_report(failure) + "\n")
-        return 1
+        raise errors.StorageError(
+            f"cannot write the master's certificate authority in {data_dir}: {exc.strerror or exc}"
+        ) from None
+    return {"ok": True}
+
+
+def main() -> int:
+    """Answer the master's requests on stdin until it closes it."""
+    from sloth_core.names import validate_agent_name
+
+    from . import ca
+
+    signing: tuple[Any, Any] | None = None
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        op = request["op"]
+        if op == "key":
+            signing = ca.load_key(request["key"].encode()), ca.load_cert(request["cert"].encode())
+            continue
+        try:
+            if op == "create":
+                answer = _create(request["dir"])
+            else:
+                assert op == "sign" and signing is not None, op
+                name = str(request["name"])
+                validate_agent_name(name)
+                issued = ca.sign_agent_csr(*signing, name, base64.b64decode(request["csr"]))
+                answer = {"cert": ca.cert_to_pem(issued).decode(), "serial": issued.serial_number}
+        except errors.SlothError as exc:
+            answer = json.loads(errors.error_report(exc))
+        sys.stdout.write(json.dumps({**answer, "id": request["id"]}) + "\n")
+        sys.stdout.flush()
     return 0
 
 
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["sign"]:
-        return _serve_signing()
-    if argv[:1] == ["create"] and len(argv) == 2:
-        return _create(argv[1])
-    sys.stderr.write(__doc__ or "")
-    return 2
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

@@ -184,8 +184,12 @@ def test_new_runs_are_refused_when_only_run_records_fill_the_queue(disk_fleet: D
 
 async def test_a_certificate_authority_made_on_a_full_disk_is_one_clear_error(small_disk: Path) -> None:
     from sloth_core.errors import StorageError
-    from sloth_core.security.signer import create_pki
+    from sloth_core.security.signer import Signer
 
     fill(small_disk)
-    with pytest.raises(StorageError, match=r"cannot write the master's certificate authority in .*No space left on device"):
-        await create_pki(small_disk / "master")
+    signer = Signer()
+    try:
+        with pytest.raises(StorageError, match=r"cannot write the master's certificate authority in .*No space left on device"):
+            await signer.create_pki(small_disk / "master")
+    finally:
+        await signer.close()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sloth_core.errors import CredentialsError
+from sloth_core.errors import CredentialsError, SlothError
 from sloth_core.security import ca
 from sloth_core.security.pki import MasterPKI
-from sloth_core.security.signer import Signer, create_pki
+from sloth_core.security.signer import Signer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -23,7 +23,8 @@ def _csr(name: str) -> bytes:
 
 async def test_joins_are_signed_by_one_child_that_leaves_when_idle(tmp_path: Path) -> None:
     pki = MasterPKI.load_or_create(tmp_path)
-    signer = Signer(pki.signing_pair, idle_s=0.5)
+    signer = Signer(idle_s=0.5)
+    signer.use(pki.signing_pair)
     try:
         first_pem, first_serial = await signer.sign_agent("web-1", _csr("web-1"))
         child = signer._child
@@ -47,7 +48,8 @@ async def test_joins_are_signed_by_one_child_that_leaves_when_idle(tmp_path: Pat
 
 
 async def test_a_bad_csr_is_refused_with_its_reason_and_the_child_serves_on(tmp_path: Path) -> None:
-    signer = Signer(MasterPKI.load_or_create(tmp_path).signing_pair)
+    signer = Signer()
+    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
     try:
         with pytest.raises(CredentialsError, match="not a valid PEM CSR"):
             await signer.sign_agent("web-1", b"\x00\xffnot a csr")
@@ -60,7 +62,8 @@ async def test_a_bad_csr_is_refused_with_its_reason_and_the_child_serves_on(tmp_
 
 
 async def test_a_killed_child_is_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
-    signer = Signer(MasterPKI.load_or_create(tmp_path).signing_pair)
+    signer = Signer()
+    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
     try:
         await signer.sign_agent("web-1", _csr("web-1"))
         assert signer._child is not None
@@ -75,7 +78,8 @@ async def test_a_killed_child_is_replaced_and_nothing_is_lost(tmp_path: Path) ->
 
 
 async def test_a_join_cancelled_mid_signature_never_hands_its_certificate_to_the_next(tmp_path: Path) -> None:
-    signer = Signer(MasterPKI.load_or_create(tmp_path).signing_pair)
+    signer = Signer()
+    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
     try:
         await signer.sign_agent("warm-1", _csr("warm-1"))  # the child is up: the next request is in flight at once
         abandoned = asyncio.create_task(signer.sign_agent("web-1", _csr("web-1")))
@@ -89,16 +93,36 @@ async def test_a_join_cancelled_mid_signature_never_hands_its_certificate_to_the
         await signer.close()
 
 
-async def test_the_ca_is_made_in_a_child_once(tmp_path: Path) -> None:
-    await create_pki(tmp_path)
-    pki = MasterPKI.load(tmp_path)
-    await create_pki(tmp_path)  # it holds one: left alone
-    assert MasterPKI.load(tmp_path).ca_pem == pki.ca_pem
+async def test_the_ca_is_made_by_the_child_that_then_signs_the_first_joins(tmp_path: Path) -> None:
+    signer = Signer()
+    try:
+        await signer.create_pki(tmp_path)
+        pki = MasterPKI.load(tmp_path)
+        child = signer._child
+        await signer.create_pki(tmp_path)  # it holds one: left alone
+        assert MasterPKI.load(tmp_path).ca_pem == pki.ca_pem
+        signer.use(pki.signing_pair)
+        pem, _ = await signer.sign_agent("web-1", _csr("web-1"))
+        ca.load_cert(pem).verify_directly_issued_by(ca.load_cert(pki.ca_pem))
+        assert signer._child is child, "one child for the CA and the joins after it"
+    finally:
+        await signer.close()
+
+
+async def test_no_join_is_signed_before_the_master_has_its_key(tmp_path: Path) -> None:
+    signer = Signer()
+    with pytest.raises(SlothError, match="no signing key yet"):
+        await signer.sign_agent("web-1", _csr("web-1"))
+    assert not signer.running
 
 
 async def test_a_pki_dir_without_a_ca_is_reported_not_replaced(tmp_path: Path) -> None:
     (tmp_path / "pki").mkdir(mode=0o700)
     (tmp_path / "pki" / "stray").write_text("x")
-    with pytest.raises(CredentialsError, match="holds no CA"):
-        await create_pki(tmp_path)
+    signer = Signer()
+    try:
+        with pytest.raises(CredentialsError, match="holds no CA"):
+            await signer.create_pki(tmp_path)
+    finally:
+        await signer.close()
     assert (tmp_path / "pki" / "stray").read_text() == "x"
