@@ -187,6 +187,11 @@ def _create(data_dir: str) -> dict[str, Any]:
 
 def main() -> int:
     """Answer the master's requests on stdin until it closes it."""
+    import signal
+
+    # A Ctrl-C in the master's terminal reaches its whole process group: the
+    # master ends this child by closing its stdin, without a traceback here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from sloth_core.names import validate_agent_name
 
     from . import ca
