@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sloth_core.errors import CredentialsError, SlothError
+from sloth_core.harness import wait_until
 from sloth_core.security import ca
 from sloth_core.security.pki import MasterPKI
 from sloth_core.security.signer import Signer
@@ -36,8 +37,7 @@ async def test_joins_are_signed_by_one_child_that_leaves_when_idle(tmp_path: Pat
             assert cert.subject.rfc4514_string() == f"CN=agent:{name}"
         assert ca.load_cert(first_pem).serial_number == first_serial
 
-        while signer.running:
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: not signer.running, timeout=10, what="the idle child to be let go")
         assert child is not None
         assert await asyncio.wait_for(child.wait(), 5) == 0, "it exits on its own once let go"
         third_pem, _ = await signer.sign_agent("web-3", _csr("web-3"))  # and the next join starts another
