@@ -28,7 +28,7 @@ async def join_once(master: str, token: str, name: str, data_dir: Path) -> None:
     """Join ``master`` as ``name`` in a child process; raises the typed error it met."""
     env = {**os.environ, TOKEN_ENV: token}
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sloth_core.agent.joining", master, name, str(data_dir),
+        sys.executable, "-P", "-m", "sloth_core.agent.joining", master, name, str(data_dir),
         env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await child.communicate()

@@ -149,7 +149,7 @@ def launch(kind: str, argv: list[str], what: str, secret: str | None = None) -> 
     os.fchmod(fd, 0o600)  # start-up errors may quote a command line: owner only
     with open(fd, "wb") as out, secret_pipe(secret) as (secret_args, secret_fds):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sloth_core.cli", *args, *secret_args],
+            [sys.executable, "-P", "-m", "sloth_core.cli", *args, *secret_args],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             start_new_session=True, close_fds=True, pass_fds=secret_fds,
         )

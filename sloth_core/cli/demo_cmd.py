@@ -87,7 +87,7 @@ def demo(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True)
     port, port_note = _choose_port(args.port)
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
-    exe = [sys.executable, "-m", "sloth_core.cli"]
+    exe = [sys.executable, "-P", "-m", "sloth_core.cli"]
     keep_logs = False
 
     def spawn(argv: list[str], log_name: str) -> subprocess.Popen[bytes]:

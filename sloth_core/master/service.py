@@ -96,18 +96,40 @@ def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncI
     return wrapper
 
 
+#: How long a call whose caller streams may take to send its opening message (callers send it at once).
+OPENING_MESSAGE_S = 30.0
+
+
+async def _opening_message(context: grpc.aio.ServicerContext) -> Any:
+    """The call's first message, or a typed error: none in time, or one that does not decode."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        return await asyncio.wait_for(context.read(), OPENING_MESSAGE_S)
+    except TimeoutError:
+        raise errors.UsageError(
+            f"the call must start with its request; none came within {OPENING_MESSAGE_S:g} s"
+        ) from None
+    except DecodeError:
+        raise errors.InvalidArgumentError("the call's first message is not a valid request") from None
+
+
 def opened_by_a_message(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
     """:func:`streaming`, for a call whose caller streams too: ``method`` gets the call's first message.
 
     It is read before anything may refuse the call (busy, not an admin): a
     refusal that crosses the caller's first write reaches the caller as
-    INTERNAL "Internal error from Core" (grpc 1.85), not as its reason.
+    INTERNAL "Internal error from Core" (grpc 1.85), not as its reason. A
+    caller that sends nothing is refused after :data:`OPENING_MESSAGE_S`.
     """
     inner = streaming(method)
 
     @functools.wraps(method)
     async def wrapper(self: Any, request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        first = await context.read()
+        try:
+            first = await _opening_message(context)
+        except errors.SlothError as exc:
+            await abort(context, exc)
         async for item in inner(self, first, context):
             yield item
 

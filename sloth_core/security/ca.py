@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -233,11 +233,12 @@ def public_key_from_csr(csr_pem: bytes, name: str, kind: str = "agent") -> ec.El
         raise CredentialsError("certificate request is not a valid PEM CSR") from None
     try:
         signature_ok = csr.is_signature_valid
-    except (ValueError, InvalidSignature):
-        signature_ok = False
+        key = csr.public_key()
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        # A key type or curve cryptography cannot even read is a bad CSR, not a crash.
+        raise CredentialsError("certificate request key must be ECDSA P-256") from None
     if not signature_ok:
         raise CredentialsError("certificate request signature is invalid")
-    key = csr.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise CredentialsError("certificate request key must be ECDSA P-256")
     common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class Signer:
         self._idle: asyncio.TimerHandle | None = None
         self._leaving: set[asyncio.Task[None]] = set()
         self._asked = 0  # requests sent; each answer carries its request's number
+        self._closed = False
 
     @property
     def running(self) -> bool:
@@ -78,6 +80,8 @@ class Signer:
 
     async def _request(self, request: dict[str, str]) -> dict[str, Any]:
         async with self._lock:
+            if self._closed:
+                raise errors.SlothError("the master is stopping: it makes no more certificates")
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
@@ -88,6 +92,9 @@ class Signer:
 
     async def _ask(self, request: dict[str, str]) -> dict[str, Any]:
         for _ in range(ATTEMPTS):
+            # A child that was up may have died idle: another is tried. One
+            # started for this request that dies would die again.
+            fresh = self._child is None
             child = self._child or await self._start()
             assert child.stdin is not None and child.stdout is not None
             self._asked += 1
@@ -110,17 +117,28 @@ class Signer:
             answer = _parsed(line)
             if answer is not None and answer.pop("id", None) == self._asked:
                 return answer
-            log.warning("the certificate signer (pid %d) gave no answer; starting another", child.pid)
+            log.warning("the certificate signer (pid %d) gave no answer", child.pid)
             self._let_go(child, kill=True)
-        raise errors.SlothError("the master could not make a certificate: its signer process keeps failing (see its log)")
+            if fresh:
+                break
+        raise errors.SlothError(
+            "the master could not make a certificate: its signer process failed (its error is in the master's output)"
+        )
 
     async def _start(self) -> asyncio.subprocess.Process:
-        # Its stderr is the master's: a traceback there lands in the master's log.
-        self._child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sloth_core.security.signer",
+        child = await asyncio.create_subprocess_exec(
+            # -P: the current directory is not on its import path (it is handed the CA's key).
+            sys.executable, "-P", "-m", "sloth_core.security.signer",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            # Its stderr is the master's. Its own session: a Ctrl-C in the
+            # master's terminal is the master's to handle (it closes the child's stdin).
+            start_new_session=True,
         )
-        return self._child
+        self._child = child
+        if self._closed:  # close() ran while it started
+            self._let_go(child, kill=True)
+            raise errors.SlothError("the master is stopping: it makes no more certificates")
+        return child
 
     def _retire(self) -> None:
         self._idle = None
@@ -148,7 +166,8 @@ class Signer:
             await child.wait()
 
     async def close(self) -> None:
-        """End the child (if any) and wait for it."""
+        """End the child (if any) and wait for it; no request is served after it."""
+        self._closed = True
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -187,11 +206,6 @@ def _create(data_dir: str) -> dict[str, Any]:
 
 def main() -> int:
     """Answer the master's requests on stdin until it closes it."""
-    import signal
-
-    # A Ctrl-C in the master's terminal reaches its whole process group: the
-    # master ends this child by closing its stdin, without a traceback here.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from sloth_core.names import validate_agent_name
 
     from . import ca
@@ -214,8 +228,15 @@ def main() -> int:
                 answer = {"cert": ca.cert_to_pem(issued).decode(), "serial": issued.serial_number}
         except errors.SlothError as exc:
             answer = json.loads(errors.error_report(exc))
-        sys.stdout.write(json.dumps({**answer, "id": request["id"]}) + "\n")
-        sys.stdout.flush()
+        except Exception as exc:  # a bug or a CSR nobody foresaw: this request fails, the child serves on
+            log.exception("certificate request %s failed", request.get("id"))
+            answer = json.loads(errors.error_report(errors.SlothError(f"the master could not make this certificate ({type(exc).__name__})")))
+        try:
+            sys.stdout.write(json.dumps({**answer, "id": request["id"]}) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # the master is gone; nothing is left to say, not even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     return 0
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import os
 import signal
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from sloth_core.errors import CredentialsError, SlothError
 from sloth_core.harness import wait_until
@@ -20,6 +24,16 @@ pytestmark = pytest.mark.timeout(30)
 
 def _csr(name: str) -> bytes:
     return ca.build_csr(ca.generate_key(), name)
+
+
+def _csr_with_unknown_key_algorithm(name: str) -> bytes:
+    """A CSR whose key's algorithm OID is one cryptography cannot read (id-ecPublicKey's last arc changed)."""
+    der = x509.load_pem_x509_csr(_csr(name)).public_bytes(serialization.Encoding.DER)
+    ec_public_key = bytes.fromhex("06072A8648CE3D0201")
+    assert der.count(ec_public_key) == 1
+    der = der.replace(ec_public_key, bytes.fromhex("06072A8648CE3D0207"))
+    body = base64.encodebytes(der).decode()
+    return f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n".encode()
 
 
 async def test_joins_are_signed_by_one_child_that_leaves_when_idle(tmp_path: Path) -> None:
@@ -59,6 +73,32 @@ async def test_a_bad_csr_is_refused_with_its_reason_and_the_child_serves_on(tmp_
         assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-1"
     finally:
         await signer.close()
+
+
+async def test_a_csr_cryptography_cannot_read_is_refused_and_the_child_serves_on(tmp_path: Path) -> None:
+    signer = Signer()
+    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
+    try:
+        await signer.sign_agent("web-1", _csr("web-1"))
+        child = signer._child
+        with pytest.raises(CredentialsError, match="must be ECDSA P-256"):
+            await signer.sign_agent("web-2", _csr_with_unknown_key_algorithm("web-2"))
+        await signer.sign_agent("web-3", _csr("web-3"))
+        assert signer._child is child
+    finally:
+        await signer.close()
+
+
+async def test_nothing_is_signed_once_closed_and_no_child_is_left(tmp_path: Path) -> None:
+    signer = Signer()
+    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
+    asking = asyncio.create_task(signer.sign_agent("web-1", _csr("web-1")))
+    await signer.close()
+    with contextlib.suppress(SlothError, asyncio.CancelledError):
+        await asking
+    with pytest.raises(SlothError, match="the master is stopping"):
+        await signer.sign_agent("web-2", _csr("web-2"))
+    await wait_until(lambda: not signer.running, timeout=10, what="no child")
 
 
 async def test_a_killed_child_is_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
