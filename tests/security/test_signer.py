@@ -7,6 +7,7 @@ import base64
 import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,17 @@ from sloth_core.security.pki import MasterPKI
 from sloth_core.security.signer import Signer
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+async def signer(tmp_path: Path) -> AsyncIterator[Signer]:
+    """A signer with a fresh CA's signing pair; closed (its child reaped) after the test."""
+    made = Signer()
+    made.use(MasterPKI.load_or_create(tmp_path).signing_pair)
+    try:
+        yield made
+    finally:
+        await made.close()
 
 
 def _csr(name: str) -> bytes:
@@ -61,32 +73,22 @@ async def test_joins_are_signed_by_one_child_that_leaves_when_idle(tmp_path: Pat
     assert not signer.running
 
 
-async def test_a_bad_csr_is_refused_with_its_reason_and_the_child_serves_on(tmp_path: Path) -> None:
-    signer = Signer()
-    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
-    try:
-        with pytest.raises(CredentialsError, match="not a valid PEM CSR"):
-            await signer.sign_agent("web-1", b"\x00\xffnot a csr")
-        with pytest.raises(CredentialsError):
-            await signer.sign_agent("web-1", _csr("web-2"))  # the CSR names someone else
-        pem, _ = await signer.sign_agent("web-1", _csr("web-1"))
-        assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-1"
-    finally:
-        await signer.close()
+async def test_a_bad_csr_is_refused_with_its_reason_and_the_child_serves_on(signer: Signer) -> None:
+    with pytest.raises(CredentialsError, match="not a valid PEM CSR"):
+        await signer.sign_agent("web-1", b"\x00\xffnot a csr")
+    with pytest.raises(CredentialsError):
+        await signer.sign_agent("web-1", _csr("web-2"))  # the CSR names someone else
+    pem, _ = await signer.sign_agent("web-1", _csr("web-1"))
+    assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-1"
 
 
-async def test_a_csr_cryptography_cannot_read_is_refused_and_the_child_serves_on(tmp_path: Path) -> None:
-    signer = Signer()
-    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
-    try:
-        await signer.sign_agent("web-1", _csr("web-1"))
-        child = signer._child
-        with pytest.raises(CredentialsError, match="must be ECDSA P-256"):
-            await signer.sign_agent("web-2", _csr_with_unknown_key_algorithm("web-2"))
-        await signer.sign_agent("web-3", _csr("web-3"))
-        assert signer._child is child
-    finally:
-        await signer.close()
+async def test_a_csr_cryptography_cannot_read_is_refused_and_the_child_serves_on(signer: Signer) -> None:
+    await signer.sign_agent("web-1", _csr("web-1"))
+    child = signer._child
+    with pytest.raises(CredentialsError, match="must be ECDSA P-256"):
+        await signer.sign_agent("web-2", _csr_with_unknown_key_algorithm("web-2"))
+    await signer.sign_agent("web-3", _csr("web-3"))
+    assert signer._child is child
 
 
 async def test_nothing_is_signed_once_closed_and_no_child_is_left(tmp_path: Path) -> None:
@@ -101,36 +103,26 @@ async def test_nothing_is_signed_once_closed_and_no_child_is_left(tmp_path: Path
     await wait_until(lambda: not signer.running, timeout=10, what="no child")
 
 
-async def test_a_killed_child_is_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
-    signer = Signer()
-    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
-    try:
-        await signer.sign_agent("web-1", _csr("web-1"))
-        assert signer._child is not None
-        killed = signer._child
-        os.kill(killed.pid, signal.SIGKILL)
-        await killed.wait()
-        pem, _ = await signer.sign_agent("web-2", _csr("web-2"))
-        assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-2"
-        assert signer._child is not killed
-    finally:
-        await signer.close()
+async def test_a_killed_child_is_replaced_and_nothing_is_lost(signer: Signer) -> None:
+    await signer.sign_agent("web-1", _csr("web-1"))
+    assert signer._child is not None
+    killed = signer._child
+    os.kill(killed.pid, signal.SIGKILL)
+    await killed.wait()
+    pem, _ = await signer.sign_agent("web-2", _csr("web-2"))
+    assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-2"
+    assert signer._child is not killed
 
 
-async def test_a_join_cancelled_mid_signature_never_hands_its_certificate_to_the_next(tmp_path: Path) -> None:
-    signer = Signer()
-    signer.use(MasterPKI.load_or_create(tmp_path).signing_pair)
-    try:
-        await signer.sign_agent("warm-1", _csr("warm-1"))  # the child is up: the next request is in flight at once
-        abandoned = asyncio.create_task(signer.sign_agent("web-1", _csr("web-1")))
-        await asyncio.sleep(0)  # it has written its request and waits for the answer
-        abandoned.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await abandoned
-        pem, _ = await signer.sign_agent("web-2", _csr("web-2"))
-        assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-2"
-    finally:
-        await signer.close()
+async def test_a_join_cancelled_mid_signature_never_hands_its_certificate_to_the_next(signer: Signer) -> None:
+    await signer.sign_agent("warm-1", _csr("warm-1"))  # the child is up: the next request is in flight at once
+    abandoned = asyncio.create_task(signer.sign_agent("web-1", _csr("web-1")))
+    await asyncio.sleep(0)  # it has written its request and waits for the answer
+    abandoned.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    pem, _ = await signer.sign_agent("web-2", _csr("web-2"))
+    assert ca.load_cert(pem).subject.rfc4514_string() == "CN=agent:web-2"
 
 
 async def test_the_ca_is_made_by_the_child_that_then_signs_the_first_joins(tmp_path: Path) -> None:
