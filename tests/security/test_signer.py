@@ -116,8 +116,10 @@ async def test_a_killed_child_is_replaced_and_nothing_is_lost(signer: Signer) ->
 
 async def test_a_join_cancelled_mid_signature_never_hands_its_certificate_to_the_next(signer: Signer) -> None:
     await signer.sign_agent("warm-1", _csr("warm-1"))  # the child is up: the next request is in flight at once
+    asked = signer._asked
     abandoned = asyncio.create_task(signer.sign_agent("web-1", _csr("web-1")))
-    await asyncio.sleep(0)  # it has written its request and waits for the answer
+    # Its request is written (in the same step as it is counted) and it waits for the answer.
+    await wait_until(lambda: signer._asked > asked, timeout=10, what="the request to be sent", interval=0)
     abandoned.cancel()
     with pytest.raises(asyncio.CancelledError):
         await abandoned
